@@ -1,0 +1,57 @@
+"""`probe emulator` / `python -m emulator`: run the local stand-in of the dataplatform."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from aiohttp import web
+
+from emulator.faults import FaultError, Faults
+from emulator.options import add_arguments
+from emulator.server import Emulator, Settings
+
+
+def build(args: argparse.Namespace) -> Emulator:
+    datasets: dict[str, set[str]] = {}
+    for spec in args.dataset or ["probe-dataset/1"]:
+        name, _, version = spec.partition("/")
+        datasets.setdefault(name, set()).add(version or "1")
+    settings = Settings(
+        realm=args.realm,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        datasets=datasets,
+        webhook_tokens={name: args.webhook_token for name in datasets},
+        idle_close_seconds=args.idle_close_seconds,
+        max_connection_seconds=args.max_connection_seconds,
+    )
+    changes = json.loads(args.faults)
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return Emulator(settings, Faults().updated(changes))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s emulator %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    try:
+        emulator = build(args)
+    except (ValueError, FaultError) as exc:
+        print(f"probe emulator: {exc}", file=sys.stderr)
+        return 2
+    print(f"emulator listening on http://{args.host}:{args.port}", flush=True)
+    web.run_app(emulator.app(), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator")
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

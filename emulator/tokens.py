@@ -1,0 +1,59 @@
+"""Keycloak-like access tokens: RS256-signed JWTs issued and checked by the emulator.
+
+A real signature (not an opaque string) so that a forged or tampered token is
+rejected for the same reason the real platform would reject it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from jwcrypto import jwk, jws, jwt
+
+
+class TokenInvalid(Exception):
+    """The bearer token is missing, malformed, forged or expired."""
+
+
+class TokenIssuer:
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+        self._key = jwk.JWK.generate(kty="RSA", size=2048, kid=uuid.uuid4().hex)
+        self._valid: dict[str, float] = {}  # token -> exp; verifying RSA per request is the hot path
+
+    def issue(self, client_id: str, lifetime: float) -> tuple[str, int]:
+        now = time.time()
+        exp = now + lifetime
+        claims = {
+            "exp": exp,
+            "iat": int(now),
+            "jti": uuid.uuid4().hex,
+            "iss": self.issuer,
+            "azp": client_id,
+            "typ": "Bearer",
+            "scope": "openid",
+        }
+        token = jwt.JWT(header={"alg": "RS256", "typ": "JWT", "kid": self._key.key_id}, claims=claims)
+        token.make_signed_token(self._key)
+        text = token.serialize()
+        self._valid[text] = exp
+        return text, max(1, round(lifetime))
+
+    def verify(self, token: str) -> dict:
+        """Claims of a valid token; TokenInvalid otherwise."""
+        exp = self._valid.get(token)
+        if exp is None:
+            try:
+                parsed = jws.JWS()
+                parsed.deserialize(token)
+                parsed.verify(self._key, alg="RS256")
+                claims = json.loads(parsed.payload)
+                exp = float(claims["exp"])
+            except Exception as exc:  # any parse or signature failure means "invalid"
+                raise TokenInvalid(type(exc).__name__) from None
+        if exp <= time.time():
+            self._valid.pop(token, None)
+            raise TokenInvalid("expired")
+        return {"exp": exp}

@@ -1,0 +1,436 @@
+"""All configuration parsing and validation: probe.yaml plus environment overrides.
+
+One table (FIELDS) says, for every setting, its YAML key, its environment variable,
+its type, its default and whether it is a secret. Everything else (parsing, the
+one-line errors, `probe config check`, the README table) is derived from it, so a
+setting cannot be documented in one place and parsed differently in another.
+
+Precedence, highest first: environment variable, YAML file, the preset of the
+selected environment (local/dev/prod), the built-in default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_CONFIG_PATH = "probe.yaml"
+REDACTED = "<redacted>"
+
+# Demo credentials of the local emulator: not secrets, they only open the emulator.
+LOCAL_CLIENT_ID = "dataplatform-probe"
+LOCAL_CLIENT_SECRET = "local-demo-secret"
+LOCAL_WEBHOOK_TOKEN = "00000000-0000-4000-8000-000000000001"
+LOCAL_EMULATOR_PORT = 8081
+
+# Platform URLs per ORIGO_ENVIRONMENT (../shared/platform-contract.md sections 1-3).
+PRESETS: dict[str, dict[str, str]] = {
+    "local": {
+        "keycloak_server": f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}/auth",
+        "collector_url": f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}/event-collector/event/{{dataset_id}}/{{version}}",
+        "websocket_url": f"ws://127.0.0.1:{LOCAL_EMULATOR_PORT}/event-data-subscription",
+        "client_id": LOCAL_CLIENT_ID,
+        "client_secret": LOCAL_CLIENT_SECRET,
+        "webhook_token": LOCAL_WEBHOOK_TOKEN,
+    },
+    "dev": {
+        "keycloak_server": "https://login-test.oslo.kommune.no/auth",
+        "collector_url": "https://api.data-dev.oslo.systems/event-collector/event/{dataset_id}/{version}",
+        "websocket_url": "wss://ws.data-dev.oslo.systems/event-data-subscription",
+    },
+    "prod": {
+        "keycloak_server": "https://login.oslo.kommune.no/auth",
+        "collector_url": "https://api.data.oslo.systems/event-collector/event/{dataset_id}/{version}",
+        "websocket_url": "wss://ws.data.oslo.systems/event-data-subscription",
+    },
+}
+
+DEFAULT_LATENCY_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+    7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+)  # fmt: skip
+
+
+class ConfigError(Exception):
+    """A setting is wrong; str() is the one line shown to the operator."""
+
+
+@dataclass(frozen=True)
+class Config:
+    environment: str
+    dataset_id: str
+    dataset_version: str
+    collector_url: str
+    websocket_url: str
+    webhook_token: str
+    auth_enabled: bool
+    keycloak_server: str
+    keycloak_realm: str
+    client_id: str
+    client_secret: str
+    authorizer_api: str
+    xray_enabled: bool
+    event_interval_seconds: float
+    max_consecutive_errors: int
+    post_timeout_seconds: float
+    post_concurrency: int
+    token_refresh_margin_seconds: float
+    startup_wait_seconds: float
+    loss_timeout_seconds: float
+    ping_interval_seconds: float
+    pong_timeout_seconds: float
+    reconnect_max_seconds: float
+    max_message_bytes: int
+    latency_buckets: tuple[float, ...]
+    retention_seconds: float
+    db_path: str
+    metrics_dir: str
+    metrics_host: str
+    metrics_port: int
+    ready_max_post_age_seconds: float
+    log_format: str
+    log_level: str
+
+    def collector_endpoint(self) -> str:
+        return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
+
+    def token_url(self) -> str:
+        return f"{self.keycloak_server.rstrip('/')}/realms/{self.keycloak_realm}/protocol/openid-connect/token"
+
+    def secrets(self) -> list[str]:
+        """Values that must never be printed (fed to the log redaction filter)."""
+        return [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
+
+    def redacted(self) -> dict[str, Any]:
+        secret = {f.name for f in FIELDS if f.secret}
+        return {
+            f.name: (REDACTED if f.name in secret and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
+
+
+# ---- value parsers: each takes a raw value (str from env, anything from YAML) ----
+
+
+def _number(raw: Any, *, integer: bool) -> float | int:
+    if isinstance(raw, bool):
+        raise ValueError
+    if isinstance(raw, (int, float)):
+        value = raw
+    elif isinstance(raw, str):
+        value = int(raw.strip()) if integer else float(raw.strip())
+    else:
+        raise ValueError
+    if integer and (not isinstance(value, int) and not float(value).is_integer()):
+        raise ValueError
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError
+    return int(value) if integer else float(value)
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, (dict, list, bool)) or raw is None:
+        raise ValueError
+    return str(raw).strip()
+
+
+def _buckets(raw: Any) -> tuple[float, ...]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError
+    values = tuple(float(_number(v, integer=False)) for v in items)
+    if any(v <= 0 for v in values) or list(values) != sorted(set(values)):
+        raise ValueError
+    return values
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    yaml: str  # dotted path in probe.yaml
+    env: str
+    kind: str  # float, int, bool, str, choice, url, buckets
+    default: Any
+    help: str
+    secret: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_min: bool = False
+    choices: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = ()
+    file_env: str = ""  # env var naming a file that holds the value (secrets)
+
+    def expected(self) -> str:
+        if self.kind in ("float", "int"):
+            what = "a whole number" if self.kind == "int" else "a number (fractions allowed)"
+            if self.minimum is not None:
+                what += f" {'>' if self.exclusive_min else '>='} {self.minimum:g}"
+            if self.maximum is not None:
+                what += f" and <= {self.maximum:g}"
+            return what
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "url":
+            return "a URL starting with " + " or ".join(f"{s}://" for s in self.schemes)
+        if self.kind == "buckets":
+            return "an increasing list of positive seconds, e.g. 0.05,0.1,0.5,1"
+        return "a non-empty text"
+
+    def parse(self, raw: Any) -> Any:
+        """Convert and check one raw value; ValueError means 'not what is expected'."""
+        if self.kind in ("float", "int"):
+            value = _number(raw, integer=self.kind == "int")
+            low_bad = self.minimum is not None and (
+                value <= self.minimum if self.exclusive_min else value < self.minimum
+            )
+            if low_bad or (self.maximum is not None and value > self.maximum):
+                raise ValueError
+            return value
+        if self.kind == "bool":
+            return _bool(raw)
+        if self.kind == "buckets":
+            return _buckets(raw)
+        value = _text(raw)
+        if self.kind == "choice" and value not in self.choices:
+            raise ValueError
+        if self.kind == "url" and value:
+            parts = urlsplit(value)
+            if parts.scheme not in self.schemes or not parts.netloc:
+                raise ValueError
+        return value
+
+
+def _f(name: str, yaml_key: str, env: str, kind: str, default: Any, help: str, **kw: Any) -> Field:
+    return Field(name, yaml_key, env, kind, default, help, **kw)
+
+
+FIELDS: tuple[Field, ...] = (
+    _f("environment", "environment", "ORIGO_ENVIRONMENT", "choice", "local",
+       "Which platform: `local` (the emulator), `dev` or `prod` (the contract's URLs).",
+       choices=("local", "dev", "prod")),
+    _f("dataset_id", "dataset.id", "DATASET_ID", "str", "probe-dataset", "Dataset the events are posted to."),
+    _f("dataset_version", "dataset.version", "DATASET_VERSION", "str", "1", "Dataset version (a string)."),
+    _f("collector_url", "collector.url", "COLLECTOR_URL", "url", None,
+       "Collector URL template with `{dataset_id}` and `{version}`; default from the environment.",
+       schemes=("http", "https")),
+    _f("post_timeout_seconds", "collector.post_timeout_seconds", "POST_TIMEOUT_SECONDS", "float", 10.0,
+       "Deadline of one post including its retries.", minimum=0, exclusive_min=True, maximum=300),
+    _f("post_concurrency", "collector.max_in_flight", "POST_CONCURRENCY", "int", 8,
+       "Posts allowed in flight at once (a hanging collector never delays the schedule).",
+       minimum=1, maximum=256),
+    _f("websocket_url", "websocket.url", "WEBSOCKET_URL", "url", None,
+       "Websocket subscription URL (without query); default from the environment.", schemes=("ws", "wss")),
+    _f("webhook_token", "websocket.webhook_token", "WEBHOOK_TOKEN", "str", None,
+       "Read token of the dataset's subscription.", secret=True, file_env="WEBHOOK_TOKEN_FILE"),
+    _f("ping_interval_seconds", "websocket.ping_interval_seconds", "PING_INTERVAL_SECONDS", "float", 10.0,
+       "How often the listener pings.", minimum=0, exclusive_min=True, maximum=3600),
+    _f("pong_timeout_seconds", "websocket.pong_timeout_seconds", "PONG_TIMEOUT_SECONDS", "float", 5.0,
+       "A pong missing this long marks the connection dead (must be < ping interval).",
+       minimum=0, exclusive_min=True, maximum=3600),
+    _f("reconnect_max_seconds", "websocket.reconnect_max_seconds", "RECONNECT_MAX_SECONDS", "float", 30.0,
+       "Cap of the reconnect backoff.", minimum=0.1, maximum=3600),
+    _f("max_message_bytes", "websocket.max_message_bytes", "MAX_MESSAGE_BYTES", "int", 65536,
+       "A message larger than this is counted malformed.", minimum=64, maximum=64 * 1024 * 1024),
+    _f("auth_enabled", "auth.enabled", "AUTH_ENABLED", "bool", True,
+       "Fetch a Keycloak token for the collector; off for collectors that need none."),
+    _f("keycloak_server", "auth.keycloak_server", "KEYCLOAK_SERVER", "url", None,
+       "Keycloak server URL including `/auth`; default from the environment.", schemes=("http", "https")),
+    _f("keycloak_realm", "auth.realm", "KEYCLOAK_REALM", "str", "api-catalog", "Keycloak realm."),
+    _f("client_id", "auth.client_id", "ORIGO_CLIENT_ID", "str", None, "Client id (client-credentials grant)."),
+    _f("client_secret", "auth.client_secret", "ORIGO_CLIENT_SECRET", "str", None,
+       "Client secret.", secret=True, file_env="ORIGO_CLIENT_SECRET_FILE"),
+    _f("token_refresh_margin_seconds", "auth.refresh_margin_seconds", "TOKEN_REFRESH_MARGIN_SECONDS", "float",
+       30.0, "Renew the token this long before it expires.", minimum=0, maximum=3600),
+    _f("authorizer_api", "auth.authorizer_api", "AUTHORIZER_API", "str", "",
+       "Accepted for compatibility with the original; the probe never calls it."),
+    _f("xray_enabled", "aws_xray_sdk_enabled", "AWS_XRAY_SDK_ENABLED", "bool", False,
+       "Accepted for compatibility; X-Ray tracing is not built in (a warning is logged when true)."),
+    _f("event_interval_seconds", "sender.event_interval_seconds", "EVENT_INTERVAL_SECONDS", "float", 10.0,
+       "Time between two events (fixed rate from the first send).", minimum=0, exclusive_min=True,
+       maximum=86400),
+    _f("max_consecutive_errors", "sender.max_consecutive_errors", "MAX_CONSECUTIVE_ERRORS", "int", 10,
+       "Exit non-zero after this many failed posts in a row (0 disables).", minimum=0, maximum=1_000_000),
+    _f("startup_wait_seconds", "sender.startup_wait_seconds", "STARTUP_WAIT_SECONDS", "float", 30.0,
+       "How long the sender waits for the listener to subscribe before sending anyway.",
+       minimum=0, maximum=3600),
+    _f("loss_timeout_seconds", "listener.loss_timeout_seconds", "LOSS_TIMEOUT_SECONDS", "float", 300.0,
+       "An event missing this long after its send is judged lost (or unobserved).",
+       minimum=0, exclusive_min=True, maximum=7 * 86400),
+    _f("latency_buckets", "listener.latency_buckets", "LATENCY_BUCKETS", "buckets", DEFAULT_LATENCY_BUCKETS,
+       "Histogram buckets of probe_event_latency_seconds, in seconds."),
+    _f("retention_seconds", "store.retention_seconds", "RETENTION_SECONDS", "float", 7 * 86400.0,
+       "Judged events older than this are pruned from the store.", minimum=60, maximum=365 * 86400),
+    _f("db_path", "store.path", "PROBE_DB_PATH", "str", "var/probe.sqlite3", "The SQLite file both processes share."),
+    _f("metrics_dir", "metrics.multiproc_dir", "PROMETHEUS_MULTIPROC_DIR", "str", "var/metrics",
+       "prometheus_client multiprocess directory (wiped at stack start)."),
+    _f("metrics_host", "metrics.host", "METRICS_HOST", "str", "0.0.0.0", "Address the metrics endpoint binds."),
+    _f("metrics_port", "metrics.port", "METRICS_PORT", "int", 8000, "Port of /metrics, /healthz, /readyz.",
+       minimum=1, maximum=65535),
+    _f("ready_max_post_age_seconds", "metrics.ready_max_post_age_seconds", "READY_MAX_POST_AGE_SECONDS",
+       "float", 0.0, "/readyz wants a successful post this recent; 0 means 3 intervals + the post timeout.",
+       minimum=0, maximum=86400),
+    _f("log_format", "log.format", "LOG_FORMAT", "choice", "text", "`text` or `json` lines.",
+       choices=("text", "json")),
+    _f("log_level", "log.level", "LOG_LEVEL", "choice", "INFO", "Log level.",
+       choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+)  # fmt: skip
+
+_BY_YAML = {f.yaml: f for f in FIELDS}
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and any(k.startswith(path + ".") for k in _BY_YAML):
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read it ({exc.strerror}); set PROBE_CONFIG") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: not valid YAML; fix the syntax") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
+    values = _flatten(doc)
+    for key in values:
+        if key not in _BY_YAML:
+            raise ConfigError(f"{key} (in {path}): unknown setting; see the configuration table in README.md")
+    return values
+
+
+def _show(field: Field, raw: Any) -> str:
+    return REDACTED if field.secret else repr(raw)
+
+
+def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Config:
+    """Read, merge and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH)
+    explicit = bool(path or env.get("PROBE_CONFIG"))
+    from_file = _read_yaml(config_path) if (explicit or config_path.exists()) else {}
+
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for field in FIELDS:
+        raw, where = None, ""
+        if field.file_env and env.get(field.file_env):
+            file_path = env[field.file_env]
+            try:
+                raw, where = (
+                    Path(file_path).read_text(encoding="utf-8").strip(),
+                    f"file named by {field.file_env}",
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"{field.file_env} (environment variable): cannot read {file_path} ({exc.strerror}); "
+                    "point it at a readable file"
+                ) from None
+        elif field.env in env:
+            raw, where = env[field.env], "environment variable"
+        elif field.yaml in from_file:
+            raw, where = from_file[field.yaml], f"in {config_path}"
+        if raw is None:
+            continue
+        try:
+            values[field.name] = field.parse(raw)
+        except (ValueError, TypeError):
+            label = (
+                field.file_env if where.startswith("file") else (field.env if "environment" in where else field.yaml)
+            )
+            raise ConfigError(f"{label} ({where}) = {_show(field, raw)}: expected {field.expected()}") from None
+        origin[field.name] = where
+
+    environment = values.get("environment", "local")
+    preset = PRESETS[environment]
+    for field in FIELDS:
+        if field.name not in values:
+            values[field.name] = preset.get(field.name, field.default)
+            origin[field.name] = f"{environment} preset" if field.name in preset else "default"
+
+    return _validate(Config(**values), origin, config_path)
+
+
+def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
+    by_name = {f.name: f for f in FIELDS}
+
+    def fail(name: str, message: str) -> ConfigError:
+        field = by_name[name]
+        where = origin.get(name, "default")
+        label = field.yaml if where.startswith("in ") else field.env
+        return ConfigError(f"{label} ({where}): {message}")
+
+    if not cfg.dataset_id:
+        raise fail("dataset_id", "must not be empty; set DATASET_ID")
+    if not cfg.webhook_token:
+        raise fail("webhook_token", "missing; set WEBHOOK_TOKEN or WEBHOOK_TOKEN_FILE (the dataset's read token)")
+    if cfg.auth_enabled:
+        for name in ("client_id", "client_secret"):
+            if not getattr(cfg, name):
+                field = by_name[name]
+                hint = f" or {field.file_env}" if field.file_env else ""
+                raise fail(name, f"missing while auth is on; set {field.env}{hint}, or AUTH_ENABLED=false")
+        if not cfg.keycloak_server:
+            raise fail("keycloak_server", "missing while auth is on; set KEYCLOAK_SERVER")
+    for name in ("collector_url", "websocket_url"):
+        if not getattr(cfg, name):
+            raise fail(name, f"missing; set {by_name[name].env}")
+    try:
+        placeholders = {p for _, p, _, _ in string.Formatter().parse(cfg.collector_url) if p is not None}
+    except ValueError:
+        placeholders = {"?"}
+    if placeholders - {"dataset_id", "version"}:
+        raise fail("collector_url", "only the placeholders {dataset_id} and {version} are allowed")
+    if cfg.pong_timeout_seconds >= cfg.ping_interval_seconds:
+        raise fail("pong_timeout_seconds", "must be smaller than the ping interval (PING_INTERVAL_SECONDS)")
+    if cfg.loss_timeout_seconds <= cfg.post_timeout_seconds:
+        raise fail(
+            "loss_timeout_seconds",
+            "must exceed POST_TIMEOUT_SECONDS, or an event still being posted would be judged",
+        )
+    if cfg.retention_seconds <= cfg.loss_timeout_seconds:
+        raise fail("retention_seconds", "must exceed LOSS_TIMEOUT_SECONDS, or events are pruned before judged")
+    return cfg
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(yaml key, env var, default, help) rows, for the README and `probe config docs`."""
+    rows = []
+    for f in FIELDS:
+        default = "from environment" if f.default is None else f.default
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" for v in default)
+        env = f.env + (f" / {f.file_env}" if f.file_env else "")
+        rows.append((f.yaml, env, str(default), f.help))
+    return rows

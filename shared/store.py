@@ -1,0 +1,371 @@
+"""The SQLite event store shared by sender and listener: the only module with SQL.
+
+Why a store at all: the sender and the listener are separate processes that
+restart independently, and every event must be classified exactly once. So the
+send record, the receipt and the final judgement live in one file, and every
+change to an event is one short `BEGIN IMMEDIATE` transaction (see
+../shared/runtime-notes.md for why IMMEDIATE, WAL and autocommit).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class StoreError(Exception):
+    """The store file cannot be used; str() says why and what to do."""
+
+
+class EventState(StrEnum):
+    """Where an event is in its life. Final states: post_failed, received, late, lost, unobserved."""
+
+    PENDING = "pending"  # recorded, post outcome not known yet
+    POSTED = "posted"  # accepted by the collector, awaited at the far end
+    POST_FAILED = "post_failed"  # never accepted: not expected, never lost
+    RECEIVED = "received"
+    LATE = "late"  # first arrival after it was judged lost or unobserved
+    LOST = "lost"  # missing after the loss timeout while the listener was subscribed all along
+    UNOBSERVED = "unobserved"  # missing, but the probe was blind for part of the time
+
+
+class Arrival(StrEnum):
+    """What one received message of ours is."""
+
+    RECEIVED = "received"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ArrivalResult:
+    kind: Arrival
+    latency: float | None = None  # seconds, clamped at 0
+    clamped: bool = False  # receive time was before send time (a clock step)
+    out_of_order: bool = False
+    judged_as: str | None = None  # for LATE: what it had been judged
+
+
+@dataclass(frozen=True)
+class EventRow:
+    seqno: int
+    sent_at: float
+    state: str
+    post_error: str | None
+    latency: float | None
+    receive_count: int
+
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE events (
+        app_id        TEXT    NOT NULL,
+        seqno         INTEGER NOT NULL,
+        dataset       TEXT    NOT NULL,
+        version       TEXT    NOT NULL,
+        sent_at       REAL    NOT NULL,
+        post_state    TEXT    NOT NULL DEFAULT 'pending',  -- pending / ok / failed
+        post_error    TEXT,
+        posted_at     REAL,
+        state         TEXT    NOT NULL DEFAULT 'pending',
+        received_at   REAL,
+        latency       REAL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        judged_at     REAL,
+        PRIMARY KEY (app_id, seqno)
+    );
+    CREATE INDEX events_open ON events (state, sent_at);
+    CREATE TABLE subscriptions (
+        id              INTEGER PRIMARY KEY,
+        dataset         TEXT NOT NULL,
+        connected_at    REAL NOT NULL,
+        last_seen       REAL NOT NULL,
+        disconnected_at REAL
+    );
+    CREATE INDEX subscriptions_open ON subscriptions (disconnected_at);
+    """,
+}
+
+_OPEN_STATES = (EventState.PENDING.value, EventState.POSTED.value)
+_FINAL_STATES = tuple(s.value for s in EventState if s.value not in _OPEN_STATES)
+
+
+class Store:
+    """One connection to the shared file; safe to use from several threads of a process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA journal_size_limit=8388608")
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError(
+                    f"store {self.path} failed its integrity check ({check}); "
+                    "move it aside (VACUUM INTO a copy for analysis) and restart to begin a new one"
+                )
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"store {self.path} cannot be opened ({exc}); check PROBE_DB_PATH points at a "
+                "probe store on local disk, or move the file aside"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; IMMEDIATE takes the write lock up front."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version}, newer than this probe's "
+                f"{SCHEMA_VERSION}; run the newer probe or point PROBE_DB_PATH elsewhere"
+            )
+        if version == 0 and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            # WAL persists in the file; switch once, at creation, before any other user.
+            self._db.execute("PRAGMA journal_mode=WAL")
+        while version < SCHEMA_VERSION:
+            with self._write() as db:
+                current = db.execute("PRAGMA user_version").fetchone()[0]
+                if current == version:  # the other process may have migrated meanwhile
+                    for statement in _MIGRATIONS[version + 1].split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version={version + 1}")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    # ---- identity ----
+
+    def app_id(self) -> str:
+        """This instance's app_id: created once, then reused by both processes forever."""
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='app_id'").fetchone()
+            if row:
+                return row[0]
+            value = secrets.token_hex(4)
+            db.execute("INSERT INTO meta (key, value) VALUES ('app_id', ?)", (value,))
+            return value
+
+    # ---- sender side ----
+
+    def record_send(self, app_id: str, dataset: str, version: str, sent_at: float) -> int:
+        """Allocate the next seqno and record the event before it is posted."""
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key='next_seqno'").fetchone()
+            seqno = int(row[0]) if row else 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seqno', ?)", (str(seqno + 1),))
+            db.execute(
+                "INSERT INTO events (app_id, seqno, dataset, version, sent_at) VALUES (?, ?, ?, ?, ?)",
+                (app_id, seqno, dataset, version, sent_at),
+            )
+            return seqno
+
+    def record_post(self, app_id: str, seqno: int, ok: bool, error: str | None, at: float) -> None:
+        """Store a post's outcome; an event already received keeps its state."""
+        with self._write() as db:
+            db.execute(
+                """UPDATE events SET post_state = ?, post_error = ?, posted_at = ?,
+                          state = CASE WHEN state = 'pending' THEN ? ELSE state END
+                   WHERE app_id = ? AND seqno = ?""",
+                (
+                    "ok" if ok else "failed",
+                    error,
+                    at,
+                    EventState.POSTED.value if ok else EventState.POST_FAILED.value,
+                    app_id,
+                    seqno,
+                ),
+            )
+
+    def last_post(self) -> tuple[float | None, float | None]:
+        """(time of the newest successful post, time of the newest failed post)."""
+        row = self._read(
+            """SELECT (SELECT MAX(posted_at) FROM events WHERE post_state = 'ok'),
+                      (SELECT MAX(posted_at) FROM events WHERE post_state = 'failed')"""
+        )[0]
+        return row[0], row[1]
+
+    # ---- listener side: subscriptions ----
+
+    def subscription_opened(self, dataset: str, at: float) -> int:
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO subscriptions (dataset, connected_at, last_seen) VALUES (?, ?, ?)",
+                (dataset, at, at),
+            )
+            return int(cur.lastrowid)
+
+    def subscription_alive(self, sub_id: int, at: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE subscriptions SET last_seen = ? WHERE id = ? AND disconnected_at IS NULL",
+                (at, sub_id),
+            )
+
+    def subscription_closed(self, sub_id: int, at: float) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE subscriptions SET disconnected_at = ?, last_seen = ? WHERE id = ? AND disconnected_at IS NULL",
+                (at, at, sub_id),
+            )
+
+    def close_dangling_subscriptions(self) -> int:
+        """A listener killed while subscribed left its interval open: end it at its last heartbeat.
+
+        Claiming more would blame the pipeline for events sent while nobody listened.
+        """
+        with self._write() as db:
+            cur = db.execute("UPDATE subscriptions SET disconnected_at = last_seen WHERE disconnected_at IS NULL")
+            return cur.rowcount
+
+    def subscribed_since(self, max_age: float, now: float) -> float | None:
+        """Start of the open subscription whose heartbeat is fresher than max_age, else None."""
+        rows = self._read(
+            "SELECT MIN(connected_at) FROM subscriptions WHERE disconnected_at IS NULL AND last_seen >= ?",
+            (now - max_age,),
+        )
+        return rows[0][0]
+
+    # ---- listener side: arrivals and judgements ----
+
+    def classify_arrival(self, app_id: str, seqno: int, received_at: float) -> ArrivalResult:
+        """Classify one arrival of our own event, exactly once, in one transaction."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND seqno = ?",
+                (app_id, seqno),
+            ).fetchone()
+            if row is None:
+                return ArrivalResult(Arrival.UNKNOWN)
+            sent_at, state, count = row
+            latency = received_at - sent_at
+            clamped = latency < 0
+            latency = max(0.0, latency)
+            if count > 0:
+                db.execute(
+                    "UPDATE events SET receive_count = receive_count + 1 WHERE app_id = ? AND seqno = ?",
+                    (app_id, seqno),
+                )
+                return ArrivalResult(Arrival.DUPLICATE, latency, clamped)
+            late = state in (EventState.LOST.value, EventState.UNOBSERVED.value)
+            new_state = EventState.LATE if late else EventState.RECEIVED
+            key = f"max_received_seqno:{app_id}"
+            newest = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            out_of_order = newest is not None and seqno < int(newest[0])
+            if newest is None or seqno > int(newest[0]):
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(seqno)))
+            db.execute(
+                """UPDATE events SET state = ?, received_at = ?, latency = ?, receive_count = 1
+                   WHERE app_id = ? AND seqno = ?""",
+                (new_state.value, received_at, latency, app_id, seqno),
+            )
+            return ArrivalResult(
+                Arrival.LATE if late else Arrival.RECEIVED,
+                latency,
+                clamped,
+                out_of_order,
+                state if late else None,
+            )
+
+    def judge_overdue(self, now: float, timeout: float) -> dict[str, int]:
+        """Close every event still open `timeout` after its send: lost or unobserved.
+
+        Lost only when the post was accepted and one subscription covered the whole
+        window from send to judgement; otherwise the probe was blind (or never knew
+        whether the post went through) and the pipeline is not blamed.
+        """
+        with self._write() as db:
+            rows = db.execute(
+                """UPDATE events SET judged_at = :now, state = CASE
+                       WHEN post_state = 'ok' AND EXISTS (
+                           SELECT 1 FROM subscriptions s
+                           WHERE s.connected_at <= events.sent_at
+                             AND COALESCE(s.disconnected_at, :now) >= events.sent_at + :timeout)
+                       THEN 'lost' ELSE 'unobserved' END
+                   WHERE state IN ('pending', 'posted') AND sent_at <= :now - :timeout
+                   RETURNING state""",
+                {"now": now, "timeout": timeout},
+            ).fetchall()
+        counts = {EventState.LOST.value: 0, EventState.UNOBSERVED.value: 0}
+        for (state,) in rows:
+            counts[state] += 1
+        return counts
+
+    def in_flight(self) -> int:
+        """Events posted (or being posted) and neither received nor judged yet."""
+        return self._read("SELECT COUNT(*) FROM events WHERE state IN ('pending', 'posted')")[0][0]
+
+    def prune(self, before: float, batch: int = 500) -> int:
+        """Delete judged events and closed subscriptions older than `before`, in small batches."""
+        removed = 0
+        placeholders = ",".join("?" for _ in _FINAL_STATES)
+        while True:
+            with self._write() as db:
+                cur = db.execute(
+                    f"""DELETE FROM events WHERE rowid IN (
+                            SELECT rowid FROM events
+                            WHERE sent_at < ? AND state IN ({placeholders}) LIMIT ?)""",
+                    (before, *_FINAL_STATES, batch),
+                )
+                db.execute(
+                    "DELETE FROM subscriptions WHERE disconnected_at IS NOT NULL AND disconnected_at < ?",
+                    (before,),
+                )
+            removed += cur.rowcount
+            if cur.rowcount < batch:
+                return removed
+
+    # ---- operators ----
+
+    def recent_events(self, limit: int) -> list[EventRow]:
+        rows = self._read(
+            """SELECT seqno, sent_at, state, post_error, latency, receive_count
+               FROM events ORDER BY sent_at DESC LIMIT ?""",
+            (limit,),
+        )
+        return [EventRow(*row) for row in rows]
+
+    def totals(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in EventState}
+        for state, n in self._read("SELECT state, COUNT(*) FROM events GROUP BY state"):
+            counts[state] = n
+        counts["duplicates"] = self._read(
+            "SELECT COALESCE(SUM(receive_count - 1), 0) FROM events WHERE receive_count > 1"
+        )[0][0]
+        return counts
+
+    def events_by_seqno(self, app_id: str) -> dict[int, tuple[str, int, str | None]]:
+        """seqno -> (state, receive_count, post_state) for tests and benchmarks."""
+        rows = self._read("SELECT seqno, state, receive_count, post_state FROM events WHERE app_id = ?", (app_id,))
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}

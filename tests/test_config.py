@@ -1,0 +1,158 @@
+"""Configuration: parsing, precedence, one-line errors naming the key, redaction."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared import config
+from tests.helpers import ROOT, probe_cmd
+
+BASE = {"PROBE_CONFIG": str(ROOT / "probe.yaml")}
+
+
+def load(**env: str) -> config.Config:
+    return config.load({**BASE, **env})
+
+
+def error(**env: str) -> str:
+    with pytest.raises(config.ConfigError) as info:
+        load(**env)
+    return str(info.value)
+
+
+def test_demo_defaults_point_at_the_local_emulator() -> None:
+    cfg = load()
+    assert cfg.environment == "local"
+    assert cfg.collector_endpoint() == "http://127.0.0.1:8081/event-collector/event/probe-dataset/1"
+    assert cfg.websocket_url == "ws://127.0.0.1:8081/event-data-subscription"
+    assert cfg.token_url() == "http://127.0.0.1:8081/auth/realms/api-catalog/protocol/openid-connect/token"
+    assert cfg.event_interval_seconds == 1.0
+
+
+def test_original_environment_variables_keep_their_meaning() -> None:
+    cfg = load(
+        ORIGO_ENVIRONMENT="dev",
+        ORIGO_CLIENT_ID="my-client",
+        ORIGO_CLIENT_SECRET="s3cret-value",
+        WEBHOOK_TOKEN="tok-12345",
+        EVENT_INTERVAL_SECONDS="0.25",
+        MAX_CONSECUTIVE_ERRORS="3",
+        DATASET_ID="ds",
+        DATASET_VERSION="2",
+        KEYCLOAK_REALM="other",
+        AUTHORIZER_API="https://authorizer.example/",
+        AWS_XRAY_SDK_ENABLED="true",
+    )
+    assert cfg.collector_endpoint() == "https://api.data-dev.oslo.systems/event-collector/event/ds/2"
+    assert cfg.websocket_url == "wss://ws.data-dev.oslo.systems/event-data-subscription"
+    assert cfg.token_url().startswith("https://login-test.oslo.kommune.no/auth/realms/other/")
+    assert (cfg.event_interval_seconds, cfg.max_consecutive_errors) == (0.25, 3)
+    assert cfg.client_id == "my-client" and cfg.xray_enabled is True
+
+
+def test_prod_urls_and_explicit_overrides() -> None:
+    cfg = load(
+        ORIGO_ENVIRONMENT="prod",
+        ORIGO_CLIENT_ID="c",
+        ORIGO_CLIENT_SECRET="s3cret",
+        WEBHOOK_TOKEN="t0ken",
+        COLLECTOR_URL="http://127.0.0.1:9/",
+    )
+    assert cfg.websocket_url == "wss://ws.data.oslo.systems/event-data-subscription"
+    assert cfg.collector_endpoint() == "http://127.0.0.1:9/"  # the old stand-in's POST /
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"EVENT_INTERVAL_SECONDS": "abc"}, "EVENT_INTERVAL_SECONDS"),
+        ({"EVENT_INTERVAL_SECONDS": "0"}, "EVENT_INTERVAL_SECONDS"),
+        ({"METRICS_PORT": "70000"}, "METRICS_PORT"),
+        ({"MAX_CONSECUTIVE_ERRORS": "1.5"}, "MAX_CONSECUTIVE_ERRORS"),
+        ({"WEBSOCKET_URL": "http://x/"}, "WEBSOCKET_URL"),
+        ({"COLLECTOR_URL": "ftp://x/"}, "COLLECTOR_URL"),
+        ({"COLLECTOR_URL": "http://x/{dataset}"}, "COLLECTOR_URL"),
+        ({"ORIGO_ENVIRONMENT": "staging"}, "ORIGO_ENVIRONMENT"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"AWS_XRAY_SDK_ENABLED": "maybe"}, "AWS_XRAY_SDK_ENABLED"),
+        ({"ORIGO_ENVIRONMENT": "dev", "WEBHOOK_TOKEN": "t0ken"}, "ORIGO_CLIENT_ID"),
+        ({"ORIGO_ENVIRONMENT": "dev", "ORIGO_CLIENT_ID": "c", "WEBHOOK_TOKEN": "t0ken"}, "ORIGO_CLIENT_SECRET"),
+        ({"ORIGO_ENVIRONMENT": "dev", "AUTH_ENABLED": "false"}, "WEBHOOK_TOKEN"),
+        ({"PONG_TIMEOUT_SECONDS": "20", "PING_INTERVAL_SECONDS": "10"}, "PONG_TIMEOUT_SECONDS"),
+        ({"LOSS_TIMEOUT_SECONDS": "5", "POST_TIMEOUT_SECONDS": "10"}, "LOSS_TIMEOUT_SECONDS"),
+        ({"LATENCY_BUCKETS": "1,0.5"}, "LATENCY_BUCKETS"),
+        ({"ORIGO_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "ORIGO_CLIENT_SECRET_FILE"),
+    ],
+)
+def test_bad_values_name_the_key_in_one_line(env: dict[str, str], names: str) -> None:
+    message = error(**env)
+    assert names in message
+    assert "\n" not in message
+
+
+def test_dev_without_secrets_is_fine_when_auth_is_off() -> None:
+    cfg = load(ORIGO_ENVIRONMENT="dev", AUTH_ENABLED="false", WEBHOOK_TOKEN="t0ken")
+    assert cfg.auth_enabled is False
+
+
+def test_yaml_errors_name_the_key_and_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("sender:\n  event_interval_seconds: fast\n")
+    message = error(PROBE_CONFIG=str(path))
+    assert "sender.event_interval_seconds" in message and str(path) in message
+    path.write_text("sender:\n  interval: 3\n")
+    message = error(PROBE_CONFIG=str(path))
+    assert "sender.interval" in message and "unknown setting" in message
+    path.write_text("sender: [1\n")
+    assert "not valid YAML" in error(PROBE_CONFIG=str(path))
+    assert "cannot read" in error(PROBE_CONFIG=str(tmp_path / "missing.yaml"))
+
+
+def test_env_overrides_yaml_and_fractions_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("sender:\n  event_interval_seconds: 5\ndataset:\n  id: from-yaml\n")
+    assert load(PROBE_CONFIG=str(path)).event_interval_seconds == 5
+    cfg = load(PROBE_CONFIG=str(path), EVENT_INTERVAL_SECONDS="0.02")
+    assert cfg.event_interval_seconds == 0.02 and cfg.dataset_id == "from-yaml"
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("file-secret-value\n")
+    token = tmp_path / "token"
+    token.write_text("file-token-value")
+    cfg = load(ORIGO_CLIENT_SECRET_FILE=str(secret), WEBHOOK_TOKEN_FILE=str(token))
+    assert (cfg.client_secret, cfg.webhook_token) == ("file-secret-value", "file-token-value")
+
+
+def run_check(**env: str) -> subprocess.CompletedProcess:
+    names = {f.env for f in config.FIELDS} | {f.file_env for f in config.FIELDS}
+    full = {k: v for k, v in os.environ.items() if k not in names}
+    full.update(BASE, **env)
+    return subprocess.run(probe_cmd("config", "check"), env=full, cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def test_config_check_exits_2_with_one_line_naming_the_variable() -> None:
+    result = run_check(EVENT_INTERVAL_SECONDS="abc")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "EVENT_INTERVAL_SECONDS" in lines[0]
+    assert result.stdout == ""
+
+
+def test_config_check_never_prints_secrets() -> None:
+    client_secret, token = "Sup3r-S3cret-Value", "11111111-2222-4333-8444-555555555555"
+    result = run_check(ORIGO_CLIENT_SECRET=client_secret, WEBHOOK_TOKEN=token)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout and "<redacted>" in result.stdout
+    assert client_secret not in result.stdout + result.stderr
+    assert token not in result.stdout + result.stderr
+    # a secret that fails validation is not echoed either
+    result = run_check(
+        ORIGO_ENVIRONMENT="dev", ORIGO_CLIENT_ID="c", WEBHOOK_TOKEN="", ORIGO_CLIENT_SECRET=client_secret
+    )
+    assert result.returncode == 2 and client_secret not in result.stderr

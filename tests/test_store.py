@@ -1,0 +1,159 @@
+"""The SQLite store: identity, classification, fair loss judgement, two real processes."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.store import Arrival, EventState, Store, StoreError
+from tests.helpers import PYTHON, ROOT, wait_until
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "probe.sqlite3")
+
+
+def send(store: Store, app_id: str, sent_at: float, ok: bool = True) -> int:
+    seqno = store.record_send(app_id, "ds", "1", sent_at)
+    store.record_post(app_id, seqno, ok, None if ok else "http_5xx", sent_at + 0.01)
+    return seqno
+
+
+def test_app_id_and_seqno_survive_reopening(tmp_path: Path) -> None:
+    first = Store(tmp_path / "s.db")
+    app_id = first.app_id()
+    assert len(app_id) == 8 and int(app_id, 16) >= 0
+    assert [first.record_send(app_id, "ds", "1", 1.0) for _ in range(3)] == [1, 2, 3]
+    first.close()
+    again = Store(tmp_path / "s.db")
+    assert again.app_id() == app_id
+    assert again.record_send(app_id, "ds", "1", 2.0) == 4
+    assert again._read("PRAGMA journal_mode")[0][0] == "wal"
+
+
+def test_each_arrival_is_classified_once(store: Store) -> None:
+    app = store.app_id()
+    now = time.time()
+    s1, s2, s3 = (send(store, app, now + i) for i in range(3))
+    first = store.classify_arrival(app, s1, now + 0.5)
+    assert first.kind is Arrival.RECEIVED and first.latency == pytest.approx(0.5)
+    assert store.classify_arrival(app, s1, now + 0.7).kind is Arrival.DUPLICATE
+    assert store.classify_arrival(app, s3, now + 3.1).out_of_order is False
+    late_order = store.classify_arrival(app, s2, now + 3.2)
+    assert late_order.kind is Arrival.RECEIVED and late_order.out_of_order is True
+    assert store.classify_arrival(app, 999, now).kind is Arrival.UNKNOWN
+    clock_step = send(store, app, now + 100)
+    result = store.classify_arrival(app, clock_step, now + 99)
+    assert result.latency == 0.0 and result.clamped is True
+    totals = store.totals()
+    assert totals["received"] == 4 and totals["duplicates"] == 1
+
+
+def test_arrival_before_the_post_outcome_keeps_received(store: Store) -> None:
+    app = store.app_id()
+    seqno = store.record_send(app, "ds", "1", 10.0)
+    assert store.classify_arrival(app, seqno, 10.2).kind is Arrival.RECEIVED
+    store.record_post(app, seqno, True, None, 10.3)
+    assert store.events_by_seqno(app)[seqno] == ("received", 1, "ok")
+
+
+def test_loss_is_judged_only_when_the_listener_saw_the_whole_window(store: Store) -> None:
+    app = store.app_id()
+    sub = store.subscription_opened("ds", 100.0)
+    covered = send(store, app, 110.0)
+    failed = send(store, app, 111.0, ok=False)
+    store.subscription_closed(sub, 150.0)
+    blind = send(store, app, 140.0)  # its window [140, 170] extends past the disconnect at 150
+    store.subscription_opened("ds", 160.0)
+    never_posted = store.record_send(app, "ds", "1", 161.0)  # the sender died mid-post
+    assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 1, "unobserved": 2}
+    states = store.events_by_seqno(app)
+    assert states[covered][0] == "lost" and states[blind][0] == "unobserved"
+    assert states[failed][0] == "post_failed" and states[never_posted][0] == "unobserved"
+    assert store.judge_overdue(now=300.0, timeout=30.0) == {"lost": 0, "unobserved": 0}
+    late = store.classify_arrival(app, covered, 301.0)
+    assert late.kind is Arrival.LATE and late.judged_as == "lost"
+    assert store.events_by_seqno(app)[covered][0] == EventState.LATE.value
+
+
+def test_dangling_subscription_ends_at_its_last_heartbeat(store: Store) -> None:
+    app = store.app_id()
+    sub = store.subscription_opened("ds", 100.0)
+    store.subscription_alive(sub, 120.0)  # then the listener was killed
+    seqno = send(store, app, 115.0)
+    assert store.close_dangling_subscriptions() == 1
+    assert store.subscribed_since(max_age=1e9, now=130.0) is None
+    assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 0, "unobserved": 1}
+    assert store.events_by_seqno(app)[seqno][0] == "unobserved"
+
+
+def test_prune_removes_only_old_final_events(store: Store) -> None:
+    app = store.app_id()
+    for i in range(1200):
+        send(store, app, float(i))
+    store.judge_overdue(now=2000.0, timeout=1.0)
+    pending = store.record_send(app, "ds", "1", 5.0)
+    assert store.prune(before=1000.0, batch=100) == 1000
+    remaining = store.events_by_seqno(app)
+    assert len(remaining) == 201 and pending in remaining
+
+
+def test_garbage_and_newer_files_fail_with_a_clear_message(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot be opened"):
+        Store(garbage)
+    newer = tmp_path / "newer.db"
+    sqlite3.connect(newer).execute("PRAGMA user_version=99").connection.close()
+    with pytest.raises(StoreError, match="newer than this probe"):
+        Store(newer)
+
+
+def worker(path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYTHON, "-m", "tests.store_worker", str(path), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_two_processes_1000_per_second_for_10_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    Store(path).close()
+    count = 10_000
+    receiver = worker(path, "receive", str(count))
+    sender = worker(path, "send", str(count), "1000")
+    sent_out, _ = sender.communicate(timeout=60)
+    received_out, _ = receiver.communicate(timeout=60)
+    assert sender.returncode == 0, sent_out
+    assert receiver.returncode == 0, received_out
+    assert "locked" not in sent_out + received_out
+    sent_seconds = float(sent_out.split()[-1].rstrip("s"))
+    assert sent_seconds < 11.0, sent_out  # the store kept up with the schedule
+    store = Store(path)
+    rows = store.events_by_seqno(store.app_id())
+    assert len(rows) == count
+    assert all(row == ("received", 1, "ok") for row in rows.values())
+
+
+def test_sigkill_of_a_writer_leaves_the_file_intact(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    store = Store(path)
+    app = store.app_id()
+    sender = worker(path, "send", "1000000", "100000")
+    wait_until(lambda: len(store.events_by_seqno(app)) > 2000, 30, "the writer to be busy")
+    sender.send_signal(signal.SIGKILL)
+    sender.wait(10)
+    store.close()
+    reopened = Store(path)  # runs the integrity check
+    rows = reopened.events_by_seqno(app)
+    assert sorted(rows) == list(range(1, len(rows) + 1))  # no gap, no half-written row
+    assert reopened.record_send(app, "ds", "1", time.time()) == len(rows) + 1

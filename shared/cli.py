@@ -87,6 +87,12 @@ def _prepare(_: argparse.Namespace) -> int:
     return prepare()
 
 
+def _ctl(args: argparse.Namespace) -> int:
+    from shared.stack import ctl
+
+    return ctl(args.args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probe", description="dataplatform-probe: end-to-end pipeline monitor")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "prepare", help="validate config and reset the metrics directory (container entrypoint step)"
     ).set_defaults(func=_prepare)
+
+    ctl = sub.add_parser("ctl", help="supervisorctl for the running stack, e.g. `probe ctl restart sender`")
+    ctl.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl command (status, restart sender, ...)")
+    ctl.set_defaults(func=_ctl)
 
     from emulator.options import add_arguments
 

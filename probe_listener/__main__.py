@@ -1,0 +1,52 @@
+"""`python -m probe_listener`: wire the listener's parts together and run until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from shared import lifecycle
+from shared.store import StoreError
+
+
+def main() -> int:
+    cfg = lifecycle.start_process("listener")
+    from probe_listener.judge import judge_loop
+    from probe_listener.receiver import Receiver
+    from probe_listener.subscription import Subscription
+    from shared import metrics
+    from shared.store import Store
+
+    log = logging.getLogger("listener")
+    try:
+        store = Store(cfg.db_path)
+        app_id = store.app_id()
+        closed = store.close_dangling_subscriptions()
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 2
+    if closed:
+        log.info("closed %d subscription interval(s) left open by a previous run at their last heartbeat", closed)
+    metrics.build_info.labels(lifecycle.VERSION, app_id).set(1)
+    stop = threading.Event()
+    receiver = Receiver(cfg, store, app_id)
+    subscription = Subscription(cfg, store, receiver.handle, stop)
+    threads = [
+        threading.Thread(target=subscription.run, name="subscription"),
+        threading.Thread(target=judge_loop, args=(cfg, store, stop), name="judge"),
+    ]
+    for thread in threads:
+        thread.start()
+    log.info("listening as app_id=%s dataset=%s loss timeout %gs", app_id, cfg.dataset_id, cfg.loss_timeout_seconds)
+    sig = lifecycle.wait_for_stop(stop, lambda: all(t.is_alive() for t in threads))
+    if sig is not None:
+        log.info("signal %d: stopping", sig)
+    for thread in threads:
+        thread.join()
+    store.close()
+    log.info("stopped")
+    return 0 if sig is not None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""Turning one received frame into exactly one classification, one store change and its metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from probe_listener.classify import Kind, parse
+from shared import metrics
+from shared.config import Config
+from shared.store import Arrival, Store
+
+log = logging.getLogger("listener")
+
+
+class Receiver:
+    def __init__(self, cfg: Config, store: Store, app_id: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.app_id = app_id
+        ds = cfg.dataset_id
+        self.ds = ds
+        self._latency = metrics.latency_histogram(cfg.latency_buckets).labels(ds)
+        self._latest = metrics.latest_latency.labels(ds)
+        self._received = metrics.events_received.labels(ds)
+        self._late = metrics.events_late.labels(ds)
+        self._duplicated = metrics.events_duplicated.labels(ds)
+        self._out_of_order = metrics.events_out_of_order.labels(ds)
+        self._unknown = metrics.events_unknown.labels(ds)
+        self._wrong_appid = metrics.wrong_appid.labels(ds)
+        self._clamped = metrics.latency_clamped.labels(ds)
+        self._last_received = metrics.last_received.labels(ds)
+
+    def handle(self, payload: bytes, binary: bool, received_at: float) -> None:
+        message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id)
+        if message.kind is Kind.MALFORMED:
+            metrics.events_malformed.labels(self.ds, message.reason).inc()
+            log.warning("malformed message skipped: reason=%s size=%d", message.reason, len(payload))
+            return
+        if message.kind is Kind.WRONG_APPID:
+            self._wrong_appid.inc()
+            log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
+            return
+        result = self.store.classify_arrival(self.app_id, message.seqno, received_at)
+        seqno = message.seqno
+        if result.kind is Arrival.UNKNOWN:
+            self._unknown.inc()
+            log.warning("event unknown to the store: seqno=%d", seqno)
+            return
+        if result.kind is Arrival.DUPLICATE:
+            self._duplicated.inc()
+            log.info("duplicate seqno=%d latency=%.3fs", seqno, result.latency)
+            return
+        if result.clamped:
+            self._clamped.inc()
+            log.warning("seqno=%d arrived before its send time (clock step?): latency taken as 0", seqno)
+        self._received.inc()
+        self._latency.observe(result.latency)
+        self._latest.set(result.latency)
+        self._last_received.set(received_at)
+        if result.out_of_order:
+            self._out_of_order.inc()
+        if result.kind is Arrival.LATE:
+            self._late.inc()
+            log.warning("late seqno=%d latency=%.3fs (was judged %s)", seqno, result.latency, result.judged_as)
+        else:
+            log.debug("received seqno=%d latency=%.3fs", seqno, result.latency)

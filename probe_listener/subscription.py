@@ -1,0 +1,150 @@
+"""Staying subscribed: connect, ping, detect dead connections, reconnect, record intervals.
+
+Each connection is recorded in the store as an interval (connected from / to), and
+loss is judged against those intervals. So an interval ends at the last *proof*
+of life (a frame or a pong), never later: the probe must not claim it was
+listening while the connection was already dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import websocket
+
+from shared import metrics
+from shared.config import Config
+from shared.store import Store
+
+log = logging.getLogger("listener")
+
+FIRST_RETRY = 0.1
+STABLE_AFTER = 10.0  # a connection that lived this long resets the backoff
+HEARTBEAT_EVERY = 1.0
+CONNECT_TIMEOUT = 10.0
+
+FrameHandler = Callable[[bytes, bool, float], None]
+
+
+def subscription_url(cfg: Config) -> str:
+    query = urlencode({"dataset_id": cfg.dataset_id, "webhook_token": cfg.webhook_token})
+    return f"{cfg.websocket_url}{'&' if '?' in cfg.websocket_url else '?'}{query}"
+
+
+def backoff_delay(attempt: int, cap: float, rng: random.Random) -> float:
+    """Capped exponential backoff with equal jitter; attempt 0 retries almost at once."""
+    delay = min(cap, FIRST_RETRY * 2**attempt)
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+class Subscription:
+    def __init__(self, cfg: Config, store: Store, on_frame: FrameHandler, stop: threading.Event) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.on_frame = on_frame
+        self.stop = stop
+        self.url = subscription_url(cfg)
+        self.rng = random.Random()
+        ds = cfg.dataset_id
+        self._connected = metrics.ws_connected.labels(ds)
+        self._connects = metrics.ws_connects.labels(ds)
+
+    def run(self) -> None:
+        """Reconnect forever (until stopped), with backoff between failed attempts."""
+        self._connected.set(0)
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                lived = self._connect_and_listen()
+            except Exception:  # a bug must not end the subscription for good
+                log.exception("subscription loop failed; reconnecting")
+                metrics.ws_connect_failures.labels(self.cfg.dataset_id, "error").inc()
+                lived = None
+            if self.stop.is_set():
+                break
+            attempt = 0 if lived is not None and lived >= STABLE_AFTER else attempt + 1
+            delay = backoff_delay(max(0, attempt - 1), self.cfg.reconnect_max_seconds, self.rng)
+            log.info("reconnecting in %.2fs (attempt %d)", delay, attempt + 1)
+            self.stop.wait(delay)
+
+    def _connect(self) -> websocket.WebSocket | None:
+        try:
+            return websocket.create_connection(
+                self.url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True
+            )
+        except websocket.WebSocketBadStatusException as exc:
+            reason = f"http_{exc.status_code}"
+        except (OSError, websocket.WebSocketException) as exc:
+            reason = "error"
+            log.warning("connect failed: %s", exc)
+        metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
+        if reason != "error":
+            log.warning("connect refused: %s", reason)
+        return None
+
+    def _connect_and_listen(self) -> float | None:
+        """One connection's life; returns how long it lived, or None if it never opened."""
+        ws = self._connect()
+        if ws is None:
+            return None
+        opened = time.time()
+        sub_id = self.store.subscription_opened(self.cfg.dataset_id, opened)
+        self._connected.set(1)
+        self._connects.inc()
+        log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)
+        reason, ended = "error", opened
+        try:
+            reason, ended = self._listen(ws, sub_id, opened)
+        finally:
+            self._connected.set(0)
+            self.store.subscription_closed(sub_id, ended)
+            metrics.ws_disconnects.labels(self.cfg.dataset_id, reason).inc()
+            with contextlib.suppress(Exception):  # already gone; nothing to tell
+                ws.close(timeout=1)
+        log.info("subscription ended: %s after %.1fs", reason, ended - opened)
+        return ended - opened
+
+    def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[str, float]:
+        """Read frames until the connection ends; returns (reason, last proof of life)."""
+        cfg = self.cfg
+        ws.settimeout(min(0.2, cfg.pong_timeout_seconds / 4))
+        last_alive = opened
+        last_ping = time.monotonic()
+        ping_sent_at: float | None = None  # monotonic time of the unanswered ping
+        last_heartbeat = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if ping_sent_at is not None and now - ping_sent_at > cfg.pong_timeout_seconds:
+                log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
+                return "pong_timeout", last_alive
+            if ping_sent_at is None and now - last_ping >= cfg.ping_interval_seconds:
+                ws.ping()
+                last_ping = ping_sent_at = now
+            if now - last_heartbeat >= HEARTBEAT_EVERY:
+                self.store.subscription_alive(sub_id, last_alive)
+                last_heartbeat = now
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                continue
+            except (websocket.WebSocketConnectionClosedException, OSError, websocket.WebSocketException) as exc:
+                log.warning("connection lost: %s", exc)
+                return "error", time.time()
+            received_at = time.time()
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                last_alive = received_at
+                self.on_frame(frame.data, opcode == websocket.ABNF.OPCODE_BINARY, received_at)
+            elif opcode == websocket.ABNF.OPCODE_PONG:
+                last_alive = received_at
+                ping_sent_at = None
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                log.info("server closed the connection (code %s)", code)
+                return "server_close", received_at
+        return "shutdown", time.time()

@@ -1,0 +1,67 @@
+"""`python -m probe_sender`: wire the sender's parts together and run until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import requests
+
+from shared import lifecycle
+from shared.store import StoreError
+
+EXIT_FAILED_OUT = 3
+
+
+def main() -> int:
+    cfg = lifecycle.start_process("sender")
+    from probe_sender.collector import Collector
+    from probe_sender.sender import Sender
+    from shared import metrics
+    from shared.auth import TokenProvider
+    from shared.store import Store
+
+    log = logging.getLogger("sender")
+    try:
+        store = Store(cfg.db_path)
+        app_id = store.app_id()
+    except StoreError as exc:
+        log.error("%s", exc)
+        return 2
+    metrics.build_info.labels(lifecycle.VERSION, app_id).set(1)
+    tokens = None
+    if cfg.auth_enabled:
+        tokens = TokenProvider(
+            cfg.keycloak_server, cfg.keycloak_realm, cfg.client_id, cfg.client_secret,
+            cfg.token_refresh_margin_seconds,
+            on_request=lambda result: metrics.token_requests.labels(cfg.dataset_id, result).inc(),
+            timeout=cfg.post_timeout_seconds,
+        )  # fmt: skip
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency))
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency))
+    sender = Sender(cfg, store, Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session), app_id)
+    log.info(
+        "sending to %s every %gs as app_id=%s dataset=%s/%s",
+        cfg.collector_endpoint(), cfg.event_interval_seconds, app_id, cfg.dataset_id, cfg.dataset_version,
+    )  # fmt: skip
+
+    def work() -> None:
+        sender.wait_for_listener()
+        sender.run()
+
+    worker = threading.Thread(target=work, name="schedule")
+    worker.start()
+    sig = lifecycle.wait_for_stop(sender.stop, worker.is_alive)
+    if sig is not None:
+        log.info("signal %d: stopping; in-flight posts finish within %.0fs", sig, cfg.post_timeout_seconds)
+    worker.join()
+    store.close()
+    if sender.failed_out:
+        return EXIT_FAILED_OUT
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Posting one event to the collector: retries, the 401 renewal, and one honest outcome.
+
+Retries (connection errors, timeouts, 429, 5xx) use tenacity with exponential
+backoff and jitter and stop before the post's deadline. Whatever happens, the
+caller gets exactly one PostResult, so each failed event is counted once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import requests
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
+
+from shared.auth import AuthError, TokenProvider
+
+RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class PostResult:
+    ok: bool
+    reason: str | None  # timeout, connection, http_4xx, http_5xx, http_429, auth
+    status: int | None
+    attempts: int
+    duration: float
+
+
+class _Retriable(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+class _Final(Exception):
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status = reason, status
+
+
+def _status_reason(status: int) -> str:
+    if status == 429:
+        return "http_429"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+class Collector:
+    def __init__(self, url: str, tokens: TokenProvider | None, deadline: float, session: requests.Session) -> None:
+        self.url = url
+        self.tokens = tokens
+        self.deadline = deadline
+        self.session = session
+
+    def post(self, event: dict) -> PostResult:
+        body = json.dumps(event)
+        started = time.monotonic()
+        attempts = 0
+
+        def attempt() -> int:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(body, started)
+
+        retrying = Retrying(
+            stop=stop_before_delay(self.deadline),
+            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.1),
+            retry=retry_if_exception_type(_Retriable),
+            reraise=True,
+        )
+        try:
+            status = retrying(attempt)
+        except (_Retriable, _Final) as exc:
+            return PostResult(False, exc.reason, exc.status, attempts, time.monotonic() - started)
+        return PostResult(True, None, status, attempts, time.monotonic() - started)
+
+    def _attempt(self, body: str, started: float) -> int:
+        renewed = False
+        while True:
+            remaining = self.deadline - (time.monotonic() - started)
+            if remaining <= 0:
+                raise _Final("timeout")
+            headers = {"Content-Type": "application/json"}
+            token = None
+            if self.tokens is not None:
+                try:
+                    token = self.tokens.get()
+                except AuthError:
+                    raise _Retriable("auth") from None
+                headers["Authorization"] = f"Bearer {token}"
+            try:
+                response = self.session.post(
+                    self.url, data=body, headers=headers, timeout=(min(CONNECT_TIMEOUT, remaining), remaining)
+                )
+            except requests.Timeout:
+                raise _Retriable("timeout") from None
+            except requests.RequestException:
+                raise _Retriable("connection") from None
+            status = response.status_code
+            response.close()
+            if status == 401 and token is not None and not renewed:
+                # The contract: renew the token once and retry this request once.
+                self.tokens.invalidate(token)
+                renewed = True
+                continue
+            if status == 401:
+                raise _Final("auth", status)
+            if 200 <= status < 300:
+                return status
+            if status in RETRIABLE_STATUSES:
+                raise _Retriable(_status_reason(status), status)
+            raise _Final(_status_reason(status), status)

@@ -1,0 +1,117 @@
+"""The sender's loop: record each event, post it in the background, account for it once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from probe_sender.collector import Collector, PostResult
+from probe_sender.schedule import next_slot
+from shared import metrics
+from shared.config import Config
+from shared.store import Store
+
+log = logging.getLogger("sender")
+
+
+class Sender:
+    def __init__(self, cfg: Config, store: Store, collector: Collector, app_id: str) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.collector = collector
+        self.app_id = app_id
+        self.stop = threading.Event()
+        self.failed_out = False  # set when MAX_CONSECUTIVE_ERRORS was reached
+        self._lock = threading.Lock()
+        self._consecutive_errors = 0
+        self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
+        self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
+        ds = cfg.dataset_id
+        self._posted = metrics.events_posted.labels(ds)
+        self._retries = metrics.post_retries.labels(ds)
+        self._duration = metrics.post_duration.labels(ds)
+        self._last_sent = metrics.last_sent.labels(ds)
+
+    def wait_for_listener(self) -> None:
+        """Give the listener a chance to subscribe first, so early events are not judged unfairly."""
+        deadline = time.monotonic() + self.cfg.startup_wait_seconds
+        fresh = self.cfg.ping_interval_seconds + self.cfg.pong_timeout_seconds + 2
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if self.store.subscribed_since(fresh, time.time()) is not None:
+                log.info("listener is subscribed; starting to send")
+                return
+            self.stop.wait(0.1)
+        if not self.stop.is_set() and self.cfg.startup_wait_seconds > 0:
+            log.warning("listener not subscribed after %.0fs; sending anyway", self.cfg.startup_wait_seconds)
+
+    def run(self) -> None:
+        """Fire one event per slot until stopped or failed out, then let in-flight posts finish."""
+        interval = self.cfg.event_interval_seconds
+        start = time.monotonic()
+        index = 0
+        try:
+            while not self.stop.is_set():
+                slot = next_slot(start, interval, index, time.monotonic())
+                if slot is None:
+                    self.stop.wait(start + index * interval - time.monotonic())
+                    continue
+                if slot.skipped:
+                    metrics.skipped_slots.labels(self.cfg.dataset_id, "stall").inc(slot.skipped)
+                    log.warning("process stalled: skipped %d send slots", slot.skipped)
+                index = slot.index + 1
+                self._fire()
+        finally:
+            self._pool.shutdown(wait=True)  # each post ends by its own deadline
+
+    def _fire(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            metrics.skipped_slots.labels(self.cfg.dataset_id, "backpressure").inc()
+            log.warning("all %d posts still in flight: skipped a send slot", self.cfg.post_concurrency)
+            return
+        sent_at = time.time()
+        seqno = self.store.record_send(self.app_id, self.cfg.dataset_id, self.cfg.dataset_version, sent_at)
+        event = {
+            "app_id": self.app_id,
+            "seqno": seqno,
+            "time_sent": datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="microseconds"),
+        }
+        self._last_sent.set(sent_at)
+        self._pool.submit(self._post, event)
+
+    def _post(self, event: dict) -> None:
+        try:
+            result = self.collector.post(event)
+            self.store.record_post(self.app_id, event["seqno"], result.ok, result.reason, time.time())
+            self._account(event["seqno"], result)
+        except Exception:  # a bug here must not kill the pool silently
+            log.exception("post of seqno=%s failed unexpectedly", event["seqno"])
+        finally:
+            self._slots.release()
+
+    def _account(self, seqno: int, result: PostResult) -> None:
+        self._duration.observe(result.duration)
+        if result.attempts > 1:
+            self._retries.inc(result.attempts - 1)
+        if result.ok:
+            self._posted.inc()
+            with self._lock:
+                self._consecutive_errors = 0
+            log.debug("posted seqno=%d in %.3fs", seqno, result.duration)
+            return
+        metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
+        log.warning(
+            "post failed seqno=%d reason=%s status=%s attempts=%d after %.2fs",
+            seqno, result.reason, result.status, result.attempts, result.duration,
+        )  # fmt: skip
+        limit = self.cfg.max_consecutive_errors
+        with self._lock:
+            self._consecutive_errors += 1
+            reached = limit > 0 and self._consecutive_errors >= limit and not self.failed_out
+            if reached:
+                self.failed_out = True
+        if reached:
+            log.error("%d consecutive failed posts (MAX_CONSECUTIVE_ERRORS=%d): exiting for a restart", limit, limit)
+            self.stop.set()

@@ -1,0 +1,93 @@
+"""Access tokens for the collector: Keycloak client-credentials via python-keycloak.
+
+A token is reused until shortly before it expires. When the token endpoint fails,
+further requests wait out an exponential backoff instead of hammering it: callers
+get an AuthError at once and count a failed post, never a tight loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from keycloak import KeycloakOpenID
+from keycloak.exceptions import KeycloakError
+
+log = logging.getLogger("auth")
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 60.0
+
+
+class AuthError(Exception):
+    """No token can be had right now; str() is safe to log."""
+
+
+class TokenProvider:
+    def __init__(
+        self,
+        server_url: str,
+        realm: str,
+        client_id: str,
+        client_secret: str,
+        refresh_margin: float,
+        on_request: Callable[[str], None] = lambda result: None,
+        timeout: float = 10.0,
+    ) -> None:
+        # python-keycloak joins paths with urljoin: without a trailing slash "/auth" would be dropped.
+        self._client = KeycloakOpenID(
+            server_url=server_url.rstrip("/") + "/",
+            realm_name=realm,
+            client_id=client_id,
+            client_secret_key=client_secret,
+            timeout=max(1, round(timeout)),
+        )
+        self._margin = refresh_margin
+        self._on_request = on_request
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._renew_at = 0.0
+        self._failures = 0
+        self._next_try = 0.0
+
+    def get(self) -> str:
+        """A valid access token; fetches a new one when the current one is near its expiry."""
+        with self._lock:
+            now = time.monotonic()
+            if self._token is not None and now < self._renew_at:
+                return self._token
+            if now < self._next_try:
+                raise AuthError(f"token endpoint failing; next try in {self._next_try - now:.1f}s")
+            return self._fetch(now)
+
+    def invalidate(self, token: str) -> None:
+        """The collector refused `token`: forget it (unless it was already replaced)."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch(self, now: float) -> str:
+        try:
+            answer = self._client.token(grant_type="client_credentials")
+            token = answer["access_token"]
+            lifetime = float(answer.get("expires_in") or 60)
+        except (KeycloakError, KeyError, ValueError, TypeError, OSError) as exc:
+            self._failures += 1
+            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
+            self._next_try = now + random.uniform(delay / 2, delay)
+            self._on_request("error")
+            status = getattr(exc, "response_code", None)
+            log.warning("token request failed (%s%s); retry in %.1fs", type(exc).__name__,
+                        f", status {status}" if status else "", self._next_try - now)  # fmt: skip
+            raise AuthError(f"token request failed ({type(exc).__name__})") from None
+        self._on_request("ok")
+        if self._failures:
+            log.info("token endpoint recovered after %d failed requests", self._failures)
+        self._failures = 0
+        self._token = token
+        # Short-lived tokens (tests, odd realms) renew at half their life rather than at once.
+        self._renew_at = now + lifetime - min(self._margin, lifetime / 2)
+        return token

@@ -1,0 +1,101 @@
+"""Every metric of the probe, defined once, with its help text.
+
+prometheus_client reads PROMETHEUS_MULTIPROC_DIR when it is first imported, so
+this module is imported only after `lifecycle.prepare_metrics_dir()` has run (the
+process entry points do that right after loading the configuration).
+
+Gauge modes are chosen for what a value means after its process dies:
+`max`/`mostrecent` values stay true (a timestamp, the latest latency), `live*`
+values vanish with the process (being connected, events in flight).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+POST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+D = ("dataset",)
+
+# ---- both processes ----
+build_info = Gauge(
+    "probe_build_info", "Always 1; labels tell the probe version and this instance's app_id.",
+    ["version", "app_id"], multiprocess_mode="max",
+)  # fmt: skip
+
+# ---- sender ----
+events_posted = Counter("probe_events_posted", "Events the collector accepted (2xx).", D)
+post_errors = Counter(
+    "probe_event_post_errors", "Events whose post failed for good, once per event, by reason.", [*D, "reason"]
+)
+post_retries = Counter("probe_event_post_retries", "Extra post attempts (retries) made within post deadlines.", D)
+post_duration = Histogram(
+    "probe_event_post_duration_seconds", "Time from the first post attempt to its final outcome.", D,
+    buckets=POST_DURATION_BUCKETS,
+)  # fmt: skip
+last_sent = Gauge(
+    "probe_last_event_sent_timestamp_seconds", "Unix time the newest event was sent.", D, multiprocess_mode="max"
+)
+token_requests = Counter("probe_token_requests", "Token requests to Keycloak, by result (ok/error).", [*D, "result"])
+skipped_slots = Counter(
+    "probe_sender_skipped_slots",
+    "Send slots not used, by reason: stall (the process was paused) or backpressure (all posts in flight).",
+    [*D, "reason"],
+)
+
+# ---- listener ----
+events_received = Counter("probe_events_received", "First arrivals of this instance's events (late ones included).", D)
+wrong_appid = Counter("probe_wrong_appid", "Well-formed events of another probe instance (another app_id).", D)
+events_lost = Counter(
+    "probe_events_lost", "Events missing after the loss timeout while the listener was subscribed all along.", D
+)
+events_unobserved = Counter(
+    "probe_events_unobserved",
+    "Events missing after the loss timeout while the listener was not subscribed all along (the probe was blind).",
+    D,
+)
+events_late = Counter("probe_events_late", "First arrivals of events already judged lost or unobserved.", D)
+events_duplicated = Counter("probe_events_duplicated", "Arrivals of events already received.", D)
+events_out_of_order = Counter(
+    "probe_events_out_of_order", "First arrivals with a seqno older than the newest one already received.", D
+)
+events_malformed = Counter(
+    "probe_events_malformed", "Messages that are not a well-formed probe event, by reason; skipped.", [*D, "reason"]
+)
+events_unknown = Counter(
+    "probe_events_unknown", "Events with this instance's app_id that the store does not know (e.g. pruned).", D
+)
+latency_clamped = Counter(
+    "probe_event_latency_clamped", "Arrivals earlier than their send time (a clock step); latency taken as 0.", D
+)
+latest_latency = Gauge(
+    "probe_event_latency", "End-to-end latency of the newest first arrival, seconds.", D, multiprocess_mode="mostrecent"
+)
+in_flight = Gauge(
+    "probe_events_in_flight", "Events posted and neither received nor judged yet.", D,
+    multiprocess_mode="livemostrecent",
+)  # fmt: skip
+ws_connected = Gauge(
+    "probe_websocket_connected", "1 while the listener is subscribed, else 0.", D, multiprocess_mode="livemostrecent"
+)
+ws_connects = Counter("probe_websocket_connects", "Successful websocket subscriptions.", D)
+ws_connect_failures = Counter(
+    "probe_websocket_connect_failures", "Failed connection attempts, by reason (http_<status>, error).", [*D, "reason"]
+)
+ws_disconnects = Counter(
+    "probe_websocket_disconnects",
+    "Ends of a subscription, by reason (server_close, pong_timeout, error, shutdown).",
+    [*D, "reason"],
+)
+last_received = Gauge(
+    "probe_last_event_received_timestamp_seconds", "Unix time this instance's newest event arrived.", D,
+    multiprocess_mode="max",
+)  # fmt: skip
+
+
+def latency_histogram(buckets: tuple[float, ...]) -> Histogram:
+    """The latency histogram; its buckets are configurable, so the listener makes it once from the config."""
+    return Histogram(
+        "probe_event_latency_seconds", "End-to-end latency from send to first arrival, seconds.", D, buckets=buckets
+    )

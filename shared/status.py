@@ -1,0 +1,45 @@
+"""`probe status`: what the store says about the newest events, for an operator at 3 a.m."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared.cli import load_config_or_exit
+from shared.store import Store, StoreError
+
+
+def main(limit: int, as_json: bool) -> int:
+    cfg = load_config_or_exit()
+    if not Path(cfg.db_path).exists():
+        print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
+        return 1
+    try:
+        store = Store(cfg.db_path)
+    except StoreError as exc:
+        print(f"probe status: {exc}", file=sys.stderr)
+        return 1
+    rows = store.recent_events(limit)
+    totals = store.totals()
+    app_id = store.app_id()
+    if as_json:
+        doc = {
+            "app_id": app_id,
+            "db_path": cfg.db_path,
+            "totals": totals,
+            "events": [row.__dict__ for row in rows],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"store {cfg.db_path}  app_id {app_id}  dataset {cfg.dataset_id}/{cfg.dataset_version}")
+    print(f"{'seqno':>8}  {'sent (UTC)':<23}  {'state':<11}  {'latency':>9}  {'copies':>6}  note")
+    for row in rows:
+        sent = datetime.fromtimestamp(row.sent_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        latency = f"{row.latency * 1000:.1f}ms" if row.latency is not None else "-"
+        print(
+            f"{row.seqno:>8}  {sent:<23}  {row.state:<11}  {latency:>9}  {row.receive_count:>6}  {row.post_error or ''}"
+        )
+    print("totals: " + "  ".join(f"{state}={count}" for state, count in totals.items()))
+    return 0

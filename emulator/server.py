@@ -120,6 +120,7 @@ class Emulator:
         app.router.add_post("/_emulator/reset", self.reset)
         app.router.add_post("/_emulator/inject", self.inject)
         app.router.add_post("/_emulator/close", self.close_now)
+        app.router.add_post("/_emulator/revoke-tokens", self.revoke_tokens)
         app.router.add_get("/_emulator/health", self.health)
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._stop)
@@ -266,7 +267,8 @@ class Emulator:
             self.subscribers.pop(sub.id, None)
             writer.cancel()
             sub.closed_at = time.time()
-            sub.close_code = ws.close_code
+            if sub.close_code is None:  # set already when the emulator closed it
+                sub.close_code = ws.close_code
             self._skip_queued(sub, "connection closed")
         return ws
 
@@ -280,6 +282,7 @@ class Emulator:
                     raise TimeoutError
                 msg = await ws.receive(timeout=timeout)
             except TimeoutError:  # idle too long, or the connection's maximum age reached
+                sub.close_code = 1001
                 await ws.close(code=1001, message=b"Going away")
                 break
             if msg.type == WSMsgType.PING:
@@ -313,6 +316,7 @@ class Emulator:
     async def _close_all(self, code: int, reason: str) -> int:
         subs = [s for s in self.subscribers.values() if s.ws is not None]
         for sub in subs:
+            sub.close_code = code
             await sub.ws.close(code=code, message=reason.encode())
         return len(subs)
 
@@ -352,6 +356,11 @@ class Emulator:
         code = int(body.get("code", self.faults.close_code))
         closed = await self._close_all(code, str(body.get("reason", "Going away")))
         return web.json_response({"closed": closed})
+
+    async def revoke_tokens(self, _: web.Request) -> web.Response:
+        """Rotate the signing key, as after a Keycloak key rotation: every issued token now gets 401."""
+        self.issuer.rotate()
+        return web.json_response({"ok": True})
 
     async def inject(self, request: web.Request) -> web.Response:
         """Send a raw frame (text or base64 binary) to every subscriber of a dataset, bypassing truth."""

@@ -137,3 +137,34 @@ def start_emulator(tmp: Path, *extra: str) -> Emulator:
 
 def probe_cmd(*args: str) -> list[str]:
     return [PYTHON, "-m", "shared.cli", *args]
+
+
+def read_metrics(metrics_dir: Path) -> dict[tuple[str, tuple], float]:
+    """Every sample aggregated from a multiprocess directory, as the metrics program would serve it."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    samples: dict[tuple[str, tuple], float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def metric(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    """Sum of the samples called `name` whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, lbls), v in samples.items() if n == name and wanted <= set(lbls))
+
+
+def start_probe(kind: str, env: dict[str, str], tmp: Path, tag: str = "") -> Proc:
+    """A real probe_sender or probe_listener process."""
+    return start([PYTHON, "-m", f"probe_{kind}"], tmp / f"{kind}{tag}.log", env=env)
+
+
+def open_store(env: dict[str, str]):
+    from shared.store import Store
+
+    return Store(env["PROBE_DB_PATH"])

@@ -132,7 +132,7 @@ def test_events_arrive_as_python_json_dumps_with_newline_and_pings_are_answered(
     assert ws.recv() == json.dumps(event) + "\n"
     assert '"\\u00c5s"' in json.dumps(event)
     ws.ping(b"x")
-    opcode, frame = ws.recv_data_frame(True)
+    opcode, _frame = ws.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_PONG
     ws.close()
 

@@ -1,0 +1,154 @@
+"""The sender as a real process against the emulator: schedule, auth, retries, accounting."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from probe_sender.schedule import next_slot
+from tests.helpers import Emulator, metric, open_store, read_metrics, start_probe, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_schedule_is_fixed_rate_and_skips_stalls() -> None:
+    assert next_slot(100.0, 1.0, 0, 99.9) is None
+    slot = next_slot(100.0, 1.0, 0, 100.0)
+    assert (slot.index, slot.skipped) == (0, 0)
+    assert next_slot(100.0, 1.0, 1, 101.4).index == 1  # a little late: fire, no skip
+    stalled = next_slot(100.0, 1.0, 2, 105.2)  # woke up 3.2 slots late
+    assert (stalled.index, stalled.skipped, stalled.due) == (5, 3, 105.0)
+    # due times come from the start, so they never drift
+    assert next_slot(0.0, 0.02, 199, 3.98).due == pytest.approx(3.98)
+
+
+def rows(env: dict[str, str]) -> list[tuple]:
+    store = open_store(env)
+    try:
+        return store._read("SELECT seqno, sent_at, post_state, post_error, state FROM events ORDER BY seqno")
+    finally:
+        store.close()
+
+
+def run_sender(emulator: Emulator, tmp: Path, **env: object):
+    environment = emulator.env(tmp, **env)
+    return start_probe("sender", environment, tmp), environment
+
+
+def test_no_drift_over_200_intervals_at_20ms(emulator: Emulator, tmp_path: Path) -> None:
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.02)
+    wait_until(lambda: len(rows(env)) >= 210, 30, "210 events")
+    assert proc.stop() == 0, proc.output()
+    sent = [r[1] for r in rows(env)]
+    first = sent[0]
+    offsets = [s - first - i * 0.02 for i, s in enumerate(sent)]
+    assert max(abs(o) for o in offsets[:200]) < 0.015, max(offsets, key=abs)  # each send near its slot
+    assert abs(offsets[199]) < 0.005  # and no accumulated drift after 200 intervals
+    assert all(r[2] == "ok" for r in rows(env))
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_events_posted_total") == len(sent)
+    assert metric(samples, "probe_sender_skipped_slots_total") == 0
+    truth = emulator.truth()["events"]
+    assert sorted(e["seqno"] for e in truth) == list(range(1, len(sent) + 1))
+
+
+def test_token_expiring_mid_run_is_renewed_without_a_failed_post(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(token_lifetime_seconds=1)
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05)
+    wait_until(
+        lambda: metric(read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"])), "probe_token_requests_total") >= 4,
+        20,
+        "three token renewals",
+    )
+    assert proc.stop() == 0
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_token_requests_total", result="error") == 0
+    assert metric(samples, "probe_event_post_errors_total") == 0
+    assert {r[2] for r in rows(env)} == {"ok"}
+
+
+def test_a_401_renews_the_token_once_and_costs_no_event(emulator: Emulator, tmp_path: Path) -> None:
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05)
+    wait_until(lambda: len(rows(env)) >= 10, 20, "ten events")
+    requests.post(f"{emulator.base}/_emulator/revoke-tokens", timeout=5).raise_for_status()
+    count = len(rows(env))
+    wait_until(lambda: len(rows(env)) >= count + 10, 20, "ten more events")
+    assert proc.stop() == 0
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_event_post_errors_total") == 0
+    assert metric(samples, "probe_token_requests_total", result="ok") == 2
+    sent = rows(env)
+    assert {r[2] for r in sent} == {"ok"}
+    assert sorted(e["seqno"] for e in emulator.truth()["events"]) == [r[0] for r in sent]
+
+
+def test_503s_are_retried_and_a_post_that_keeps_failing_counts_once(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(collector_error_rate=0.5, collector_error_statuses=[503], seed=3)
+    proc, env = run_sender(
+        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.1, POST_TIMEOUT_SECONDS=3, MAX_CONSECUTIVE_ERRORS=0
+    )
+    wait_until(lambda: sum(r[2] == "ok" for r in rows(env)) >= 15, 30, "15 posts through the 503s")
+    emulator.faults(collector_error_rate=1.0)
+    count = len(rows(env))
+    # every post from now fails for good; give each its 3 s deadline
+    wait_until(lambda: sum(r[2] == "failed" for r in rows(env)) >= 3, 30, "posts that keep failing")
+    proc.stop()
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    sent = rows(env)
+    failed = [r for r in sent if r[2] == "failed"]
+    assert all(r[3] == "http_5xx" and r[0] > count - 8 for r in failed)  # only posts of the failing phase
+    assert metric(samples, "probe_event_post_errors_total", reason="http_5xx") == len(failed)
+    assert metric(samples, "probe_event_post_errors_total") == len(failed)
+    assert metric(samples, "probe_events_posted_total") == sum(r[2] == "ok" for r in sent)
+    assert metric(samples, "probe_event_post_retries_total") > len(failed) * 3
+    assert not [r for r in sent if r[2] == "pending"]  # SIGTERM let in-flight posts finish
+
+
+def test_max_consecutive_errors_exits_after_exactly_that_many_posts(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(collector_error_rate=1.0)
+    proc, env = run_sender(
+        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.5, POST_TIMEOUT_SECONDS=0.3, MAX_CONSECUTIVE_ERRORS=3
+    )
+    code = proc.popen.wait(20)
+    assert code != 0
+    assert "3 consecutive failed posts" in proc.output()
+    sent = rows(env)
+    assert len(sent) == 3 and {r[2] for r in sent} == {"failed"}
+
+
+def test_a_hanging_collector_does_not_delay_the_schedule(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(collector_delay_ms=30_000)
+    proc, env = run_sender(
+        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05, POST_TIMEOUT_SECONDS=0.5, POST_CONCURRENCY=32,
+        MAX_CONSECUTIVE_ERRORS=0,
+    )  # fmt: skip
+    wait_until(lambda: len(rows(env)) >= 40, 20, "40 sends while every post hangs")
+    started = time.monotonic()
+    assert proc.stop() == 0
+    assert time.monotonic() - started < 3  # in-flight posts end by their deadline
+    sent = rows(env)
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(sent)]
+    assert max(gaps) < 0.08, max(gaps)
+    assert {r[3] for r in sent} == {"timeout"}
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_event_post_errors_total", reason="timeout") == len(sent)
+
+
+def test_sigkill_loses_no_recorded_event_and_the_sequence_continues(emulator: Emulator, tmp_path: Path) -> None:
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.02)
+    wait_until(lambda: len(rows(env)) >= 50, 20, "50 events")
+    proc.stop(signal.SIGKILL)
+    first_run = rows(env)
+    again = start_probe("sender", env, tmp_path, tag="-2")
+    wait_until(lambda: len(rows(env)) >= len(first_run) + 50, 20, "50 more events")
+    assert again.stop() == 0
+    sent = rows(env)
+    assert [r[0] for r in sent] == list(range(1, len(sent) + 1))  # one sequence, no gap, no reuse
+    accepted = {e["seqno"] for e in emulator.truth()["events"]}
+    assert accepted <= {r[0] for r in sent}  # every event that reached the collector is in the store
+    assert {r[2] for r in sent[len(first_run) :]} == {"ok"}

@@ -1,0 +1,282 @@
+"""The listener with the sender and the emulator, each a real process, judged against the truth."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from probe_listener.classify import Kind, parse
+from tests.helpers import Emulator, Proc, metric, open_store, read_metrics, start_probe, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+FINAL = {"received", "late", "lost", "unobserved", "post_failed"}
+
+
+def test_parse_classifies_every_kind_of_payload() -> None:
+    own = "abcdef01"
+    cases = {
+        (b"\x00\x01", True): "binary",
+        (b"x" * 100, False): "too_large",
+        (b"\xff\xfe", False): "not_utf8",
+        (b"{nope", False): "not_json",
+        (b"[1, 2]", False): "not_object",
+        (b'{"app_id": 5, "seqno": 1, "time_sent": "t"}', False): "fields",
+        (b'{"app_id": "a", "seqno": true, "time_sent": "t"}', False): "fields",
+        (b'{"app_id": "a", "seqno": "1", "time_sent": "t"}', False): "fields",
+        (b'{"app_id": "a", "seqno": 1}', False): "fields",
+    }
+    for (payload, binary), reason in cases.items():
+        message = parse(payload, binary, 64, own)
+        assert (message.kind, message.reason) == (Kind.MALFORMED, reason), payload
+    other = parse(b'{"app_id": "12345678", "seqno": 3, "time_sent": "t"}\n', False, 64, own)
+    assert (other.kind, other.app_id) == (Kind.WRONG_APPID, "12345678")
+    ours = parse(b'{"app_id": "abcdef01", "seqno": 3, "time_sent": "t", "extra": 1}\n', False, 99, own)
+    assert (ours.kind, ours.seqno) == (Kind.OURS, 3)
+
+
+@dataclass
+class Pipeline:
+    emulator: Emulator
+    env: dict[str, str]
+    tmp: Path
+    listener: Proc
+    sender: Proc | None = None
+
+    def rows(self) -> dict[int, tuple]:
+        store = open_store(self.env)
+        try:
+            found = store._read("SELECT seqno, state, receive_count, post_state, sent_at, latency FROM events")
+            return {r[0]: r[1:] for r in found}
+        finally:
+            store.close()
+
+    def in_flight(self) -> int:
+        return sum(1 for r in self.rows().values() if r[0] in ("pending", "posted"))
+
+    def metrics(self) -> dict:
+        return read_metrics(Path(self.env["PROMETHEUS_MULTIPROC_DIR"]))
+
+    def start_sender(self) -> None:
+        self.sender = start_probe("sender", self.env, self.tmp)
+
+    def send_until(self, count: int, timeout: float = 30) -> None:
+        wait_until(lambda: len(self.rows()) >= count, timeout, f"{count} events sent")
+
+    def finish(self) -> None:
+        """Stop sending, then wait until the listener has judged every event."""
+        assert self.sender is not None and self.sender.stop() == 0, self.sender.output()
+        loss = float(self.env["LOSS_TIMEOUT_SECONDS"])
+        wait_until(lambda: self.in_flight() == 0, loss + 10, "every event to reach a final state")
+
+    def truth(self) -> list[dict]:
+        app_id = open_store(self.env).app_id()
+        return [e for e in self.emulator.truth()["events"] if e["app_id"] == app_id]
+
+
+@pytest.fixture
+def pipeline(emulator: Emulator, tmp_path: Path, request: pytest.FixtureRequest):
+    procs: list[Proc] = []
+
+    def make(**env: object) -> Pipeline:
+        settings = {
+            "EVENT_INTERVAL_SECONDS": 0.02,
+            "LOSS_TIMEOUT_SECONDS": 2,
+            "POST_TIMEOUT_SECONDS": 1,
+            "STARTUP_WAIT_SECONDS": 10,
+            "RECONNECT_MAX_SECONDS": 0.8,
+            **env,
+        }
+        environment = emulator.env(tmp_path, **settings)
+        listener = start_probe("listener", environment, tmp_path)
+        procs.append(listener)
+        wait_until(lambda: emulator.subscribers() == 1, 15, "the listener to subscribe")
+        pipe = Pipeline(emulator, environment, tmp_path, listener)
+        return pipe
+
+    yield make
+    for proc in procs:
+        proc.stop()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        for log in sorted(tmp_path.glob("*.log")):
+            print(f"---- {log.name} ----\n{log.read_text(errors='replace')[-4000:]}")
+
+
+def test_drops_and_duplicates_equal_the_truth(pipeline) -> None:
+    pipe: Pipeline = pipeline()
+    pipe.emulator.faults(drop_rate=0.1, duplicate_rate=0.05, seed=11)
+    pipe.start_sender()
+    pipe.send_until(350)
+    pipe.finish()
+    truth = {e["seqno"]: e for e in pipe.truth()}
+    rows = pipe.rows()
+    assert len(rows) >= 350 and set(truth) == set(rows)
+    dropped = [s for s, e in truth.items() if e["fate"] == "dropped"]
+    extra_copies = sum(len(e["writes"]) - 1 for e in truth.values() if e["writes"])
+    assert 15 < len(dropped) < 60 and extra_copies > 5
+    samples = pipe.metrics()
+    assert metric(samples, "probe_events_lost_total") == len(dropped)
+    assert metric(samples, "probe_events_duplicated_total") == extra_copies
+    assert metric(samples, "probe_events_received_total") == len(rows) - len(dropped)
+    assert metric(samples, "probe_events_unobserved_total") == 0
+    for seqno, (state, count, *_rest) in rows.items():
+        expected = "lost" if truth[seqno]["fate"] == "dropped" else "received"
+        assert (state, count) == (expected, len(truth[seqno]["writes"])), seqno
+
+
+def test_reordering_is_counted_and_never_taken_for_duplicates(pipeline) -> None:
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.01)
+    pipe.emulator.faults(reorder_rate=0.2, reorder_ms=40, seed=5)
+    pipe.start_sender()
+    pipe.send_until(300)
+    pipe.finish()
+    first_arrivals, newest, out_of_order = set(), 0, 0
+    writes = sorted((w["at"], e["seqno"]) for e in pipe.truth() for w in e["writes"])
+    for _, seqno in writes:
+        if seqno not in first_arrivals:
+            first_arrivals.add(seqno)
+            out_of_order += seqno < newest
+            newest = max(newest, seqno)
+    samples = pipe.metrics()
+    assert out_of_order > 10
+    assert metric(samples, "probe_events_out_of_order_total") == out_of_order
+    assert metric(samples, "probe_events_duplicated_total") == 0
+    assert {r[0] for r in pipe.rows().values()} == {"received"}
+
+
+def histogram_quantile(q: float, samples: dict, name: str) -> float:
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (n, labels), value in samples.items()
+        if n == f"{name}_bucket" and dict(labels)["le"] != "+Inf"
+    )
+    total = metric(samples, f"{name}_count")
+    rank, previous_le, previous_count = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            return previous_le + (le - previous_le) * (rank - previous_count) / max(count - previous_count, 1e-9)
+        previous_le, previous_count = le, count
+    raise AssertionError("quantile beyond the last bucket")
+
+
+def test_latency_median_matches_a_fixed_100ms_delay(pipeline) -> None:
+    buckets = ",".join(str(round(0.09 + i * 0.002, 3)) for i in range(16)) + ",0.15,0.3,1"
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.05, LATENCY_BUCKETS=buckets)
+    pipe.emulator.faults(delay_ms=100)
+    pipe.start_sender()
+    pipe.send_until(100)
+    pipe.finish()
+    samples = pipe.metrics()
+    median = histogram_quantile(0.5, samples, "probe_event_latency_seconds")
+    assert 0.100 <= median <= 0.110, median
+    latest = metric(samples, "probe_event_latency")
+    assert 0.095 <= latest <= 0.2
+
+
+def test_forced_close_for_3s_reconnects_within_1s_and_blames_nobody(pipeline) -> None:
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.05)
+    pipe.start_sender()
+    pipe.send_until(20)
+    pipe.emulator.faults(refuse_connections=True)
+    closed_at = time.time()
+    assert pipe.emulator.close_all(code=1001) == 1
+    time.sleep(3)  # the outage being simulated lasts three seconds
+    pipe.emulator.faults(refuse_connections=False)
+    accepting = time.time()
+    subscriber = wait_until(
+        lambda: [s for s in pipe.emulator.truth()["subscribers"] if s["connected_at"] > accepting], 5, "resubscribe"
+    )[0]
+    assert subscriber["connected_at"] - accepting <= 1.0
+    count = len(pipe.rows())
+    pipe.send_until(count + 20)
+    pipe.finish()
+    rows = pipe.rows()
+    samples = pipe.metrics()
+    assert metric(samples, "probe_events_lost_total") == 0
+    gap = [s for s, r in rows.items() if closed_at + 0.1 < r[3] < accepting]
+    assert len(gap) >= 40
+    assert all(rows[s][0] == "unobserved" for s in gap)
+    assert metric(samples, "probe_events_unobserved_total") >= len(gap)
+    assert metric(samples, "probe_websocket_disconnects_total", reason="server_close") == 1
+    assert metric(samples, "probe_websocket_connect_failures_total", reason="http_500") >= 2
+    assert metric(samples, "probe_websocket_connected") == 1
+
+
+def test_half_open_connection_is_detected_within_the_pong_timeout(pipeline) -> None:
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.05, PING_INTERVAL_SECONDS=0.5, PONG_TIMEOUT_SECONDS=0.4)
+    pipe.start_sender()
+    pipe.send_until(20)
+    pipe.emulator.faults(half_open=True)
+    silent_since = time.time()
+
+    def detected() -> bool:
+        return metric(pipe.metrics(), "probe_websocket_disconnects_total", reason="pong_timeout") >= 1
+
+    wait_until(detected, 5, "the dead connection to be detected")
+    assert time.time() - silent_since <= 0.5 + 0.4 + 0.3  # one ping interval, then the pong timeout
+    pipe.emulator.faults(half_open=False)
+    wait_until(lambda: metric(pipe.metrics(), "probe_websocket_connected") == 1, 5, "reconnected")
+    count = len(pipe.rows())
+    pipe.send_until(count + 20)
+    pipe.finish()
+    samples = pipe.metrics()
+    assert metric(samples, "probe_events_lost_total") == 0  # the probe was blind, not the pipeline lossy
+    assert metric(samples, "probe_events_unobserved_total") >= 5
+
+
+def test_malformed_frames_are_counted_and_skipped(pipeline) -> None:
+    pipe: Pipeline = pipeline()
+    import base64
+
+    frames = [
+        {"text": "not json at all"},
+        {"text": "x" * 1_000_000},
+        {"binary_b64": base64.b64encode(b"\x00\x01\x02").decode()},
+        {"text": '{"app_id": 5, "seqno": "one", "time_sent": 1}'},
+        {"text": "[1, 2, 3]"},
+        {"text": '{"app_id": "feedbeef", "seqno": 1, "time_sent": "2026-01-01T00:00:00+00:00"}\n'},
+    ]
+    for frame in frames:
+        assert pipe.emulator.inject(**frame) == 1
+    wait_until(lambda: metric(pipe.metrics(), "probe_wrong_appid_total") == 1, 10, "all frames handled")
+    samples = pipe.metrics()
+    for reason in ("not_json", "too_large", "binary", "fields", "not_object"):
+        assert metric(samples, "probe_events_malformed_total", reason=reason) == 1, reason
+    pipe.start_sender()
+    pipe.send_until(10)
+    pipe.finish()
+    assert pipe.listener.popen.poll() is None
+    assert metric(pipe.metrics(), "probe_events_received_total") == len(pipe.rows())
+
+
+def test_sigkill_of_the_listener_loses_and_double_counts_nothing(pipeline) -> None:
+    pipe: Pipeline = pipeline()
+    pipe.start_sender()
+    pipe.send_until(100)
+    pipe.listener.stop(signal.SIGKILL)
+    killed_at = time.time()
+    pipe.listener = start_probe("listener", pipe.env, pipe.tmp, tag="-2")
+    count = len(pipe.rows())
+    pipe.send_until(count + 100)
+    pipe.finish()
+    assert pipe.listener.stop() == 0
+    rows = pipe.rows()
+    states = Counter(r[0] for r in rows.values())
+    assert set(states) <= FINAL, states  # every event ended in exactly one final state
+    truth = {e["seqno"]: e for e in pipe.truth()}
+    assert all(e["fate"] == "delivered" for e in truth.values())
+    samples = pipe.metrics()
+    assert metric(samples, "probe_events_lost_total") == 0  # nothing was dropped: nobody is blamed
+    assert metric(samples, "probe_events_duplicated_total") == 0
+    assert metric(samples, "probe_events_received_total") == states["received"] + states["late"]
+    assert metric(samples, "probe_events_unobserved_total") == states["unobserved"] + states["late"]
+    assert states["unobserved"] >= 1  # the gap around the kill
+    # every event sent well after the restart's subscription was received
+    resubscribed = min(s["connected_at"] for s in pipe.emulator.truth()["subscribers"] if s["connected_at"] > killed_at)
+    assert all(r[0] == "received" for r in rows.values() if r[3] > resubscribed + 0.05)

@@ -19,6 +19,7 @@ class Receiver:
         self.app_id = app_id
         ds = cfg.dataset_id
         self.ds = ds
+        metrics.touch_listener_series(ds)
         self._latency = metrics.latency_histogram(cfg.latency_buckets).labels(ds)
         self._latest = metrics.latest_latency.labels(ds)
         self._received = metrics.events_received.labels(ds)

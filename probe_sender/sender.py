@@ -30,6 +30,7 @@ class Sender:
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
         ds = cfg.dataset_id
+        metrics.touch_sender_series(ds)
         self._posted = metrics.events_posted.labels(ds)
         self._retries = metrics.post_retries.labels(ds)
         self._duration = metrics.post_duration.labels(ds)

@@ -99,3 +99,27 @@ def latency_histogram(buckets: tuple[float, ...]) -> Histogram:
     return Histogram(
         "probe_event_latency_seconds", "End-to-end latency from send to first arrival, seconds.", D, buckets=buckets
     )
+
+
+# Label values known in advance are created at start with value 0, so that every
+# series exists from the first scrape: rate() and alerts then see 0, not "absent".
+POST_ERROR_REASONS = ("timeout", "connection", "http_4xx", "http_429", "http_5xx", "auth")
+MALFORMED_REASONS = ("binary", "too_large", "not_utf8", "not_json", "not_object", "fields")
+DISCONNECT_REASONS = ("server_close", "pong_timeout", "error", "shutdown")
+
+
+def touch_sender_series(dataset: str) -> None:
+    for reason in POST_ERROR_REASONS:
+        post_errors.labels(dataset, reason)
+    for result in ("ok", "error"):
+        token_requests.labels(dataset, result)
+    for reason in ("stall", "backpressure"):
+        skipped_slots.labels(dataset, reason)
+
+
+def touch_listener_series(dataset: str) -> None:
+    for reason in MALFORMED_REASONS:
+        events_malformed.labels(dataset, reason)
+    for reason in DISCONNECT_REASONS:
+        ws_disconnects.labels(dataset, reason)
+    ws_connect_failures.labels(dataset, "error")

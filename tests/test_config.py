@@ -156,3 +156,9 @@ def test_config_check_never_prints_secrets() -> None:
         ORIGO_ENVIRONMENT="dev", ORIGO_CLIENT_ID="c", WEBHOOK_TOKEN="", ORIGO_CLIENT_SECRET=client_secret
     )
     assert result.returncode == 2 and client_secret not in result.stderr
+
+
+def test_readme_settings_table_is_the_generated_one() -> None:
+    result = subprocess.run(probe_cmd("config", "docs"), cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0
+    assert result.stdout.strip() in (ROOT / "README.md").read_text(), "README.md: paste `probe config docs` output"

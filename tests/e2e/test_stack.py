@@ -1,0 +1,244 @@
+"""The whole supervised stack against the emulator, scraped by a real Prometheus server."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import (
+    PYTHON,
+    ROOT,
+    Emulator,
+    Proc,
+    free_port,
+    open_store,
+    probe_cmd,
+    start,
+    start_emulator,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+LOSS_TIMEOUT = 3.0
+DELAY = 0.2
+
+
+def readme_metrics() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    return sorted(set(re.findall(r"^\| `(probe_[a-z_]+)`", section, flags=re.M)))
+
+
+@dataclass
+class Stack:
+    proc: Proc
+    env: dict[str, str]
+    metrics_url: str
+    emulator: Emulator
+    prometheus_url: str
+
+    def ctl(self, *args: str) -> str:
+        result = subprocess.run(
+            probe_cmd("ctl", *args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        return result.stdout + result.stderr
+
+    def query(self, expr: str) -> list[dict]:
+        answer = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+
+def start_prometheus(tmp: Path, target_port: int) -> tuple[Proc, str]:
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: probe\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
+    proc = start(
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        tmp / "prometheus.log",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "prometheus ready")
+    return proc, url
+
+
+def stack_env(emulator: Emulator, tmp: Path, run_dir: str, metrics_port: int, **extra: object) -> dict[str, str]:
+    buckets = ",".join(str(round(0.18 + i * 0.005, 3)) for i in range(12)) + ",0.3,0.5,1,2,5"
+    return emulator.env(
+        tmp,
+        PROBE_RUN_DIR=run_dir,
+        METRICS_PORT=metrics_port,
+        METRICS_HOST="127.0.0.1",
+        EVENT_INTERVAL_SECONDS=0.1,
+        LOSS_TIMEOUT_SECONDS=LOSS_TIMEOUT,
+        POST_TIMEOUT_SECONDS=1,
+        LATENCY_BUCKETS=buckets,
+        STARTUP_WAIT_SECONDS=10,
+        RECONNECT_MAX_SECONDS=1,
+        **extra,
+    )
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    if not PROMETHEUS or not PROMTOOL:
+        pytest.fail("the Debian package 'prometheus' is required (apt-get install prometheus); .ci/run installs it")
+    emulator = start_emulator(tmp_path)
+    emulator.faults(delay_ms=DELAY * 1000, drop_rate=0.05, seed=42)
+    run_dir = tempfile.mkdtemp(prefix="pr-")
+    metrics_port = free_port()
+    env = stack_env(emulator, tmp_path, run_dir, metrics_port)
+    proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
+    prometheus, prom_url = start_prometheus(tmp_path, metrics_port)
+    stack = Stack(proc, env, f"http://127.0.0.1:{metrics_port}", emulator, prom_url)
+    try:
+        yield stack
+    finally:
+        code = proc.stop(signal.SIGTERM, timeout=60)
+        prometheus.stop()
+        emulator.proc.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print("---- stack log ----\n" + proc.output()[-8000:])
+        assert code == 0, f"the stack did not stop cleanly ({code})"
+
+
+def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: float) -> None:
+    """Each event's state against what the emulator's truth implies, given when the listener was away.
+
+    The listener was certainly blind from the kill to the resubscription; its last
+    proof of life before the kill may be up to a couple of seconds older, so events
+    whose window only touches that margin may go either way.
+    """
+    store = open_store(stack.env)
+    app_id = store.app_id()
+    rows = {
+        r[0]: r[1:]
+        for r in store._read(
+            "SELECT seqno, state, post_state, sent_at, receive_count FROM events WHERE app_id=?", (app_id,)
+        )  # fmt: skip
+    }
+    store.close()
+    truth = {e["seqno"]: e for e in stack.emulator.truth()["events"] if e["app_id"] == app_id}
+    strict = 0
+    for seqno, (state, post_state, sent_at, count) in rows.items():
+        event = truth.get(seqno)
+        window_touches = lambda start, end, s=sent_at: start < s + LOSS_TIMEOUT and s < end  # noqa: E731
+        blind = window_touches(killed_at, resubscribed)
+        unsure = not blind and window_touches(killed_at - 2.0, resubscribed)
+        if event is None:
+            assert state in ("post_failed", "unobserved"), (seqno, state, post_state)
+        elif event["fate"] == "dropped":
+            assert state in (("unobserved",) if blind else ("lost", "unobserved") if unsure else ("lost",)), seqno
+        elif blind or unsure:
+            assert state in ("received", "unobserved"), (seqno, state)
+        else:
+            assert (state, count) == ("received", len(event["writes"])), (seqno, state, count)
+        strict += not (blind or unsure)
+    assert strict > 50
+
+
+def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Stack) -> None:
+    samples_up = lambda: stack.value('probe_events_received_total{job="probe"}')  # noqa: E731
+    wait_until(lambda: (samples_up() or 0) >= 20, 60, "Prometheus to see 20 received events")
+    first = samples_up()
+    wait_until(lambda: samples_up() > first, 20, "probe_events_received_total to grow")
+    assert requests.get(f"{stack.metrics_url}/healthz", timeout=5).status_code == 200
+    wait_until(lambda: requests.get(f"{stack.metrics_url}/readyz", timeout=5).status_code == 200, 20, "ready")
+    assert "probe_events_posted_total" in requests.get(f"{stack.metrics_url}/", timeout=5).text  # the original's path
+
+    median = wait_until(
+        lambda: stack.value("histogram_quantile(0.5, sum by (le) (rate(probe_event_latency_seconds_bucket[30s])))"),
+        30,
+        "a latency median",
+    )
+    assert DELAY <= median <= DELAY + 0.02, median
+
+    exposed = requests.get(f"{stack.metrics_url}/metrics", timeout=5).text
+    for name in readme_metrics():
+        assert re.search(rf"^{name}(_total|_bucket)?[{{ ]", exposed, flags=re.M), f"{name} is not exposed"
+        assert stack.value(f'count({{__name__=~"{name}(_total|_bucket)?"}})'), f"{name} not in Prometheus"
+
+    promtool = subprocess.run([PROMTOOL, "check", "metrics"], input=exposed, capture_output=True, text=True)
+    assert promtool.returncode == 0 and not (promtool.stdout + promtool.stderr).strip(), promtool.stdout
+
+    # A graceful restart of the sender, then a crash of the listener, while traffic flows.
+    assert "sender: stopped" in stack.ctl("restart", "sender")
+    pid = int(stack.ctl("pid", "listener").strip())
+    received_before_kill = samples_up()
+    os.kill(pid, signal.SIGKILL)
+    killed_at = time.time()
+    wait_until(lambda: stack.ctl("pid", "listener").strip() not in ("", "0", str(pid)), 30, "a new listener")
+    wait_until(lambda: samples_up() > received_before_kill + 20, 60, "events flowing after the kill")
+    resubscribed = min(
+        s["connected_at"] for s in stack.emulator.truth()["subscribers"] if s["connected_at"] > killed_at
+    )
+    wait_until(lambda: stack.value('probe_websocket_connected{job="probe"}') == 1, 20, "one live connection")
+
+    # Let every event reach a final state, then hold everything against the truth.
+    assert "sender: stopped" in stack.ctl("stop", "sender")
+    wait_until(lambda: open_store(stack.env).in_flight() == 0, LOSS_TIMEOUT + 15, "every event judged")
+    final_states_match_the_truth(stack, killed_at, resubscribed)
+
+    exposed = requests.get(f"{stack.metrics_url}/metrics", timeout=5).text
+    lost = float(re.search(r"^probe_events_lost_total\{[^}]*\} (\S+)", exposed, flags=re.M).group(1))
+    assert lost >= 1  # drop_rate 0.05 was noticed
+    wait_until(lambda: stack.value('sum(probe_events_lost_total{job="probe"})') == lost, 10, "the final scrape")
+    counters = {f["metric"]["__name__"] for f in stack.query('{__name__=~"probe_.*_total", job="probe"}')}
+    assert len(counters) >= 15
+    for name in sorted(counters):  # no counter ever went down, through every restart
+        assert stack.value(f'sum(resets({name}{{job="probe"}}[10m]))') == 0, name
+    assert stack.value('min_over_time(up{job="probe"}[10m])') == 1
+
+
+def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "EVENT_INTERVAL_SECONDS": "abc"}
+    started = time.monotonic()
+    result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert time.monotonic() - started < 5
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "EVENT_INTERVAL_SECONDS" in lines[0], result.stderr
+    assert not (tmp_path / "var").exists()  # nothing was started or created
+
+
+def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
+    emulator = start_emulator(tmp_path)
+    bad_store = tmp_path / "not-a-db.sqlite3"
+    bad_store.write_bytes(b"garbage" * 1000)
+    run_dir = tempfile.mkdtemp(prefix="pr-")
+    env = stack_env(emulator, tmp_path, run_dir, free_port(), PROBE_DB_PATH=str(bad_store))
+    proc = start([PYTHON, "-m", "shared.cli", "run"], tmp_path / "stack.log", env=env)
+    try:
+        code = proc.popen.wait(90)
+    finally:
+        proc.stop()
+        emulator.proc.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    output = proc.output()
+    assert code == 1, output
+    assert "went FATAL" in output and "cannot be opened" in output

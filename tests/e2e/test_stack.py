@@ -140,7 +140,7 @@ def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: f
         r[0]: r[1:]
         for r in store._read(
             "SELECT seqno, state, post_state, sent_at, receive_count FROM events WHERE app_id=?", (app_id,)
-        )  # fmt: skip
+        )
     }
     store.close()
     truth = {e["seqno"]: e for e in stack.emulator.truth()["events"] if e["app_id"] == app_id}

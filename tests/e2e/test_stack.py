@@ -17,8 +17,10 @@ import pytest
 import requests
 
 from tests.helpers import (
+    CLIENT_SECRET,
     PYTHON,
     ROOT,
+    WEBHOOK_TOKEN,
     Emulator,
     Proc,
     free_port,
@@ -213,6 +215,9 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
     for name in sorted(counters):  # no counter ever went down, through every restart
         assert stack.value(f'sum(resets({name}{{job="probe"}}[10m]))') == 0, name
     assert stack.value('min_over_time(up{job="probe"}[10m])') == 1
+    log = stack.proc.output()
+    assert "subscribed to" in log and "webhook_token" not in log
+    assert CLIENT_SECRET not in log and WEBHOOK_TOKEN not in log and "Bearer ey" not in log
 
 
 def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:

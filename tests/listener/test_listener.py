@@ -280,3 +280,23 @@ def test_sigkill_of_the_listener_loses_and_double_counts_nothing(pipeline) -> No
     # every event sent well after the restart's subscription was received
     resubscribed = min(s["connected_at"] for s in pipe.emulator.truth()["subscribers"] if s["connected_at"] > killed_at)
     assert all(r[0] == "received" for r in rows.values() if r[3] > resubscribed + 0.05)
+
+
+def test_an_outage_longer_than_the_loss_timeout_makes_events_lost_then_late(pipeline) -> None:
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.05, LOSS_TIMEOUT_SECONDS=1.5)
+    pipe.start_sender()
+    pipe.send_until(10)
+    pipe.emulator.faults(paused=True)  # the pipeline holds everything; the listener stays subscribed
+    count = len(pipe.rows())
+    pipe.send_until(count + 20)
+    pipe.sender.stop()
+    wait_until(lambda: pipe.in_flight() == 0, 10, "the held events to be judged")
+    held = [e["seqno"] for e in pipe.truth() if e["fate"] == "held"]
+    assert len(held) >= 20
+    assert metric(pipe.metrics(), "probe_events_lost_total") == len(held)
+    pipe.emulator.faults(paused=False)
+    wait_until(lambda: metric(pipe.metrics(), "probe_events_late_total") == len(held), 10, "late arrivals")
+    rows = pipe.rows()
+    assert all(rows[s][0] == "late" for s in held)
+    assert metric(pipe.metrics(), "probe_events_received_total") == len(rows)
+    assert metric(pipe.metrics(), "probe_event_latency_seconds_count") == len(rows)

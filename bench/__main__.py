@@ -1,0 +1,297 @@
+"""`make bench` / `python -m bench`: the probe's accuracy, capacity and cost, against the emulator's truth.
+
+Results go to bench/results/latest.json and latest.md (the table in README.md).
+Everything runs on loopback; each run is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import requests
+import websocket
+
+from bench import measure
+from bench.harness import PROGRAMS, BenchStack, RssSampler, tree_cpu
+from tests.helpers import DATASET, WEBHOOK_TOKEN, open_store, start_emulator, wait_until
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FAULTS = {"delay_ms": 20, "drop_rate": 0.01, "duplicate_rate": 0.01, "seed": 1}
+
+
+def store_rows(env: dict[str, str]) -> list[tuple]:
+    store = open_store(env)
+    try:
+        return store._read("SELECT seqno, sent_at, state, receive_count, latency FROM events ORDER BY seqno")
+    finally:
+        store.close()
+
+
+def run_rate(rate: float, duration: float, tmp: Path) -> dict:
+    """One rate: steady traffic with drops and duplicates, then every event against the truth."""
+    emulator = start_emulator(tmp)
+    emulator.faults(**FAULTS)
+    loss_timeout = 5.0
+    stack = BenchStack.create(
+        emulator, tmp, EVENT_INTERVAL_SECONDS=1 / rate, LOSS_TIMEOUT_SECONDS=loss_timeout, POST_TIMEOUT_SECONDS=2
+    )
+    try:
+        stack.start()
+        sampler = RssSampler(stack.proc.popen.pid)
+        sampler.start()
+        wait_until(lambda: store_rows(stack.env), 30, "the first event")
+        time.sleep(2)  # warm-up: imports, token, first connections
+        procs = {name: psutil.Process(stack.pid(name)) for name in PROGRAMS}
+        cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+        seq_before = len(store_rows(stack.env))
+        time.sleep(duration)
+        cpu_after = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+        seq_after = len(store_rows(stack.env))
+        scrape = stack.scrape_ms()
+        stack.stop_sender()
+        stack.wait_judged(loss_timeout + 30)
+        sampler.done.set()
+        exposed = requests.get(stack.metrics_url, timeout=10).text
+        rows = store_rows(stack.env)
+        app_id = open_store(stack.env).app_id()
+        truth = {e["seqno"]: e for e in emulator.truth()["events"] if e["app_id"] == app_id}
+        db = Path(stack.env["PROBE_DB_PATH"])
+        db_bytes = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    finally:
+        stack.stop()
+        emulator.proc.stop()
+    events = seq_after - seq_before
+    sched = measure.schedule([r[1] for r in rows], 1 / rate)
+    overhead = measure.overhead_ms({r[0]: r[4] for r in rows if r[4] is not None}, truth)
+    bad = measure.mismatches({r[0]: (r[2], r[3]) for r in rows}, truth)
+    skipped = sum(
+        float(line.rsplit(" ", 1)[1]) for line in exposed.splitlines() if line.startswith("probe_sender_skipped_slots")
+    )
+    return {
+        "rate": rate,
+        "events": len(rows),
+        "dropped_injected": sum(e["fate"] == "dropped" for e in truth.values()),
+        "duplicates_injected": sum(max(0, len(e["writes"]) - 1) for e in truth.values()),
+        "overhead_ms": {
+            "p50": measure.percentile(overhead, 50),
+            "p99": measure.percentile(overhead, 99),
+            "max": max(overhead, default=float("nan")),
+        },
+        "mismatches": len(bad),
+        "mismatch_examples": bad[:5],
+        "achieved_rate": sched.achieved_rate,
+        "schedule_holds": sched.holds and skipped == 0,
+        "skipped_slots": skipped,
+        "jitter_ms": {"p50": sched.jitter_p50_ms, "p99": sched.jitter_p99_ms, "max": sched.jitter_max_ms},
+        "cpu_s_per_1000_events": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(events, 1) for n in PROGRAMS},
+        "peak_rss_mb": sampler.peak / 2**20,
+        "sqlite_bytes": db_bytes,
+        "scrape_ms": scrape,
+    }
+
+
+def run_idle(seconds: float, tmp: Path) -> dict:
+    """CPU of the whole tree at the default 10 s interval, over `seconds` after a warm-up."""
+    emulator = start_emulator(tmp)
+    stack = BenchStack.create(emulator, tmp, EVENT_INTERVAL_SECONDS=10)
+    try:
+        stack.start()
+        root = psutil.Process(stack.proc.popen.pid)
+        time.sleep(5)
+        before, started = tree_cpu(root), time.monotonic()
+        time.sleep(seconds)
+        used, elapsed = tree_cpu(root) - before, time.monotonic() - started
+    finally:
+        stack.stop()
+        emulator.proc.stop()
+    return {"seconds": elapsed, "cpu_percent_of_one_core": 100 * used / elapsed}
+
+
+def run_restarts(kills: int, sender_restarts: int, tmp: Path) -> dict:
+    """Time from SIGKILL of the listener to resubscribed; scrape time after many sender restarts."""
+    emulator = start_emulator(tmp)
+    stack = BenchStack.create(emulator, tmp, EVENT_INTERVAL_SECONDS=0.5)
+    resubscribe = []
+    try:
+        stack.start()
+        wait_until(lambda: emulator.subscribers() == 1, 30, "subscribed")
+        for _ in range(kills):
+            pid = stack.pid("listener")
+            known = len(emulator.truth()["subscribers"])
+            os.kill(pid, signal.SIGKILL)
+            killed = time.time()
+            subs = wait_until(lambda k=known: emulator.truth()["subscribers"][k:], 30, "resubscribed")
+            resubscribe.append(subs[0]["connected_at"] - killed)
+            wait_until(lambda p=pid: stack.pid("listener") not in (0, p), 30, "listener RUNNING again")
+        scrape_before = stack.scrape_ms()
+        metrics_dir = Path(stack.env["PROMETHEUS_MULTIPROC_DIR"])
+        rpc = stack.rpc()
+        for _ in range(sender_restarts):
+            rpc.supervisor.stopProcess("sender", True)
+            rpc.supervisor.startProcess("sender", False)
+            wait_until(lambda: rpc.supervisor.getProcessInfo("sender")["pid"], 10, "sender spawned")
+            pid = rpc.supervisor.getProcessInfo("sender")["pid"]
+            wait_until(lambda p=pid: list(metrics_dir.glob(f"*_{p}.db")), 20, "the sender's metric files")
+        files = len(list(metrics_dir.iterdir()))
+        scrape_after = stack.scrape_ms()
+    finally:
+        stack.stop()
+        emulator.proc.stop()
+    return {
+        "listener_kills": kills,
+        "resubscribe_s": {"median": measure.percentile(resubscribe, 50), "max": max(resubscribe)},
+        "sender_restarts": sender_restarts,
+        "metric_files_after": files,
+        "scrape_ms_before": scrape_before,
+        "scrape_ms_after": scrape_after,
+    }
+
+
+def run_emulator_throughput(seconds: float, tmp: Path, batch: int = 100) -> dict:
+    """Events per second the emulator accepts and delivers to one subscriber on loopback."""
+    emulator = start_emulator(tmp)
+    try:
+        from keycloak import KeycloakOpenID
+
+        token = KeycloakOpenID(
+            server_url=f"{emulator.base}/auth/", realm_name="api-catalog", client_id="dataplatform-probe",
+            client_secret_key="local-demo-secret",
+        ).token(grant_type="client_credentials")["access_token"]  # fmt: skip
+        ws = websocket.create_connection(
+            f"ws://127.0.0.1:{emulator.port}/event-data-subscription?dataset_id={DATASET}&webhook_token={WEBHOOK_TOKEN}"
+        )
+        received = {"n": 0, "last": 0.0}
+
+        def read() -> None:
+            ws.settimeout(3)
+            try:
+                while True:
+                    ws.recv()
+                    received["n"] += 1
+                    received["last"] = time.monotonic()
+            except (websocket.WebSocketException, OSError):
+                return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        session = requests.Session()
+        url = f"{emulator.base}/event-collector/events/{DATASET}/1"
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        sent, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            body = json.dumps([{"app_id": "bench", "seqno": sent + i, "time_sent": "t"} for i in range(batch)])
+            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+            sent += batch
+        posting = time.monotonic() - started
+        reader.join(10)
+        ws.close()
+    finally:
+        emulator.proc.stop()
+    return {
+        "accepted_per_s": sent / posting,
+        "delivered": received["n"],
+        "sent": sent,
+        "delivered_per_s": received["n"] / max(received["last"] - started, 1e-9),
+        "batch": batch,
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"Measured {results['when']} on {results['machine']} (`make bench`).",
+        "",
+        "| rate (ev/s) | events | overhead p50 / p99 / max (ms) | mismatches | achieved rate | jitter p50 / p99 (ms) "
+        "| CPU s per 1000 ev (sender / listener / metrics) | peak RSS (MB) | SQLite (KB) | scrape (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rates"]:
+        o, j, c = r["overhead_ms"], r["jitter_ms"], r["cpu_s_per_1000_events"]
+        lines.append(
+            f"| {r['rate']:g} | {r['events']} | {o['p50']:.2f} / {o['p99']:.2f} / {o['max']:.1f} | {r['mismatches']} "
+            f"| {r['achieved_rate']:.2f}{'' if r['schedule_holds'] else ' (not held)'} | {j['p50']:.2f} / "
+            f"{j['p99']:.2f} | {c['sender']:.2f} / {c['listener']:.2f} / {c['metrics']:.2f} "
+            f"| {r['peak_rss_mb']:.0f} | {r['sqlite_bytes'] / 1024:.0f} | {r['scrape_ms']:.1f} |"
+        )
+    lines.append("")
+    lines.append(f"Capacity (schedule within 1%, no skipped slot, exact accounting): **{results['capacity']} ev/s**"
+                 " (highest tested rate that met all three).")  # fmt: skip
+    if "idle" in results:
+        i = results["idle"]
+        lines.append(f"Idle at a 10 s interval: {i['cpu_percent_of_one_core']:.2f}% of one core "
+                     f"(whole tree, {i['seconds']:.0f} s).")  # fmt: skip
+    if "restarts" in results:
+        r = results["restarts"]
+        lines.append(
+            f"Listener SIGKILL to resubscribed: median {r['resubscribe_s']['median']:.2f} s, "
+            f"max {r['resubscribe_s']['max']:.2f} s over {r['listener_kills']} kills. "
+            f"`/metrics` scrape: {r['scrape_ms_before']:.1f} ms before, {r['scrape_ms_after']:.1f} ms after "
+            f"{r['sender_restarts']} sender restarts ({r['metric_files_after']} files in the metrics directory)."
+        )
+    if "emulator" in results:
+        e = results["emulator"]
+        lines.append(
+            f"Emulator: accepted {e['accepted_per_s']:.0f} ev/s, delivered {e['delivered']} of {e['sent']} "
+            f"to one subscriber ({e['delivered_per_s']:.0f} ev/s), batches of {e['batch']}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rates", default="1,10,100,500,1000", help="events per second, comma-separated")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of steady traffic per rate")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle measurement (0 skips it)")
+    parser.add_argument("--kills", type=int, default=5, help="listener SIGKILLs to time (0 skips restarts)")
+    parser.add_argument("--sender-restarts", type=int, default=100, help="sender restarts before the scrape timing")
+    parser.add_argument("--emulator-seconds", type=float, default=10.0, help="emulator throughput run (0 skips)")
+    parser.add_argument("--out", default=str(RESULTS / "latest"), help="output path without extension")
+    args = parser.parse_args()
+    results: dict = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
+        "faults": FAULTS,
+        "rates": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="probe-bench-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        for rate in [float(r) for r in args.rates.split(",")]:
+            run_tmp = tmp / f"rate-{rate:g}"
+            run_tmp.mkdir()
+            result = run_rate(rate, args.duration, run_tmp)
+            print(json.dumps(result), flush=True)
+            results["rates"].append(result)
+        held = [r["rate"] for r in results["rates"] if r["schedule_holds"] and r["mismatches"] == 0]
+        results["capacity"] = max(held, default=0)
+        if args.idle_seconds > 0:
+            (tmp / "idle").mkdir()
+            results["idle"] = run_idle(args.idle_seconds, tmp / "idle")
+            print(json.dumps(results["idle"]), flush=True)
+        if args.kills > 0:
+            (tmp / "restarts").mkdir()
+            results["restarts"] = run_restarts(args.kills, args.sender_restarts, tmp / "restarts")
+            print(json.dumps(results["restarts"]), flush=True)
+        if args.emulator_seconds > 0:
+            (tmp / "emulator").mkdir()
+            results["emulator"] = run_emulator_throughput(args.emulator_seconds, tmp / "emulator")
+            print(json.dumps(results["emulator"]), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""Pure computations of the benchmark: percentiles, schedule fidelity, overhead, exactness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    target_rate: float
+    achieved_rate: float
+    jitter_p50_ms: float
+    jitter_p99_ms: float
+    jitter_max_ms: float
+
+    @property
+    def holds(self) -> bool:
+        """Within 1% of the target rate."""
+        return abs(self.achieved_rate / self.target_rate - 1) <= 0.01
+
+
+def schedule(sent_at: list[float], interval: float) -> Schedule:
+    """Achieved rate and each send's distance from its ideal slot (first send + i * interval)."""
+    first = sent_at[0]
+    jitter = [abs(t - (first + i * interval)) * 1000 for i, t in enumerate(sent_at)]
+    span = sent_at[-1] - first
+    achieved = (len(sent_at) - 1) / span if span > 0 else float("nan")
+    return Schedule(1 / interval, achieved, percentile(jitter, 50), percentile(jitter, 99), max(jitter))
+
+
+def overhead_ms(latency_by_seqno: dict[int, float], truth: dict[int, dict]) -> list[float]:
+    """The probe's latency minus the emulator's true hold time, per delivered event, in ms."""
+    out = []
+    for seqno, latency in latency_by_seqno.items():
+        event = truth.get(seqno)
+        if event and event["writes"]:
+            hold = event["writes"][0]["at"] - event["accepted_at"]
+            out.append((latency - hold) * 1000)
+    return out
+
+
+def implied_state(event: dict | None) -> tuple[str, int]:
+    """(state, receive count) the truth implies for an event while the listener was subscribed throughout."""
+    if event is None:
+        return "post_failed", 0
+    if event["fate"] == "dropped":
+        return "lost", 0
+    if event["fate"] == "held":
+        return "lost", 0
+    return "received", len(event["writes"])
+
+
+def mismatches(rows: dict[int, tuple[str, int]], truth: dict[int, dict]) -> list[tuple[int, tuple, tuple]]:
+    """Events whose (state, receive count) differs from what the truth implies."""
+    bad = []
+    for seqno, actual in rows.items():
+        expected = implied_state(truth.get(seqno))
+        if tuple(actual) != expected:
+            bad.append((seqno, tuple(actual), expected))
+    return bad

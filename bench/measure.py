@@ -29,9 +29,16 @@ class Schedule:
 
 
 def schedule(sent_at: list[float], interval: float) -> Schedule:
-    """Achieved rate and each send's distance from its ideal slot (first send + i * interval)."""
+    """Achieved rate, and each send's distance from the nearest slot of the grid first + k * interval.
+
+    Distance to the nearest slot rather than to slot i, so that one skipped slot
+    (counted separately) does not show up as jitter of every later send.
+    """
     first = sent_at[0]
-    jitter = [abs(t - (first + i * interval)) * 1000 for i, t in enumerate(sent_at)]
+    jitter = []
+    for t in sent_at:
+        offset = (t - first) % interval
+        jitter.append(min(offset, interval - offset) * 1000)
     span = sent_at[-1] - first
     achieved = (len(sent_at) - 1) / span if span > 0 else float("nan")
     return Schedule(1 / interval, achieved, percentile(jitter, 50), percentile(jitter, 99), max(jitter))

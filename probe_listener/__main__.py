@@ -33,7 +33,7 @@ def main() -> int:
     subscription = Subscription(cfg, store, receiver.handle, stop)
     threads = [
         threading.Thread(target=subscription.run, name="subscription"),
-        threading.Thread(target=judge_loop, args=(cfg, store, stop), name="judge"),
+        threading.Thread(target=judge_loop, args=(cfg, stop), name="judge"),
     ]
     for thread in threads:
         thread.start()

@@ -20,7 +20,13 @@ log = logging.getLogger("listener")
 PRUNE_EVERY = 600.0
 
 
-def judge_loop(cfg: Config, store: Store, stop: threading.Event) -> None:
+def judge_loop(cfg: Config, stop: threading.Event) -> None:
+    """Judge, count in-flight events, checkpoint and prune, on a connection of its own.
+
+    Its own connection, so that a checkpoint (an fsync) never holds up the
+    classification of arriving messages, whose receive times would then be late.
+    """
+    store = Store(cfg.db_path)
     ds = cfg.dataset_id
     lost, unobserved = metrics.events_lost.labels(ds), metrics.events_unobserved.labels(ds)
     in_flight = metrics.in_flight.labels(ds)
@@ -37,6 +43,7 @@ def judge_loop(cfg: Config, store: Store, stop: threading.Event) -> None:
                 log.info("%d event(s) unobserved: missing, but the listener was not subscribed all along",
                          counts["unobserved"])  # fmt: skip
             in_flight.set(store.in_flight())
+            store.checkpoint()
             if time.monotonic() >= next_prune:
                 removed = store.prune(time.time() - cfg.retention_seconds)
                 if removed:
@@ -45,3 +52,4 @@ def judge_loop(cfg: Config, store: Store, stop: threading.Event) -> None:
         except Exception:  # keep judging; the next round retries the same rows
             log.exception("judgement round failed")
         stop.wait(period)
+    store.close()

@@ -112,6 +112,9 @@ class Store:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA journal_size_limit=8388608")
+            # No checkpoint inside a commit: that would stall the sender's schedule for an fsync.
+            # The listener checkpoints from its judge thread instead (checkpoint()).
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise StoreError(
@@ -164,6 +167,11 @@ class Store:
                             db.execute(statement)
                     db.execute(f"PRAGMA user_version={version + 1}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database without blocking writers (PASSIVE)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # ---- identity ----
 

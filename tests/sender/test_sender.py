@@ -23,6 +23,8 @@ def test_schedule_is_fixed_rate_and_skips_stalls() -> None:
     assert next_slot(100.0, 1.0, 1, 101.4).index == 1  # a little late: fire, no skip
     stalled = next_slot(100.0, 1.0, 2, 105.2)  # woke up 3.2 slots late
     assert (stalled.index, stalled.skipped, stalled.due) == (5, 3, 105.0)
+    assert next_slot(0.0, 0.01, 0, 0.05).skipped == 0  # 50 ms late at 100/s: noise, caught up
+    assert next_slot(0.0, 0.01, 0, 0.3).skipped == 30  # 300 ms late: a stall, skipped
     # due times come from the start, so they never drift
     assert next_slot(0.0, 0.02, 199, 3.98).due == pytest.approx(3.98)
 

@@ -7,13 +7,14 @@ export PIPENV_NOSPIN := 1
 VENV := .venv
 STAMP := $(VENV)/.init-done
 RUN := $(VENV)/bin
+PIPENV := $(shell command -v pipenv 2>/dev/null || echo "python3 -m pipenv")
 ENV_FILE ?= probe.env
 
 .PHONY: init format format-diff lint test run run-app run-script bench clean
 
 $(STAMP): Pipfile.lock pyproject.toml
 	@command -v pipenv >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
-	python3 -m pipenv sync --dev
+	$(PIPENV) sync --dev
 	$(RUN)/pip install --quiet --no-deps --no-build-isolation -e . || $(RUN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

@@ -1,0 +1,44 @@
+"""`probe status`: a readable table and JSON from the store, and a clear message without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from shared.store import Store
+from tests.helpers import ROOT, probe_cmd
+
+
+def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "PROBE_DB_PATH": str(db)}
+    return subprocess.run(probe_cmd("status", *args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
+
+
+def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
+    db = tmp_path / "probe.sqlite3"
+    store = Store(db)
+    app = store.app_id()
+    for i in range(5):
+        seqno = store.record_send(app, "probe-dataset", "1", 1000.0 + i)
+        store.record_post(app, seqno, i != 3, None if i != 3 else "http_5xx", 1000.1 + i)
+    store.classify_arrival(app, 1, 1000.25)
+    store.classify_arrival(app, 1, 1000.5)
+    store.close()
+    table = run_status(db, "--last", "3")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert app in lines[0] and "seqno" in lines[1]
+    assert [line.split()[0] for line in lines[2:5]] == ["5", "4", "3"]
+    assert "http_5xx" in lines[3] and "post_failed" in lines[3]
+    assert "received=1" in lines[-1] and "duplicates=1" in lines[-1] and "posted=3" in lines[-1]
+    doc = json.loads(run_status(db, "--json").stdout)
+    assert doc["app_id"] == app and doc["totals"]["post_failed"] == 1
+    first = next(e for e in doc["events"] if e["seqno"] == 1)
+    assert first["latency"] == 0.25 and first["receive_count"] == 2
+
+
+def test_status_without_a_store_says_so(tmp_path: Path) -> None:
+    result = run_status(tmp_path / "missing.sqlite3")
+    assert result.returncode == 1 and "no store" in result.stderr

@@ -7,7 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIPENV_VENV_IN_PROJECT=1 \
     PROBE_DB_PATH=/data/probe.sqlite3 \
     PROMETHEUS_MULTIPROC_DIR=/tmp/probe-metrics \
-    PROBE_RUN_DIR=/tmp/probe-run
+    PROBE_RUN_DIR=/tmp/probe-run \
+    ORIGO_ENVIRONMENT=dev \
+    EVENT_INTERVAL_SECONDS=10
 
 WORKDIR /app
 
@@ -22,7 +24,8 @@ COPY shared ./shared
 COPY probe_sender ./probe_sender
 COPY probe_listener ./probe_listener
 COPY emulator ./emulator
-RUN .venv/bin/pip install --no-cache-dir --no-deps . \
+# Editable, so that the code (and supervisord.conf beside it) stays in /app.
+RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \
     && useradd --system --uid 10001 --home-dir /data probe \
     && mkdir -p /data \
     && chown probe /data

@@ -53,9 +53,15 @@ def main() -> int:
         cfg.collector_endpoint(), cfg.event_interval_seconds, app_id, cfg.dataset_id, cfg.dataset_version,
     )  # fmt: skip
 
+    crashed = threading.Event()
+
     def work() -> None:
-        sender.wait_for_listener()
-        sender.run()
+        try:
+            sender.wait_for_listener()
+            sender.run()
+        except Exception:  # e.g. the store stayed locked: exit non-zero so supervisord restarts us
+            log.exception("the schedule stopped unexpectedly")
+            crashed.set()
 
     worker = threading.Thread(target=work, name="schedule")
     worker.start()
@@ -66,6 +72,8 @@ def main() -> int:
     store.close()
     if sender.failed_out:
         return EXIT_FAILED_OUT
+    if crashed.is_set():
+        return 1
     log.info("stopped")
     return 0
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from shared.cli import load_config_or_exit
 from shared.config import Config
+from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISORD_CONF = ROOT / "supervisord.conf"
@@ -40,15 +41,23 @@ def run_dir(cfg: Config) -> Path:
 
 
 def prepare(cfg: Config | None = None) -> int:
-    """Validate config, wipe and recreate the metrics directory, create the store's directory."""
+    """Validate config, open (create, migrate, check) the store, reset the metrics directory.
+
+    The store is opened here, once, before any program starts: a corrupt or foreign
+    file stops the stack with one clear line, and the programs never race to create it.
+    """
     cfg = cfg or load_config_or_exit()
     metrics_dir = Path(cfg.metrics_dir)
     if metrics_dir.resolve() in (Path("/").resolve(), Path.home().resolve(), ROOT):
         print(f"probe: refusing to wipe {metrics_dir} as the metrics directory", file=sys.stderr)
         return 2
+    try:
+        Store(cfg.db_path).close()
+    except StoreError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    Path(cfg.db_path).parent.mkdir(parents=True, exist_ok=True)
     return 0
 
 
@@ -107,8 +116,9 @@ def _write_ctl_conf(rdir: Path, env: dict[str, str]) -> Path:
 
 def run(with_emulator: bool = False) -> int:
     cfg = load_config_or_exit()
-    if prepare(cfg):
-        return 2
+    code = prepare(cfg)
+    if code:
+        return code
     rdir = run_dir(cfg)
     rdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     rdir.chmod(0o700)

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -231,19 +232,30 @@ def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "var").exists()  # nothing was started or created
 
 
-def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
-    emulator = start_emulator(tmp_path)
+def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> None:
     bad_store = tmp_path / "not-a-db.sqlite3"
     bad_store.write_bytes(b"garbage" * 1000)
+    env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "PROBE_DB_PATH": str(bad_store),
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}  # fmt: skip
+    result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "cannot be opened" in result.stderr and "supervisord" not in result.stdout
+
+
+def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
+    emulator = start_emulator(tmp_path)
     run_dir = tempfile.mkdtemp(prefix="pr-")
-    env = stack_env(emulator, tmp_path, run_dir, free_port(), PROBE_DB_PATH=str(bad_store))
-    proc = start([PYTHON, "-m", "shared.cli", "run"], tmp_path / "stack.log", env=env)
-    try:
-        code = proc.popen.wait(90)
-    finally:
-        proc.stop()
-        emulator.proc.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with socket.socket() as taken:  # the metrics program cannot bind its port, so it keeps failing at start
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1])
+        proc = start([PYTHON, "-m", "shared.cli", "run"], tmp_path / "stack.log", env=env)
+        try:
+            code = proc.popen.wait(90)
+        finally:
+            proc.stop()
+            emulator.proc.stop()
+            shutil.rmtree(run_dir, ignore_errors=True)
     output = proc.output()
     assert code == 1, output
-    assert "went FATAL" in output and "cannot be opened" in output
+    assert "program metrics went FATAL" in output and "Address already in use" in output

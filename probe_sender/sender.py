@@ -16,6 +16,18 @@ from shared.store import Store
 
 log = logging.getLogger("sender")
 
+FAIL_OUT_BACKOFF_FIRST = 10.0
+FAIL_OUT_BACKOFF_MAX = 600.0
+FAIL_OUT_MEMORY = 3600.0  # a fail-out older than this no longer slows the next start
+
+
+def fail_out_delay(count: int, last_at: float, now: float) -> float:
+    """Pause before sending after `count` fail-outs in a row, so a long collector outage
+    does not become a restart loop (each restart leaves metric files behind)."""
+    if count <= 0 or now - last_at > FAIL_OUT_MEMORY:
+        return 0.0
+    return min(FAIL_OUT_BACKOFF_MAX, FAIL_OUT_BACKOFF_FIRST * 2 ** (count - 1))
+
 
 class Sender:
     def __init__(self, cfg: Config, store: Store, collector: Collector, app_id: str) -> None:
@@ -27,6 +39,7 @@ class Sender:
         self.failed_out = False  # set when MAX_CONSECUTIVE_ERRORS was reached
         self._lock = threading.Lock()
         self._consecutive_errors = 0
+        self._fail_outs = store.fail_outs()[0]
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
         ds = cfg.dataset_id
@@ -35,6 +48,14 @@ class Sender:
         self._retries = metrics.post_retries.labels(ds)
         self._duration = metrics.post_duration.labels(ds)
         self._last_sent = metrics.last_sent.labels(ds)
+
+    def back_off_after_fail_out(self) -> None:
+        """After earlier fail-outs, wait (exponentially longer each time) before sending again."""
+        count, last_at = self.store.fail_outs()
+        delay = fail_out_delay(count, last_at, time.time())
+        if delay > 0:
+            log.warning("restart backoff: %d fail-out(s) in a row; waiting %.0fs before sending", count, delay)
+            self.stop.wait(delay)
 
     def wait_for_listener(self) -> None:
         """Give the listener a chance to subscribe first, so early events are not judged unfairly."""
@@ -100,6 +121,9 @@ class Sender:
             self._posted.inc()
             with self._lock:
                 self._consecutive_errors = 0
+                cleared, self._fail_outs = self._fail_outs, 0
+            if cleared:
+                self.store.clear_fail_outs()
             log.debug("posted seqno=%d in %.3fs", seqno, result.duration)
             return
         metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
@@ -114,5 +138,9 @@ class Sender:
             if reached:
                 self.failed_out = True
         if reached:
-            log.error("%d consecutive failed posts (MAX_CONSECUTIVE_ERRORS=%d): exiting for a restart", limit, limit)
+            count = self.store.record_fail_out(time.time())
+            log.error(
+                "%d consecutive failed posts (MAX_CONSECUTIVE_ERRORS=%d): exiting for a restart (fail-out %d in a row)",
+                limit, limit, count,
+            )  # fmt: skip
             self.stop.set()

@@ -216,6 +216,26 @@ class Store:
                 ),
             )
 
+    def record_fail_out(self, at: float) -> int:
+        """Note that the sender gave up after too many failed posts; returns how many times in a row."""
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'fail_outs'").fetchone()
+            count = (int(row[0].split()[0]) if row else 0) + 1
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('fail_outs', ?)", (f"{count} {at}",))
+            return count
+
+    def fail_outs(self) -> tuple[int, float]:
+        """(consecutive fail-outs, time of the last one); (0, 0.0) after a successful post."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'fail_outs'")
+        if not rows:
+            return 0, 0.0
+        count, at = rows[0][0].split()
+        return int(count), float(at)
+
+    def clear_fail_outs(self) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM meta WHERE key = 'fail_outs'")
+
     def last_post(self) -> tuple[float | None, float | None]:
         """(time of the newest successful post, time of the newest failed post)."""
         row = self._read(

@@ -157,3 +157,12 @@ def test_sigkill_of_a_writer_leaves_the_file_intact(tmp_path: Path) -> None:
     rows = reopened.events_by_seqno(app)
     assert sorted(rows) == list(range(1, len(rows) + 1))  # no gap, no half-written row
     assert reopened.record_send(app, "ds", "1", time.time()) == len(rows) + 1
+
+
+def test_fail_outs_count_up_until_cleared(store: Store) -> None:
+    assert store.fail_outs() == (0, 0.0)
+    assert store.record_fail_out(10.0) == 1
+    assert store.record_fail_out(20.0) == 2
+    assert store.fail_outs() == (2, 20.0)
+    store.clear_fail_outs()
+    assert store.fail_outs() == (0, 0.0)

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from probe_sender.schedule import next_slot
+from probe_sender.sender import fail_out_delay
 from tests.helpers import Emulator, metric, open_store, read_metrics, start_probe, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -121,6 +122,20 @@ def test_max_consecutive_errors_exits_after_exactly_that_many_posts(emulator: Em
     assert "3 consecutive failed posts" in proc.output()
     sent = rows(env)
     assert len(sent) == 3 and {r[2] for r in sent} == {"failed"}
+
+
+def test_a_restart_after_a_fail_out_backs_off_until_a_post_succeeds(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(collector_error_rate=1.0)
+    proc, env = run_sender(
+        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.2, POST_TIMEOUT_SECONDS=0.1, MAX_CONSECUTIVE_ERRORS=2
+    )
+    assert proc.popen.wait(20) == 3
+    again = start_probe("sender", env, tmp_path, tag="-2")
+    wait_until(lambda: "waiting 10s before sending" in again.output(), 20, "the restart backoff")
+    assert len(rows(env)) == 2  # nothing sent while backing off
+    assert again.stop() == 0  # and SIGTERM still stops it at once
+    assert fail_out_delay(3, 100.0, 110.0) == 40.0 and fail_out_delay(20, 100.0, 110.0) == 600.0
+    assert fail_out_delay(3, 100.0, 100.0 + 3601) == 0.0
 
 
 def test_a_hanging_collector_does_not_delay_the_schedule(emulator: Emulator, tmp_path: Path) -> None:

@@ -105,7 +105,11 @@ class Emulator:
 
     def env(self, tmp: Path, **overrides: Any) -> dict[str, str]:
         """Environment for a probe process pointed at this emulator, with its own store and metrics dir."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PROBE_", "PROMETHEUS_"))}
+        from shared.config import FIELDS
+
+        # A developer's own settings must not leak into a test's probe.
+        names = {f.env for f in FIELDS} | {f.file_env for f in FIELDS}
+        env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("PROBE_")}
         env.update(
             PROBE_CONFIG=str(ROOT / "probe.yaml"),
             ORIGO_ENVIRONMENT="local",

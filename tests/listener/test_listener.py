@@ -300,3 +300,14 @@ def test_an_outage_longer_than_the_loss_timeout_makes_events_lost_then_late(pipe
     assert all(rows[s][0] == "late" for s in held)
     assert metric(pipe.metrics(), "probe_events_received_total") == len(rows)
     assert metric(pipe.metrics(), "probe_event_latency_seconds_count") == len(rows)
+
+
+def test_reconnect_backoff_is_quick_first_then_capped() -> None:
+    import random
+
+    from probe_listener.subscription import backoff_delay
+
+    rng = random.Random(1)
+    assert all(0.05 <= backoff_delay(0, 30, rng) <= 0.1 for _ in range(100))
+    assert all(0.4 <= backoff_delay(3, 30, rng) <= 0.8 for _ in range(100))
+    assert all(0.4 <= backoff_delay(20, 0.8, rng) <= 0.8 for _ in range(100))

@@ -104,7 +104,10 @@ def test_503s_are_retried_and_a_post_that_keeps_failing_counts_once(emulator: Em
     samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     sent = rows(env)
     failed = [r for r in sent if r[2] == "failed"]
-    assert all(r[3] == "http_5xx" and r[0] > count - 8 for r in failed)  # only posts of the failing phase
+    # a post of the 50% phase may also run out of retries (about 1 in 60): it is counted the same way
+    assert all(r[3] == "http_5xx" for r in failed)
+    assert len([r for r in failed if r[0] > count]) >= 3
+    assert len(failed) < len(sent) - 10  # most posts of the 50% phase got through by retrying
     assert metric(samples, "probe_event_post_errors_total", reason="http_5xx") == len(failed)
     assert metric(samples, "probe_event_post_errors_total") == len(failed)
     assert metric(samples, "probe_events_posted_total") == sum(r[2] == "ok" for r in sent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def test_no_drift_over_200_intervals_at_20ms(emulator: Emulator, tmp_path: Path)
     sent = [r[1] for r in rows(env)]
     first = sent[0]
     offsets = [s - first - i * 0.02 for i, s in enumerate(sent)]
-    assert max(abs(o) for o in offsets[:200]) < 0.015, max(offsets, key=abs)  # each send near its slot
-    assert abs(offsets[199]) < 0.005  # and no accumulated drift after 200 intervals
+    assert len(sent) >= 210 and max(abs(o) for o in offsets[:200]) < 0.05, max(offsets, key=abs)  # no slot lost
+    # no drift: the sends around the 200th interval sit on their slots as closely as the first ones
+    assert abs(statistics.median(offsets[190:210])) < 0.003, offsets[190:210]
     assert all(r[2] == "ok" for r in rows(env))
     samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     assert metric(samples, "probe_events_posted_total") == len(sent)

@@ -234,3 +234,28 @@ def test_fault_settings_are_validated(emulator: Emulator) -> None:
         assert response.status_code == 400 and "error" in response.json()
     current = requests.get(f"{emulator.base}/_emulator/faults", timeout=5).json()
     assert current["drop_rate"] == 0.0 and current["delay_distribution"] == "fixed"
+
+
+def test_close_every_seconds_closes_with_the_configured_code(emulator: Emulator) -> None:
+    ws = subscribe(emulator)
+    emulator.faults(close_every_seconds=0.3, close_code=4001)
+    ws.settimeout(3)
+    opcode, frame = ws.recv_data_frame(True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(frame.data[:2], "big") == 4001
+
+
+def test_delay_distributions_are_seeded_and_shaped() -> None:
+    from emulator.faults import Dice, Faults
+
+    def sample(**settings: object) -> list[float]:
+        faults, dice = Faults().updated(settings), Dice(42)
+        return [dice.delay_ms(faults) for _ in range(4000)]
+
+    uniform = sample(delay_distribution="uniform", delay_ms=100, delay_spread_ms=20)
+    assert min(uniform) >= 80 and max(uniform) <= 120 and statistics.mean(uniform) == pytest.approx(100, abs=2)
+    normal = sample(delay_distribution="normal", delay_ms=100, delay_spread_ms=10)
+    assert statistics.stdev(normal) == pytest.approx(10, rel=0.1)
+    lognormal = sample(delay_distribution="lognormal", delay_ms=50, delay_sigma=0.5)
+    assert statistics.median(lognormal) == pytest.approx(50, rel=0.05) and max(lognormal) > 150
+    assert sample(delay_distribution="normal", delay_ms=5, delay_spread_ms=50).count(0.0) > 1000  # never negative
+    assert sample(delay_distribution="uniform", delay_ms=100, delay_spread_ms=20) == uniform  # the seed repeats

@@ -23,18 +23,10 @@ import websocket
 
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, tree_cpu
-from tests.helpers import DATASET, WEBHOOK_TOKEN, open_store, start_emulator, wait_until
+from tests.helpers import DATASET, WEBHOOK_TOKEN, open_store, read_events, start_emulator, wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAULTS = {"delay_ms": 20, "drop_rate": 0.01, "duplicate_rate": 0.01, "seed": 1}
-
-
-def store_rows(env: dict[str, str]) -> list[tuple]:
-    store = open_store(env)
-    try:
-        return store._read("SELECT seqno, sent_at, state, receive_count, latency FROM events ORDER BY seqno")
-    finally:
-        store.close()
 
 
 def run_rate(rate: float, duration: float, tmp: Path) -> dict:
@@ -54,20 +46,20 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         stack.start()
         sampler = RssSampler(stack.proc.popen.pid)
         sampler.start()
-        wait_until(lambda: store_rows(stack.env), 30, "the first event")
+        wait_until(lambda: read_events(stack.env), 30, "the first event")
         time.sleep(2)  # warm-up: imports, token, first connections
         procs = {name: psutil.Process(stack.pid(name)) for name in PROGRAMS}
         cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
-        seq_before = len(store_rows(stack.env))
+        seq_before = len(read_events(stack.env))
         time.sleep(duration)
         cpu_after = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
-        seq_after = len(store_rows(stack.env))
+        seq_after = len(read_events(stack.env))
         scrape = stack.scrape_ms()
         stack.stop_sender()
         stack.wait_judged(loss_timeout + 30)
         sampler.done.set()
         exposed = requests.get(stack.metrics_url, timeout=10).text
-        rows = store_rows(stack.env)
+        rows = read_events(stack.env)
         app_id = open_store(stack.env).app_id()
         truth = {e["seqno"]: e for e in emulator.truth()["events"] if e["app_id"] == app_id}
         db = Path(stack.env["PROBE_DB_PATH"])
@@ -78,10 +70,10 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         stack.stop()
         emulator.proc.stop()
     events = seq_after - seq_before
-    sched = measure.schedule([r[1] for r in rows], 1 / rate)
+    sched = measure.schedule([r.sent_at for r in rows], 1 / rate)
     window = rows[seq_before:seq_after]  # the measured steady state, after the warm-up
-    overhead = measure.overhead_ms({r[0]: r[4] for r in window if r[4] is not None}, truth)
-    bad = measure.mismatches({r[0]: (r[2], r[3]) for r in rows}, truth)
+    overhead = measure.overhead_ms({r.seqno: r.latency for r in window if r.latency is not None}, truth)
+    bad = measure.mismatches({r.seqno: (r.state, r.receive_count) for r in rows}, truth)
     skipped = {
         reason: sum(float(line.rsplit(" ", 1)[1]) for line in exposed.splitlines()
                     if line.startswith("probe_sender_skipped_slots") and f'reason="{reason}"' in line)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tests.helpers import implied_state
+
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); NaN for no values."""
@@ -53,17 +55,6 @@ def overhead_ms(latency_by_seqno: dict[int, float], truth: dict[int, dict]) -> l
             hold = event["writes"][0]["at"] - event["accepted_at"]
             out.append((latency - hold) * 1000)
     return out
-
-
-def implied_state(event: dict | None) -> tuple[str, int]:
-    """(state, receive count) the truth implies for an event while the listener was subscribed throughout."""
-    if event is None:
-        return "post_failed", 0
-    if event["fate"] == "dropped":
-        return "lost", 0
-    if event["fate"] == "held":
-        return "lost", 0
-    return "received", len(event["writes"])
 
 
 def mismatches(rows: dict[int, tuple[str, int]], truth: dict[int, dict]) -> list[tuple[int, tuple, tuple]]:

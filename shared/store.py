@@ -58,9 +58,13 @@ class EventRow:
     seqno: int
     sent_at: float
     state: str
+    post_state: str
     post_error: str | None
     latency: float | None
     receive_count: int
+
+
+_EVENT_COLUMNS = "seqno, sent_at, state, post_state, post_error, latency, receive_count"
 
 
 SCHEMA_VERSION = 1
@@ -377,11 +381,12 @@ class Store:
     # ---- operators ----
 
     def recent_events(self, limit: int) -> list[EventRow]:
-        rows = self._read(
-            """SELECT seqno, sent_at, state, post_error, latency, receive_count
-               FROM events ORDER BY sent_at DESC LIMIT ?""",
-            (limit,),
-        )
+        rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY sent_at DESC LIMIT ?", (limit,))
+        return [EventRow(*row) for row in rows]
+
+    def events(self, app_id: str) -> list[EventRow]:
+        """Every event of an instance, by seqno (tests, benchmarks, audits)."""
+        rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE app_id = ? ORDER BY seqno", (app_id,))
         return [EventRow(*row) for row in rows]
 
     def totals(self) -> dict[str, int]:
@@ -393,7 +398,6 @@ class Store:
         )[0][0]
         return counts
 
-    def events_by_seqno(self, app_id: str) -> dict[int, tuple[str, int, str | None]]:
-        """seqno -> (state, receive_count, post_state) for tests and benchmarks."""
-        rows = self._read("SELECT seqno, state, receive_count, post_state FROM events WHERE app_id = ?", (app_id,))
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    def events_by_seqno(self, app_id: str) -> dict[int, tuple[str, int, str]]:
+        """seqno -> (state, receive_count, post_state), the compact view the store tests compare."""
+        return {e.seqno: (e.state, e.receive_count, e.post_state) for e in self.events(app_id)}

@@ -172,3 +172,21 @@ def open_store(env: dict[str, str]):
     from shared.store import Store
 
     return Store(env["PROBE_DB_PATH"])
+
+
+def read_events(env: dict[str, str]) -> list:
+    """Every event of the probe instance whose store `env` names, by seqno."""
+    store = open_store(env)
+    try:
+        return store.events(store.app_id())
+    finally:
+        store.close()
+
+
+def implied_state(event: dict | None) -> tuple[str, int]:
+    """(state, receive count) the emulator's truth implies for an event, if the listener never looked away."""
+    if event is None:
+        return "post_failed", 0
+    if event["fate"] in ("dropped", "held"):
+        return "lost", 0
+    return "received", len(event["writes"])

@@ -34,7 +34,7 @@ def test_app_id_and_seqno_survive_reopening(tmp_path: Path) -> None:
     again = Store(tmp_path / "s.db")
     assert again.app_id() == app_id
     assert again.record_send(app_id, "ds", "1", 2.0) == 4
-    assert again._read("PRAGMA journal_mode")[0][0] == "wal"
+    assert sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_each_arrival_is_classified_once(store: Store) -> None:

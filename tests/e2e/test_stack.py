@@ -25,8 +25,10 @@ from tests.helpers import (
     Emulator,
     Proc,
     free_port,
+    implied_state,
     open_store,
     probe_cmd,
+    read_events,
     start,
     start_emulator,
     wait_until,
@@ -139,13 +141,8 @@ def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: f
     """
     store = open_store(stack.env)
     app_id = store.app_id()
-    rows = {
-        r[0]: r[1:]
-        for r in store._read(
-            "SELECT seqno, state, post_state, sent_at, receive_count FROM events WHERE app_id=?", (app_id,)
-        )
-    }
     store.close()
+    rows = {e.seqno: (e.state, e.post_state, e.sent_at, e.receive_count) for e in read_events(stack.env)}
     truth = {e["seqno"]: e for e in stack.emulator.truth()["events"] if e["app_id"] == app_id}
     strict = 0
     for seqno, (state, post_state, sent_at, count) in rows.items():
@@ -160,9 +157,9 @@ def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: f
         elif blind or unsure:
             assert state in ("received", "unobserved"), (seqno, state)
         else:
-            assert (state, count) == ("received", len(event["writes"])), (seqno, state, count)
+            assert (state, count) == implied_state(event), (seqno, state, count)
         strict += not (blind or unsure)
-    assert strict > 50
+    assert strict > 40  # the comparison is not vacuous
 
 
 def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Stack) -> None:
@@ -196,7 +193,7 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
     os.kill(pid, signal.SIGKILL)
     killed_at = time.time()
     wait_until(lambda: stack.ctl("pid", "listener").strip() not in ("", "0", str(pid)), 30, "a new listener")
-    wait_until(lambda: samples_up() > received_before_kill + 20, 60, "events flowing after the kill")
+    wait_until(lambda: samples_up() > received_before_kill + 60, 60, "events flowing after the kill")
     resubscribed = min(
         s["connected_at"] for s in stack.emulator.truth()["subscribers"] if s["connected_at"] > killed_at
     )

@@ -13,7 +13,7 @@ import requests
 
 from probe_sender.schedule import next_slot
 from probe_sender.sender import fail_out_delay
-from tests.helpers import Emulator, metric, open_store, read_metrics, start_probe, wait_until
+from tests.helpers import Emulator, metric, read_events, read_metrics, start_probe, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,11 +32,8 @@ def test_schedule_is_fixed_rate_and_skips_stalls() -> None:
 
 
 def rows(env: dict[str, str]) -> list[tuple]:
-    store = open_store(env)
-    try:
-        return store._read("SELECT seqno, sent_at, post_state, post_error, state FROM events ORDER BY seqno")
-    finally:
-        store.close()
+    """(seqno, sent_at, post_state, post_error, state) of every event, by seqno."""
+    return [(e.seqno, e.sent_at, e.post_state, e.post_error, e.state) for e in read_events(env)]
 
 
 def run_sender(emulator: Emulator, tmp: Path, **env: object):

@@ -89,6 +89,22 @@ def test_a_401_renews_the_token_once_and_costs_no_event(emulator: Emulator, tmp_
     assert sorted(e["seqno"] for e in emulator.truth()["events"]) == [r[0] for r in sent]
 
 
+def test_token_endpoint_down_is_retried_with_backoff_not_in_a_tight_loop(emulator: Emulator, tmp_path: Path) -> None:
+    emulator.faults(token_down=True)
+    proc, env = run_sender(
+        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05, POST_TIMEOUT_SECONDS=0.3, MAX_CONSECUTIVE_ERRORS=0
+    )
+    wait_until(lambda: sum(r[3] == "auth" for r in rows(env)) >= 40, 20, "40 posts failed for want of a token")
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    failed = metric(samples, "probe_event_post_errors_total", reason="auth")
+    assert failed >= 40
+    assert metric(samples, "probe_token_requests_total", result="error") <= 6  # backoff: 0.5 s, 1 s, 2 s, ...
+    emulator.faults(token_down=False)
+    wait_until(lambda: rows(env)[-1][2] == "ok", 30, "posts to succeed once the token endpoint is back")
+    assert proc.stop() == 0
+    assert metric(read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"])), "probe_token_requests_total", result="ok") == 1
+
+
 def test_503s_are_retried_and_a_post_that_keeps_failing_counts_once(emulator: Emulator, tmp_path: Path) -> None:
     emulator.faults(collector_error_rate=0.5, collector_error_statuses=[503], seed=3)
     proc, env = run_sender(

@@ -121,6 +121,10 @@ def run(with_emulator: bool = False) -> int:
         return code
     rdir = run_dir(cfg)
     rdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if rdir.is_symlink() or rdir.stat().st_uid != os.getuid():
+        print(f"probe: {rdir} is not a private directory of this user; remove it or set PROBE_RUN_DIR",
+              file=sys.stderr)  # fmt: skip
+        return 1
     rdir.chmod(0o700)
     (rdir / "fatal").unlink(missing_ok=True)
     env = _supervisor_env(cfg, rdir)

@@ -27,6 +27,7 @@ def build(args: argparse.Namespace) -> Emulator:
         webhook_tokens={name: args.webhook_token for name in datasets},
         idle_close_seconds=args.idle_close_seconds,
         max_connection_seconds=args.max_connection_seconds,
+        collector_auth=not args.no_collector_auth,
     )
     changes = json.loads(args.faults)
     if args.seed is not None:

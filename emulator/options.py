@@ -44,5 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="initial fault settings as JSON, same keys as PUT /_emulator/faults: "
         + ", ".join(f.name for f in fields(Faults)),
     )
+    parser.add_argument(
+        "--no-collector-auth", action="store_true", help="the collector accepts posts without a bearer token"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of every random choice (repeatable runs)")
     parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")

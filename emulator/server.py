@@ -39,6 +39,7 @@ class Settings:
     datasets: dict[str, set[str]] = field(default_factory=lambda: {"probe-dataset": {"1"}})
     webhook_tokens: dict[str, str] = field(default_factory=dict)  # dataset -> token
     idle_close_seconds: float = 600.0
+    collector_auth: bool = True  # off: a collector that needs no token (the probe's AUTH_ENABLED=false)
     max_connection_seconds: float = 7200.0
 
 
@@ -180,7 +181,7 @@ class Emulator:
         faults = self.faults
         if faults.collector_delay_ms:
             await asyncio.sleep(faults.collector_delay_ms / 1000)
-        if not self._authorized(request.headers.get("Authorization")):
+        if self.settings.collector_auth and not self._authorized(request.headers.get("Authorization")):
             return web.json_response({"message": "Unauthorized"}, status=401)
         dataset, version = request.match_info["dataset"], request.match_info["version"]
         if version not in self.settings.datasets.get(dataset, set()):

@@ -13,7 +13,7 @@ import requests
 
 from probe_sender.schedule import next_slot
 from probe_sender.sender import fail_out_delay
-from tests.helpers import Emulator, metric, read_events, read_metrics, start_probe, wait_until
+from tests.helpers import Emulator, metric, read_events, read_metrics, start_emulator, start_probe, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -103,6 +103,19 @@ def test_token_endpoint_down_is_retried_with_backoff_not_in_a_tight_loop(emulato
     wait_until(lambda: rows(env)[-1][2] == "ok", 30, "posts to succeed once the token endpoint is back")
     assert proc.stop() == 0
     assert metric(read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"])), "probe_token_requests_total", result="ok") == 1
+
+
+def test_auth_can_be_switched_off_for_a_collector_that_needs_none(tmp_path: Path) -> None:
+    emulator = start_emulator(tmp_path, "--no-collector-auth")
+    try:
+        proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05, AUTH_ENABLED="false")
+        wait_until(lambda: sum(r[2] == "ok" for r in rows(env)) >= 10, 20, "ten posts without a token")
+        assert proc.stop() == 0
+    finally:
+        emulator.proc.stop()
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_token_requests_total") == 0
+    assert metric(samples, "probe_event_post_errors_total") == 0
 
 
 def test_503s_are_retried_and_a_post_that_keeps_failing_counts_once(emulator: Emulator, tmp_path: Path) -> None:

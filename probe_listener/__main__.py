@@ -11,6 +11,7 @@ from shared.store import StoreError
 
 def main() -> int:
     cfg = lifecycle.start_process("listener")
+    # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR, set by start_process.
     from probe_listener.judge import judge_loop
     from probe_listener.receiver import Receiver
     from probe_listener.subscription import Subscription

@@ -16,9 +16,9 @@ EXIT_FAILED_OUT = 3
 
 def main() -> int:
     cfg = lifecycle.start_process("sender")
-    # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR, set by start_process.
     # The schedule thread must get the GIL back promptly from busy post threads (default: 5 ms).
     sys.setswitchinterval(0.0005)
+    # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR, set by start_process.
     from probe_sender.collector import Collector
     from probe_sender.sender import Sender
     from shared import metrics

@@ -23,7 +23,7 @@ import websocket
 
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, tree_cpu
-from tests.helpers import DATASET, WEBHOOK_TOKEN, open_store, read_events, start_emulator, wait_until
+from tests.helpers import DATASET, WEBHOOK_TOKEN, read_events, start_emulator, store_app_id, wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAULTS = {"delay_ms": 20, "drop_rate": 0.01, "duplicate_rate": 0.01, "seed": 1}
@@ -60,7 +60,7 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         sampler.done.set()
         exposed = requests.get(stack.metrics_url, timeout=10).text
         rows = read_events(stack.env)
-        app_id = open_store(stack.env).app_id()
+        app_id = store_app_id(stack.env)
         truth = {e["seqno"]: e for e in emulator.truth()["events"] if e["app_id"] == app_id}
         db = Path(stack.env["PROBE_DB_PATH"])
         db_bytes = db.stat().st_size

@@ -16,7 +16,7 @@ import psutil
 import requests
 from supervisor.xmlrpc import SupervisorTransport
 
-from tests.helpers import Emulator, Proc, free_port, open_store, probe_cmd, start, wait_until
+from tests.helpers import Emulator, Proc, free_port, probe_cmd, start, store_in_flight, wait_until
 
 PROGRAMS = ("sender", "listener", "metrics")
 
@@ -96,14 +96,7 @@ class BenchStack:
         self.rpc().supervisor.stopProcess("sender", True)
 
     def wait_judged(self, timeout: float) -> None:
-        def settled() -> bool:
-            store = open_store(self.env)
-            try:
-                return store.in_flight() == 0
-            finally:
-                store.close()
-
-        wait_until(settled, timeout, "every event judged", interval=0.25)
+        wait_until(lambda: store_in_flight(self.env) == 0, timeout, "every event judged", interval=0.25)
 
     def scrape_ms(self, count: int = 20) -> float:
         times = []

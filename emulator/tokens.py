@@ -20,12 +20,12 @@ class TokenInvalid(Exception):
 class TokenIssuer:
     def __init__(self, issuer: str) -> None:
         self.issuer = issuer
-        self._key = jwk.JWK.generate(kty="RSA", size=2048, kid=uuid.uuid4().hex)
         self._valid: dict[str, float] = {}  # token -> exp; verifying RSA per request is the hot path
+        self.rotate()
 
     def rotate(self) -> None:
         """A new signing key: every token issued so far is rejected from now on."""
-        self._key = jwk.JWK.generate(kty="RSA", size=2048, kid=uuid.uuid4().hex)
+        self._key: jwk.JWK = jwk.JWK.generate(kty="RSA", size=2048, kid=uuid.uuid4().hex)
         self._valid.clear()
 
     def issue(self, client_id: str, lifetime: float) -> tuple[str, int]:

@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,19 +169,33 @@ def start_probe(kind: str, env: dict[str, str], tmp: Path, tag: str = "") -> Pro
     return start([PYTHON, "-m", f"probe_{kind}"], tmp / f"{kind}{tag}.log", env=env)
 
 
-def open_store(env: dict[str, str]):
+@contextmanager
+def open_store(env: dict[str, str]) -> Iterator:
+    """The store `env` names, closed again afterwards."""
     from shared.store import Store
 
-    return Store(env["PROBE_DB_PATH"])
+    store = Store(env["PROBE_DB_PATH"])
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def store_app_id(env: dict[str, str]) -> str:
+    with open_store(env) as store:
+        return store.app_id()
+
+
+def store_in_flight(env: dict[str, str]) -> int:
+    """Events neither received nor judged yet."""
+    with open_store(env) as store:
+        return store.in_flight()
 
 
 def read_events(env: dict[str, str]) -> list:
     """Every event of the probe instance whose store `env` names, by seqno."""
-    store = open_store(env)
-    try:
+    with open_store(env) as store:
         return store.events(store.app_id())
-    finally:
-        store.close()
 
 
 def implied_state(event: dict | None) -> tuple[str, int]:

@@ -26,11 +26,12 @@ from tests.helpers import (
     Proc,
     free_port,
     implied_state,
-    open_store,
     probe_cmd,
     read_events,
     start,
     start_emulator,
+    store_app_id,
+    store_in_flight,
     wait_until,
 )
 
@@ -139,9 +140,7 @@ def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: f
     proof of life before the kill may be up to a couple of seconds older, so events
     whose window only touches that margin may go either way.
     """
-    store = open_store(stack.env)
-    app_id = store.app_id()
-    store.close()
+    app_id = store_app_id(stack.env)
     rows = {e.seqno: (e.state, e.post_state, e.sent_at, e.receive_count) for e in read_events(stack.env)}
     truth = {e["seqno"]: e for e in stack.emulator.truth()["events"] if e["app_id"] == app_id}
     strict = 0
@@ -201,7 +200,7 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
 
     # Let every event reach a final state, then hold everything against the truth.
     assert "sender: stopped" in stack.ctl("stop", "sender")
-    wait_until(lambda: open_store(stack.env).in_flight() == 0, LOSS_TIMEOUT + 15, "every event judged")
+    wait_until(lambda: store_in_flight(stack.env) == 0, LOSS_TIMEOUT + 15, "every event judged")
     final_states_match_the_truth(stack, killed_at, resubscribed)
 
     exposed = requests.get(f"{stack.metrics_url}/metrics", timeout=5).text

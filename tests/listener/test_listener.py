@@ -16,10 +16,11 @@ from tests.helpers import (
     Proc,
     implied_state,
     metric,
-    open_store,
     read_events,
     read_metrics,
     start_probe,
+    store_app_id,
+    store_in_flight,
     wait_until,
 )
 
@@ -63,7 +64,7 @@ class Pipeline:
         return {e.seqno: (e.state, e.receive_count, e.post_state, e.sent_at, e.latency) for e in read_events(self.env)}
 
     def in_flight(self) -> int:
-        return sum(1 for r in self.rows().values() if r[0] in ("pending", "posted"))
+        return store_in_flight(self.env)
 
     def metrics(self) -> dict:
         return read_metrics(Path(self.env["PROMETHEUS_MULTIPROC_DIR"]))
@@ -81,7 +82,7 @@ class Pipeline:
         wait_until(lambda: self.in_flight() == 0, loss + 10, "every event to reach a final state")
 
     def truth(self) -> list[dict]:
-        app_id = open_store(self.env).app_id()
+        app_id = store_app_id(self.env)
         return [e for e in self.emulator.truth()["events"] if e["app_id"] == app_id]
 
 

@@ -59,6 +59,7 @@ def main() -> int:
     def work() -> None:
         try:
             sender.back_off_after_fail_out()
+            sender.warm_up()
             sender.wait_for_listener()
             sender.run()
         except Exception:  # e.g. the store stayed locked: exit non-zero so supervisord restarts us

@@ -9,26 +9,32 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Slot:
     index: int  # slot number since the first send
-    due: float  # monotonic time it was due
+    due: float  # monotonic time it is due
     skipped: int  # slots given up before this one because the process stalled
 
 
-CATCH_UP = 0.25  # lateness up to this is ordinary scheduling noise at high rates, not a stall
+NOISE = 0.01  # lateness up to this is timer and scheduler noise at high rates, not a stall
 
 
-def next_slot(start: float, interval: float, next_index: int, now: float) -> Slot | None:
-    """The slot to fire at `now`, or None when slot `next_index` is not due yet.
+def tolerance(interval: float) -> float:
+    """How late a slot may still fire: half an interval, so two sends are never closer than
+    half an interval, but never less than the noise of waking a thread on time."""
+    return max(interval / 2, NOISE)
+
+
+def next_slot(start: float, interval: float, next_index: int, now: float) -> Slot:
+    """The slot to fire next, judged at `now`: slot `next_index` unless it is too late.
 
     Slot k is due at start + k * interval, computed from the first send rather than
-    from the previous one, so errors never accumulate. A slot fired a little late
-    (up to one interval, or CATCH_UP seconds at high rates) still counts. When the
-    process wakes up later than that (a long GC, a suspended VM), the missed slots
-    are skipped and counted instead of being fired as a burst.
+    from the previous one, so errors never accumulate. A slot may fire a little late
+    (see tolerance). When the process wakes up later than that (a long GC, a
+    suspended VM), the missed slots are skipped and counted instead of being fired
+    as a burst, and the schedule resumes at the first slot that is not too late
+    (it may still lie ahead: the caller waits until it is due).
     """
     due = start + next_index * interval
-    if now < due:
-        return None
-    if now - due <= max(interval, CATCH_UP):
+    late = tolerance(interval)
+    if now - due <= late:
         return Slot(next_index, due, 0)
-    latest = math.floor((now - start) / interval)
-    return Slot(latest, start + latest * interval, latest - next_index)
+    first_in_time = math.ceil((now - late - start) / interval - 1e-9)
+    return Slot(first_in_time, start + first_in_time * interval, first_in_time - next_index)

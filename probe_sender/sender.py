@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from probe_sender.collector import Collector, PostResult
 from probe_sender.schedule import next_slot
 from shared import metrics
+from shared.auth import AuthError
 from shared.config import Config
 from shared.store import Store
 
@@ -57,6 +58,16 @@ class Sender:
             log.warning("restart backoff: %d fail-out(s) in a row; waiting %.0fs before sending", count, delay)
             self.stop.wait(delay)
 
+    def warm_up(self) -> None:
+        """Fetch the first token before the schedule starts: the first request of the
+        auth client is slow (imports, TLS setup) and would otherwise stall the first slots."""
+        if self.collector.tokens is None or self.stop.is_set():
+            return
+        try:
+            self.collector.tokens.get()
+        except AuthError as exc:
+            log.warning("no token yet (%s); the first posts will retry", exc)
+
     def wait_for_listener(self) -> None:
         """Give the listener a chance to subscribe first, so early events are not judged unfairly."""
         deadline = time.monotonic() + self.cfg.startup_wait_seconds
@@ -76,15 +87,17 @@ class Sender:
         index = 0
         try:
             while not self.stop.is_set():
-                slot = next_slot(start, interval, index, time.monotonic())
-                if slot is None:
-                    self.stop.wait(start + index * interval - time.monotonic())
-                    continue
+                now = time.monotonic()
+                slot = next_slot(start, interval, index, now)
                 if slot.skipped:
                     metrics.skipped_slots.labels(self.cfg.dataset_id, "stall").inc(slot.skipped)
                     log.warning("process stalled: skipped %d send slots", slot.skipped)
-                index = slot.index + 1
+                    index = slot.index
+                if slot.due > now:
+                    self.stop.wait(slot.due - now)
+                    continue  # judged again on waking: the wait itself may have stalled
                 self._fire()
+                index += 1
         finally:
             self._pool.shutdown(wait=True)  # each post ends by its own deadline
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import signal
 import statistics
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from probe_sender.schedule import next_slot
+from probe_sender.schedule import Slot, next_slot
 from probe_sender.sender import fail_out_delay
 from tests.helpers import Emulator, metric, read_events, read_metrics, start_emulator, start_probe, wait_until
 
@@ -19,14 +20,13 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_schedule_is_fixed_rate_and_skips_stalls() -> None:
-    assert next_slot(100.0, 1.0, 0, 99.9) is None
-    slot = next_slot(100.0, 1.0, 0, 100.0)
-    assert (slot.index, slot.skipped) == (0, 0)
-    assert next_slot(100.0, 1.0, 1, 101.4).index == 1  # a little late: fire, no skip
-    stalled = next_slot(100.0, 1.0, 2, 105.2)  # woke up 3.2 slots late
-    assert (stalled.index, stalled.skipped, stalled.due) == (5, 3, 105.0)
-    assert next_slot(0.0, 0.01, 0, 0.05).skipped == 0  # 50 ms late at 100/s: noise, caught up
-    assert next_slot(0.0, 0.01, 0, 0.3).skipped == 30  # 300 ms late: a stall, skipped
+    assert next_slot(100.0, 1.0, 0, 99.9) == Slot(0, 100.0, 0)  # not due yet: wait for it
+    assert next_slot(100.0, 1.0, 1, 101.4) == Slot(1, 101.0, 0)  # a little late: fire, no skip
+    assert next_slot(100.0, 1.0, 2, 105.2) == Slot(5, 105.0, 3)  # woke up 3.2 slots late: skip 3, fire slot 5
+    assert next_slot(100.0, 1.0, 2, 105.7) == Slot(6, 106.0, 4)  # slot 5 is too late too: wait for slot 6
+    assert next_slot(0.0, 0.001, 0, 0.009).skipped == 0  # 9 ms late at 1000/s: timer noise, caught up
+    assert next_slot(0.0, 0.001, 0, 0.05).skipped == 40  # 50 ms late at 1000/s: a stall, no burst
+    assert next_slot(0.0, 0.02, 0, 0.164) == Slot(8, 0.16, 8)  # the stall CI once saw at 20 ms
     # due times come from the start, so they never drift
     assert next_slot(0.0, 0.02, 199, 3.98).due == pytest.approx(3.98)
 
@@ -42,19 +42,25 @@ def run_sender(emulator: Emulator, tmp: Path, **env: object):
 
 
 def test_no_drift_over_200_intervals_at_20ms(emulator: Emulator, tmp_path: Path) -> None:
-    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.02)
+    interval = 0.02
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=interval)
     wait_until(lambda: len(rows(env)) >= 210, 30, "210 events")
     assert proc.stop() == 0, proc.output()
     sent = [r[1] for r in rows(env)]
-    first = sent[0]
-    offsets = [s - first - i * 0.02 for i, s in enumerate(sent)]
-    assert len(sent) >= 210 and max(abs(o) for o in offsets[:200]) < 0.05, max(offsets, key=abs)  # no slot lost
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    skipped = metric(samples, "probe_sender_skipped_slots_total")
+    # N events in N intervals: every slot up to the last send was either sent or counted as skipped
+    # (a loaded machine may really stall the process; that is allowed, if it is rare and counted).
+    slots = math.floor((sent[-1] - sent[0]) / interval + 0.25) + 1
+    assert len(sent) + skipped == slots and skipped <= slots // 20, (len(sent), skipped, slots)
+    # no burst: a slot fires at most half an interval late, so no two sends are closer than that
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert min(gaps) > interval / 2 - 0.002, min(gaps)
     # no drift: the sends around the 200th interval sit on their slots as closely as the first ones
+    offsets = [(s - sent[0] + interval / 2) % interval - interval / 2 for s in sent]
     assert abs(statistics.median(offsets[190:210])) < 0.003, offsets[190:210]
     assert all(r[2] == "ok" for r in rows(env))
-    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     assert metric(samples, "probe_events_posted_total") == len(sent)
-    assert metric(samples, "probe_sender_skipped_slots_total") == 0
     truth = emulator.truth()["events"]
     assert sorted(e["seqno"] for e in truth) == list(range(1, len(sent) + 1))
 

@@ -23,6 +23,7 @@ COPY pyproject.toml supervisord.conf probe.yaml ./
 COPY shared ./shared
 COPY probe_sender ./probe_sender
 COPY probe_listener ./probe_listener
+COPY probe_stack ./probe_stack
 COPY emulator ./emulator
 # Editable, so that the code (and supervisord.conf beside it) stays in /app.
 RUN .venv/bin/pip install --no-cache-dir --no-deps -e . \

@@ -23,7 +23,10 @@ import websocket
 
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, tree_cpu
-from tests.helpers import DATASET, WEBHOOK_TOKEN, read_events, start_emulator, store_app_id, wait_until
+from emulator.client import start_emulator, wait_until
+from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
+
+DATASET_ID = "probe-dataset"
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FAULTS = {"delay_ms": 20, "drop_rate": 0.01, "duplicate_rate": 0.01, "seed": 1}
@@ -46,21 +49,21 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         stack.start()
         sampler = RssSampler(stack.proc.popen.pid)
         sampler.start()
-        wait_until(lambda: read_events(stack.env), 30, "the first event")
+        wait_until(lambda: stack.events(), 30, "the first event")
         time.sleep(2)  # warm-up: imports, token, first connections
         procs = {name: psutil.Process(stack.pid(name)) for name in PROGRAMS}
         cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
-        seq_before = len(read_events(stack.env))
+        seq_before = len(stack.events())
         time.sleep(duration)
         cpu_after = {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
-        seq_after = len(read_events(stack.env))
+        seq_after = len(stack.events())
         scrape = stack.scrape_ms()
         stack.stop_sender()
         stack.wait_judged(loss_timeout + 30)
         sampler.done.set()
         exposed = requests.get(stack.metrics_url, timeout=10).text
-        rows = read_events(stack.env)
-        app_id = store_app_id(stack.env)
+        rows = stack.events()
+        app_id = stack.app_id()
         truth = {e["seqno"]: e for e in emulator.truth()["events"] if e["app_id"] == app_id}
         db = Path(stack.env["PROBE_DB_PATH"])
         db_bytes = db.stat().st_size
@@ -75,10 +78,13 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
     overhead = measure.overhead_ms({r.seqno: r.latency for r in window if r.latency is not None}, truth)
     bad = measure.mismatches({r.seqno: (r.state, r.receive_count) for r in rows}, truth)
     skipped = {
-        reason: sum(float(line.rsplit(" ", 1)[1]) for line in exposed.splitlines()
-                    if line.startswith("probe_sender_skipped_slots") and f'reason="{reason}"' in line)
+        reason: sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposed.splitlines()
+            if line.startswith("probe_sender_skipped_slots") and f'reason="{reason}"' in line
+        )
         for reason in ("stall", "backpressure")
-    }  # fmt: skip
+    }
     return {
         "rate": rate,
         "events": len(rows),
@@ -167,11 +173,13 @@ def run_emulator_throughput(seconds: float, tmp: Path, batch: int = 100) -> dict
         from keycloak import KeycloakOpenID
 
         token = KeycloakOpenID(
-            server_url=f"{emulator.base}/auth/", realm_name="api-catalog", client_id="dataplatform-probe",
+            server_url=f"{emulator.base}/auth/",
+            realm_name="api-catalog",
+            client_id="dataplatform-probe",
             client_secret_key="local-demo-secret",
-        ).token(grant_type="client_credentials")["access_token"]  # fmt: skip
+        ).token(grant_type="client_credentials")["access_token"]
         ws = websocket.create_connection(
-            f"ws://127.0.0.1:{emulator.port}/event-data-subscription?dataset_id={DATASET}&webhook_token={WEBHOOK_TOKEN}"
+            f"ws://127.0.0.1:{emulator.port}/event-data-subscription?dataset_id={DATASET_ID}&webhook_token={WEBHOOK_TOKEN}"
         )
         received = {"n": 0, "last": 0.0}
 
@@ -188,7 +196,7 @@ def run_emulator_throughput(seconds: float, tmp: Path, batch: int = 100) -> dict
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         session = requests.Session()
-        url = f"{emulator.base}/event-collector/events/{DATASET}/1"
+        url = f"{emulator.base}/event-collector/events/{DATASET_ID}/1"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         sent, started = 0, time.monotonic()
         while time.monotonic() - started < seconds:
@@ -235,8 +243,10 @@ def markdown(results: dict) -> str:
     )
     if "idle" in results:
         i = results["idle"]
-        lines.append(f"Idle at a 10 s interval: {i['cpu_percent_of_one_core']:.2f}% of one core "
-                     f"(whole tree, {i['seconds']:.0f} s).")  # fmt: skip
+        lines.append(
+            f"Idle at a 10 s interval: {i['cpu_percent_of_one_core']:.2f}% of one core "
+            f"(whole tree, {i['seconds']:.0f} s)."
+        )
     if "restarts" in results:
         r = results["restarts"]
         lines.append(
@@ -248,7 +258,7 @@ def markdown(results: dict) -> str:
     if "emulator" in results:
         e = results["emulator"]
         lines.append(
-            f"Emulator: accepted {e['accepted_per_s']:.0f} ev/s, delivered {e['delivered']} of {e['sent']} "
+            f"EmulatorClient: accepted {e['accepted_per_s']:.0f} ev/s, delivered {e['delivered']} of {e['sent']} "
             f"to one subscriber ({e['delivered_per_s']:.0f} ev/s), batches of {e['batch']}."
         )
     return "\n".join(lines) + "\n"

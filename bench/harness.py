@@ -9,14 +9,17 @@ import tempfile
 import threading
 import time
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 from supervisor.xmlrpc import SupervisorTransport
 
-from tests.helpers import Emulator, Proc, free_port, probe_cmd, start, store_in_flight, wait_until
+from emulator.client import PYTHON, EmulatorClient, Proc, free_port, start, wait_until
+from shared.store import Store
 
 PROGRAMS = ("sender", "listener", "metrics")
 
@@ -57,27 +60,46 @@ def tree_cpu(root: psutil.Process) -> float:
 
 @dataclass
 class BenchStack:
-    emulator: Emulator
+    emulator: EmulatorClient
     tmp: Path
     env: dict[str, str]
     run_dir: str
     proc: Proc | None = None
 
     @classmethod
-    def create(cls, emulator: Emulator, tmp: Path, **settings: object) -> BenchStack:
+    def create(cls, emulator: EmulatorClient, tmp: Path, **settings: object) -> BenchStack:
         run_dir = tempfile.mkdtemp(prefix="pb-")
         env = emulator.env(
-            tmp, PROBE_RUN_DIR=run_dir, METRICS_PORT=free_port(), METRICS_HOST="127.0.0.1",
-            STARTUP_WAIT_SECONDS=10, LOG_LEVEL="WARNING", **settings,
-        )  # fmt: skip
+            tmp,
+            PROBE_RUN_DIR=run_dir,
+            METRICS_PORT=free_port(),
+            METRICS_HOST="127.0.0.1",
+            STARTUP_WAIT_SECONDS=10,
+            LOG_LEVEL="WARNING",
+            **settings,
+        )
         return cls(emulator, tmp, env, run_dir)
+
+    def _store(self, read: Callable[[Store], Any]) -> Any:
+        store = Store(self.env["PROBE_DB_PATH"])
+        try:
+            return read(store)
+        finally:
+            store.close()
+
+    def app_id(self) -> str:
+        return self._store(Store.app_id)
+
+    def events(self) -> list:
+        """Every event of the stack's probe instance, by seqno."""
+        return self._store(lambda store: store.events(store.app_id()))
 
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
 
     def start(self) -> None:
-        self.proc = start(probe_cmd("run"), self.tmp / "stack.log", env=self.env)
+        self.proc = start([PYTHON, "-m", "probe_stack.cli", "run"], self.tmp / "stack.log", env=self.env)
         wait_until(lambda: requests.get(self.metrics_url, timeout=2).ok, 30, "the metrics endpoint")
         wait_until(lambda: all(self.pid(p) for p in PROGRAMS), 30, "every program running")
 
@@ -96,7 +118,7 @@ class BenchStack:
         self.rpc().supervisor.stopProcess("sender", True)
 
     def wait_judged(self, timeout: float) -> None:
-        wait_until(lambda: store_in_flight(self.env) == 0, timeout, "every event judged", interval=0.25)
+        wait_until(lambda: self._store(Store.in_flight) == 0, timeout, "every event judged", interval=0.25)
 
     def scrape_ms(self, count: int = 20) -> float:
         times = []

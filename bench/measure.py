@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tests.helpers import implied_state
+from emulator.client import implied_state
 
 
 def percentile(values: list[float], q: float) -> float:

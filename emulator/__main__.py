@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator")
+def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the local stand-in of the dataplatform.")
     add_arguments(parser)
-    return run(parser.parse_args())
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

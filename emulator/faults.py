@@ -81,8 +81,13 @@ class Faults:
                 raise FaultError(f"fault setting {key!r}: {value!r} is not a valid {type(current).__name__}") from None
             clean[key] = value
         result = replace(self, **clean)
-        for key in ("drop_rate", "duplicate_rate", "reorder_rate", "collector_error_rate",
-                    "collector_error_written_rate"):  # fmt: skip
+        for key in (
+            "drop_rate",
+            "duplicate_rate",
+            "reorder_rate",
+            "collector_error_rate",
+            "collector_error_written_rate",
+        ):
             if not 0.0 <= getattr(result, key) <= 1.0:
                 raise FaultError(f"fault setting {key!r} must be between 0 and 1")
         if result.delay_distribution not in DISTRIBUTIONS:

@@ -1,6 +1,6 @@
 """The emulator's HTTP and websocket server: token endpoint, collector, subscription, controls.
 
-It answers ../shared/platform-contract.md, injects the faults of `Faults`, and
+It answers the platform contract (docs/platform.md), injects the faults of `Faults`, and
 records the ground truth of every accepted event, so that tests and benchmarks
 judge the probe against what really happened, not against the probe's own view.
 """

@@ -6,6 +6,7 @@ import logging
 import threading
 
 from shared import lifecycle
+from shared.exits import ExitStatus
 from shared.store import StoreError
 
 
@@ -25,10 +26,10 @@ def main() -> int:
         closed = store.close_dangling_subscriptions()
     except StoreError as exc:
         log.error("%s", exc)
-        return 2
+        return ExitStatus.STORE
     if closed:
         log.info("closed %d subscription interval(s) left open by a previous run at their last heartbeat", closed)
-    metrics.build_info.labels(lifecycle.VERSION, app_id).set(1)
+    metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     stop = threading.Event()
     receiver = Receiver(cfg, store, app_id)
     subscription = Subscription(cfg, store, receiver.handle, stop)
@@ -46,7 +47,7 @@ def main() -> int:
         thread.join()
     store.close()
     log.info("stopped")
-    return 0 if sig is not None else 1
+    return ExitStatus.OK if sig is not None else ExitStatus.FATAL
 
 
 if __name__ == "__main__":

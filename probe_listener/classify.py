@@ -7,6 +7,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class MalformedReason(StrEnum):
+    """Why a message is not a well-formed probe event (the `reason` label of probe_events_malformed)."""
+
+    BINARY = "binary"
+    TOO_LARGE = "too_large"
+    NOT_UTF8 = "not_utf8"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    FIELDS = "fields"  # app_id, seqno or time_sent missing or of the wrong type
+
+
 class Kind(StrEnum):
     MALFORMED = "malformed"
     WRONG_APPID = "wrong_appid"
@@ -16,7 +27,7 @@ class Kind(StrEnum):
 @dataclass(frozen=True)
 class Message:
     kind: Kind
-    reason: str | None = None  # for MALFORMED: binary, too_large, not_utf8, not_json, not_object, fields
+    reason: MalformedReason | None = None  # for MALFORMED
     app_id: str | None = None
     seqno: int | None = None
 
@@ -29,24 +40,24 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
     and ignored).
     """
     if binary:
-        return Message(Kind.MALFORMED, "binary")
+        return Message(Kind.MALFORMED, MalformedReason.BINARY)
     if len(payload) > max_bytes:
-        return Message(Kind.MALFORMED, "too_large")
+        return Message(Kind.MALFORMED, MalformedReason.TOO_LARGE)
     try:
         data = payload.decode("utf-8")
     except UnicodeDecodeError:
-        return Message(Kind.MALFORMED, "not_utf8")
+        return Message(Kind.MALFORMED, MalformedReason.NOT_UTF8)
     try:
         doc = json.loads(data)
     except ValueError:
-        return Message(Kind.MALFORMED, "not_json")
+        return Message(Kind.MALFORMED, MalformedReason.NOT_JSON)
     if not isinstance(doc, dict):
-        return Message(Kind.MALFORMED, "not_object")
+        return Message(Kind.MALFORMED, MalformedReason.NOT_OBJECT)
     app_id, seqno, time_sent = doc.get("app_id"), doc.get("seqno"), doc.get("time_sent")
     if not isinstance(app_id, str) or not isinstance(time_sent, str):
-        return Message(Kind.MALFORMED, "fields")
+        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if not isinstance(seqno, int) or isinstance(seqno, bool) or seqno < 1:
-        return Message(Kind.MALFORMED, "fields")
+        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if app_id != own_app_id:
         return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno)
     return Message(Kind.OURS, app_id=app_id, seqno=seqno)

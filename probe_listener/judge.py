@@ -40,8 +40,10 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
                 log.warning("%d event(s) lost: missing after %gs", counts["lost"], cfg.loss_timeout_seconds)
             if counts["unobserved"]:
                 unobserved.inc(counts["unobserved"])
-                log.info("%d event(s) unobserved: missing, but the listener was not subscribed all along",
-                         counts["unobserved"])  # fmt: skip
+                log.info(
+                    "%d event(s) unobserved: missing, but the listener was not subscribed all along",
+                    counts["unobserved"],
+                )
             in_flight.set(store.in_flight())
             store.checkpoint()
             if time.monotonic() >= next_prune:

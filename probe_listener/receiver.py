@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from probe_listener.classify import Kind, parse
+from probe_listener.classify import Kind, MalformedReason, parse
 from shared import metrics
 from shared.config import Config
 from shared.store import Arrival, Store
@@ -19,7 +19,7 @@ class Receiver:
         self.app_id = app_id
         ds = cfg.dataset_id
         self.ds = ds
-        metrics.touch_listener_series(ds)
+        metrics.precreate(metrics.events_malformed, ds, MalformedReason)
         self._latency = metrics.latency_histogram(cfg.latency_buckets).labels(ds)
         self._latest = metrics.latest_latency.labels(ds)
         self._received = metrics.events_received.labels(ds)

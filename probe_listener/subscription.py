@@ -1,9 +1,7 @@
 """Staying subscribed: connect, ping, detect dead connections, reconnect, record intervals.
 
 Each connection is recorded in the store as an interval (connected from / to), and
-loss is judged against those intervals. So an interval ends at the last *proof*
-of life (a frame or a pong), never later: the probe must not claim it was
-listening while the connection was already dead.
+loss is judged against those intervals; liveness.py decides when an interval ends.
 """
 
 from __future__ import annotations
@@ -14,10 +12,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from urllib.parse import urlencode
 
 import websocket
 
+from probe_listener.liveness import Due, Liveness
 from shared import metrics
 from shared.config import Config
 from shared.store import Store
@@ -30,6 +30,18 @@ HEARTBEAT_EVERY = 1.0
 CONNECT_TIMEOUT = 10.0
 
 FrameHandler = Callable[[bytes, bool, float], None]
+
+
+class DisconnectReason(StrEnum):
+    """Why a subscription ended (the `reason` label of probe_websocket_disconnects)."""
+
+    SERVER_CLOSE = "server_close"
+    PONG_TIMEOUT = "pong_timeout"
+    ERROR = "error"
+    SHUTDOWN = "shutdown"
+
+
+CONNECT_ERROR = "error"  # connect failures are labelled http_<status>, or this
 
 
 def subscription_url(cfg: Config) -> str:
@@ -54,6 +66,8 @@ class Subscription:
         ds = cfg.dataset_id
         self._connected = metrics.ws_connected.labels(ds)
         self._connects = metrics.ws_connects.labels(ds)
+        metrics.precreate(metrics.ws_disconnects, ds, DisconnectReason)
+        metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR])
 
     def run(self) -> None:
         """Reconnect forever (until stopped), with backoff between failed attempts."""
@@ -64,7 +78,7 @@ class Subscription:
                 lived = self._connect_and_listen()
             except Exception:  # a bug must not end the subscription for good
                 log.exception("subscription loop failed; reconnecting")
-                metrics.ws_connect_failures.labels(self.cfg.dataset_id, "error").inc()
+                metrics.ws_connect_failures.labels(self.cfg.dataset_id, CONNECT_ERROR).inc()
                 lived = None
             if self.stop.is_set():
                 break
@@ -81,10 +95,10 @@ class Subscription:
         except websocket.WebSocketBadStatusException as exc:
             reason = f"http_{exc.status_code}"
         except (OSError, websocket.WebSocketException) as exc:
-            reason = "error"
+            reason = CONNECT_ERROR
             log.warning("connect failed: %s", exc)
         metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
-        if reason != "error":
+        if reason != CONNECT_ERROR:
             log.warning("connect refused: %s", reason)
         return None
 
@@ -98,7 +112,7 @@ class Subscription:
         self._connected.set(1)
         self._connects.inc()
         log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)
-        reason, ended = "error", opened
+        reason, ended = DisconnectReason.ERROR, opened
         try:
             reason, ended = self._listen(ws, sub_id, opened)
         finally:
@@ -110,41 +124,40 @@ class Subscription:
         log.info("subscription ended: %s after %.1fs", reason, ended - opened)
         return ended - opened
 
-    def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[str, float]:
+    def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[DisconnectReason, float]:
         """Read frames until the connection ends; returns (reason, last proof of life)."""
         cfg = self.cfg
         ws.settimeout(min(0.2, cfg.pong_timeout_seconds / 4))
-        last_alive = opened
-        last_ping = time.monotonic()
-        ping_sent_at: float | None = None  # monotonic time of the unanswered ping
-        last_heartbeat = time.monotonic()
+        alive = Liveness.opened(
+            cfg.ping_interval_seconds, cfg.pong_timeout_seconds, HEARTBEAT_EVERY, opened, time.monotonic()
+        )
         while not self.stop.is_set():
             now = time.monotonic()
-            if ping_sent_at is not None and now - ping_sent_at > cfg.pong_timeout_seconds:
+            due = alive.due(now)
+            if due is Due.DEAD:
                 log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
-                return "pong_timeout", last_alive
-            if ping_sent_at is None and now - last_ping >= cfg.ping_interval_seconds:
+                return DisconnectReason.PONG_TIMEOUT, alive.last_alive
+            if due is Due.PING:
                 ws.ping()
-                last_ping = ping_sent_at = now
-            if now - last_heartbeat >= HEARTBEAT_EVERY:
-                self.store.subscription_alive(sub_id, last_alive)
-                last_heartbeat = now
+                alive.pinged(now)
+            elif due is Due.HEARTBEAT:
+                self.store.subscription_alive(sub_id, alive.last_alive)
+                alive.heartbeat_written(now)
             try:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
                 continue
             except (websocket.WebSocketConnectionClosedException, OSError, websocket.WebSocketException) as exc:
                 log.warning("connection lost: %s", exc)
-                return "error", time.time()
+                return DisconnectReason.ERROR, time.time()
             received_at = time.time()
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                last_alive = received_at
+                alive.frame(received_at)
                 self.on_frame(frame.data, opcode == websocket.ABNF.OPCODE_BINARY, received_at)
             elif opcode == websocket.ABNF.OPCODE_PONG:
-                last_alive = received_at
-                ping_sent_at = None
+                alive.pong(received_at)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
                 log.info("server closed the connection (code %s)", code)
-                return "server_close", received_at
-        return "shutdown", time.time()
+                return DisconnectReason.SERVER_CLOSE, received_at
+        return DisconnectReason.SHUTDOWN, time.time()

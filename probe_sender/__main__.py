@@ -9,9 +9,8 @@ import threading
 import requests
 
 from shared import lifecycle
+from shared.exits import ExitStatus
 from shared.store import StoreError
-
-EXIT_FAILED_OUT = 3
 
 
 def main() -> int:
@@ -31,16 +30,19 @@ def main() -> int:
         app_id = store.app_id()
     except StoreError as exc:
         log.error("%s", exc)
-        return 2
-    metrics.build_info.labels(lifecycle.VERSION, app_id).set(1)
+        return ExitStatus.STORE
+    metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     tokens = None
     if cfg.auth_enabled:
         tokens = TokenProvider(
-            cfg.keycloak_server, cfg.keycloak_realm, cfg.client_id, cfg.client_secret,
+            cfg.keycloak_server,
+            cfg.keycloak_realm,
+            cfg.client_id,
+            cfg.client_secret,
             cfg.token_refresh_margin_seconds,
             on_request=lambda result: metrics.token_requests.labels(cfg.dataset_id, result).inc(),
             timeout=cfg.post_timeout_seconds,
-        )  # fmt: skip
+        )
     session = requests.Session()
     # Proxy settings are read from the environment once, not on every post: requests' per-request
     # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
@@ -51,8 +53,12 @@ def main() -> int:
     sender = Sender(cfg, store, Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session), app_id)
     log.info(
         "sending to %s every %gs as app_id=%s dataset=%s/%s",
-        cfg.collector_endpoint(), cfg.event_interval_seconds, app_id, cfg.dataset_id, cfg.dataset_version,
-    )  # fmt: skip
+        cfg.collector_endpoint(),
+        cfg.event_interval_seconds,
+        app_id,
+        cfg.dataset_id,
+        cfg.dataset_version,
+    )
 
     crashed = threading.Event()
 
@@ -73,12 +79,12 @@ def main() -> int:
         log.info("signal %d: stopping; in-flight posts finish within %.0fs", sig, cfg.post_timeout_seconds)
     worker.join()
     store.close()
-    if sender.failed_out:
-        return EXIT_FAILED_OUT
+    if sender.fail_outs.failed_out:
+        return ExitStatus.FAILED_OUT
     if crashed.is_set():
-        return 1
+        return ExitStatus.FATAL
     log.info("stopped")
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
@@ -20,31 +21,43 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 3.0
 
 
+class PostError(StrEnum):
+    """Why an event's post failed for good (the `reason` label of probe_event_post_errors)."""
+
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    HTTP_4XX = "http_4xx"
+    HTTP_429 = "http_429"
+    HTTP_5XX = "http_5xx"
+    AUTH = "auth"
+
+
 @dataclass(frozen=True)
 class PostResult:
     ok: bool
-    reason: str | None  # timeout, connection, http_4xx, http_5xx, http_429, auth
+    reason: PostError | None
     status: int | None
     attempts: int
     duration: float
 
 
 class _Retriable(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: PostError, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason, self.status = reason, status
 
 
 class _Final(Exception):
-    def __init__(self, reason: str, status: int | None = None) -> None:
+    def __init__(self, reason: PostError, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason, self.status = reason, status
 
 
-def _status_reason(status: int) -> str:
+def status_reason(status: int) -> PostError:
+    """The reason a post failed with this HTTP status."""
     if status == 429:
-        return "http_429"
-    return "http_5xx" if status >= 500 else "http_4xx"
+        return PostError.HTTP_429
+    return PostError.HTTP_5XX if status >= 500 else PostError.HTTP_4XX
 
 
 class Collector:
@@ -66,7 +79,7 @@ class Collector:
 
         retrying = Retrying(
             stop=stop_before_delay(self.deadline),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.1),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.1),
             retry=retry_if_exception_type(_Retriable),
             reraise=True,
         )
@@ -81,23 +94,23 @@ class Collector:
         while True:
             remaining = self.deadline - (time.monotonic() - started)
             if remaining <= 0:
-                raise _Final("timeout")
+                raise _Final(PostError.TIMEOUT)
             headers = {"Content-Type": "application/json"}
             token = None
             if self.tokens is not None:
                 try:
                     token = self.tokens.get()
                 except AuthError:
-                    raise _Retriable("auth") from None
+                    raise _Retriable(PostError.AUTH) from None
                 headers["Authorization"] = f"Bearer {token}"
             try:
                 response = self.session.post(
                     self.url, data=body, headers=headers, timeout=(min(CONNECT_TIMEOUT, remaining), remaining)
                 )
             except requests.Timeout:
-                raise _Retriable("timeout") from None
+                raise _Retriable(PostError.TIMEOUT) from None
             except requests.RequestException:
-                raise _Retriable("connection") from None
+                raise _Retriable(PostError.CONNECTION) from None
             status = response.status_code
             response.close()
             if status == 401 and token is not None and not renewed:
@@ -106,9 +119,9 @@ class Collector:
                 renewed = True
                 continue
             if status == 401:
-                raise _Final("auth", status)
+                raise _Final(PostError.AUTH, status)
             if 200 <= status < 300:
                 return status
             if status in RETRIABLE_STATUSES:
-                raise _Retriable(_status_reason(status), status)
-            raise _Final(_status_reason(status), status)
+                raise _Retriable(status_reason(status), status)
+            raise _Final(status_reason(status), status)

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SkipReason(StrEnum):
+    """Why a send slot went unused (the `reason` label of probe_sender_skipped_slots)."""
+
+    STALL = "stall"  # the process was not run in time (GC, a suspended VM, an overloaded machine)
+    BACKPRESSURE = "backpressure"  # every post slot was still busy
 
 
 @dataclass(frozen=True)

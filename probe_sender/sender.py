@@ -8,26 +8,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from probe_sender.collector import Collector, PostResult
-from probe_sender.schedule import next_slot
+from probe_sender.collector import Collector, PostError, PostResult
+from probe_sender.fail_out import FailOutTracker, fail_out_delay
+from probe_sender.schedule import SkipReason, next_slot
 from shared import metrics
-from shared.auth import AuthError
+from shared.auth import AuthError, TokenResult
 from shared.config import Config
 from shared.store import Store
 
 log = logging.getLogger("sender")
-
-FAIL_OUT_BACKOFF_FIRST = 10.0
-FAIL_OUT_BACKOFF_MAX = 600.0
-FAIL_OUT_MEMORY = 3600.0  # a fail-out older than this no longer slows the next start
-
-
-def fail_out_delay(count: int, last_at: float, now: float) -> float:
-    """Pause before sending after `count` fail-outs in a row, so a long collector outage
-    does not become a restart loop (each restart leaves metric files behind)."""
-    if count <= 0 or now - last_at > FAIL_OUT_MEMORY:
-        return 0.0
-    return min(FAIL_OUT_BACKOFF_MAX, FAIL_OUT_BACKOFF_FIRST * 2 ** (count - 1))
 
 
 class Sender:
@@ -37,14 +26,13 @@ class Sender:
         self.collector = collector
         self.app_id = app_id
         self.stop = threading.Event()
-        self.failed_out = False  # set when MAX_CONSECUTIVE_ERRORS was reached
-        self._lock = threading.Lock()
-        self._consecutive_errors = 0
-        self._fail_outs = store.fail_outs()[0]
+        self.fail_outs = FailOutTracker(cfg.max_consecutive_errors, on_record=store.fail_outs()[0] > 0)
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
         ds = cfg.dataset_id
-        metrics.touch_sender_series(ds)
+        metrics.precreate(metrics.post_errors, ds, PostError)
+        metrics.precreate(metrics.token_requests, ds, TokenResult)
+        metrics.precreate(metrics.skipped_slots, ds, SkipReason)
         self._posted = metrics.events_posted.labels(ds)
         self._retries = metrics.post_retries.labels(ds)
         self._duration = metrics.post_duration.labels(ds)
@@ -90,7 +78,7 @@ class Sender:
                 now = time.monotonic()
                 slot = next_slot(start, interval, index, now)
                 if slot.skipped:
-                    metrics.skipped_slots.labels(self.cfg.dataset_id, "stall").inc(slot.skipped)
+                    metrics.skipped_slots.labels(self.cfg.dataset_id, SkipReason.STALL).inc(slot.skipped)
                     log.warning("process stalled: skipped %d send slots", slot.skipped)
                     index = slot.index
                 if slot.due > now:
@@ -103,7 +91,7 @@ class Sender:
 
     def _fire(self) -> None:
         if not self._slots.acquire(blocking=False):
-            metrics.skipped_slots.labels(self.cfg.dataset_id, "backpressure").inc()
+            metrics.skipped_slots.labels(self.cfg.dataset_id, SkipReason.BACKPRESSURE).inc()
             log.warning("all %d posts still in flight: skipped a send slot", self.cfg.post_concurrency)
             return
         sent_at = time.time()
@@ -132,28 +120,26 @@ class Sender:
             self._retries.inc(result.attempts - 1)
         if result.ok:
             self._posted.inc()
-            with self._lock:
-                self._consecutive_errors = 0
-                cleared, self._fail_outs = self._fail_outs, 0
-            if cleared:
+            if self.fail_outs.success():
                 self.store.clear_fail_outs()
             log.debug("posted seqno=%d in %.3fs", seqno, result.duration)
             return
         metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
         log.warning(
             "post failed seqno=%d reason=%s status=%s attempts=%d after %.2fs",
-            seqno, result.reason, result.status, result.attempts, result.duration,
-        )  # fmt: skip
-        limit = self.cfg.max_consecutive_errors
-        with self._lock:
-            self._consecutive_errors += 1
-            reached = limit > 0 and self._consecutive_errors >= limit and not self.failed_out
-            if reached:
-                self.failed_out = True
-        if reached:
+            seqno,
+            result.reason,
+            result.status,
+            result.attempts,
+            result.duration,
+        )
+        if self.fail_outs.failure():
+            limit = self.fail_outs.limit
             count = self.store.record_fail_out(time.time())
             log.error(
                 "%d consecutive failed posts (MAX_CONSECUTIVE_ERRORS=%d): exiting for a restart (fail-out %d in a row)",
-                limit, limit, count,
-            )  # fmt: skip
+                limit,
+                limit,
+                count,
+            )
             self.stop.set()

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
 from keycloak import KeycloakOpenID
 from keycloak.exceptions import KeycloakError
@@ -20,6 +21,13 @@ log = logging.getLogger("auth")
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 60.0
+
+
+class TokenResult(StrEnum):
+    """Outcome of one token request (the `result` label of probe_token_requests)."""
+
+    OK = "ok"
+    ERROR = "error"
 
 
 class AuthError(Exception):
@@ -34,7 +42,7 @@ class TokenProvider:
         client_id: str,
         client_secret: str,
         refresh_margin: float,
-        on_request: Callable[[str], None] = lambda result: None,
+        on_request: Callable[[TokenResult], None] = lambda result: None,
         timeout: float = 10.0,
     ) -> None:
         # python-keycloak joins paths with urljoin: without a trailing slash "/auth" would be dropped.
@@ -78,12 +86,16 @@ class TokenProvider:
             self._failures += 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
             self._next_try = now + random.uniform(delay / 2, delay)
-            self._on_request("error")
+            self._on_request(TokenResult.ERROR)
             status = getattr(exc, "response_code", None)
-            log.warning("token request failed (%s%s); retry in %.1fs", type(exc).__name__,
-                        f", status {status}" if status else "", self._next_try - now)  # fmt: skip
+            log.warning(
+                "token request failed (%s%s); retry in %.1fs",
+                type(exc).__name__,
+                f", status {status}" if status else "",
+                self._next_try - now,
+            )
             raise AuthError(f"token request failed ({type(exc).__name__})") from None
-        self._on_request("ok")
+        self._on_request(TokenResult.OK)
         if self._failures:
             log.info("token endpoint recovered after %d failed requests", self._failures)
         self._failures = 0

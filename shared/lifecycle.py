@@ -3,7 +3,7 @@
 Signals: SIGTERM/SIGINT are blocked in every thread and collected by the main
 thread with sigtimedwait, so no Python signal handler ever runs. A handler that
 interrupts a metric update deadlocks prometheus_client's non-reentrant lock
-(../shared/runtime-notes.md), and one that sets a threading.Event can deadlock too.
+(docs/runtime.md), and one that sets a threading.Event can deadlock too.
 """
 
 from __future__ import annotations
@@ -14,23 +14,37 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 from shared import config as config_mod
 from shared import log as log_mod
+from shared.exits import ExitStatus
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-VERSION = "0.1.0"
+
+
+def version() -> str:
+    """The installed package's version (pyproject.toml), so there is one place to bump it."""
+    try:
+        return metadata.version("dataplatform-probe")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def load_config_or_exit(prog: str = "probe") -> config_mod.Config:
+    """Load the configuration; on error print the one-line reason and exit with ExitStatus.CONFIG."""
+    try:
+        return config_mod.load()
+    except config_mod.ConfigError as exc:
+        print(f"{prog}: config error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(ExitStatus.CONFIG) from None
 
 
 def start_process(name: str) -> config_mod.Config:
     """Load config (exit 2 with one line on error), block stop signals, set up logging and metrics dir."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        cfg = config_mod.load()
-    except config_mod.ConfigError as exc:
-        print(f"probe {name}: config error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+    cfg = load_config_or_exit(f"probe {name}")
     log_mod.setup(name, cfg.log_format, cfg.log_level, cfg.secrets())
     prepare_metrics_dir(cfg.metrics_dir)
     if cfg.xray_enabled:
@@ -45,11 +59,15 @@ def prepare_metrics_dir(path: str) -> None:
 
 
 def wait_for_stop(stop: threading.Event, alive: Callable[[], bool], poll: float = 0.5) -> int | None:
-    """Block until a stop signal arrives (returns it) or `alive()` turns false (returns None)."""
+    """Block until a stop signal arrives (returns it) or `alive()` turns false (returns None).
+
+    Only SIGTERM and SIGINT count: after SIGSTOP/SIGCONT, CPython 3.11's sigtimedwait
+    can return a bogus signal number, which must not stop the process.
+    """
     while alive():
-        sig = signal.sigtimedwait(STOP_SIGNALS, poll)
-        if sig is not None:
+        info = signal.sigtimedwait(STOP_SIGNALS, poll)
+        if info is not None and info.si_signo in STOP_SIGNALS:
             stop.set()
-            return sig.si_signo
+            return info.si_signo
     stop.set()
     return None

@@ -11,6 +11,9 @@ values vanish with the process (being connected, events in flight).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 POST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -20,9 +23,11 @@ D = ("dataset",)
 
 # ---- both processes ----
 build_info = Gauge(
-    "probe_build_info", "Always 1; labels tell the probe version and this instance's app_id.",
-    ["version", "app_id"], multiprocess_mode="max",
-)  # fmt: skip
+    "probe_build_info",
+    "Always 1; labels tell the probe version and this instance's app_id.",
+    ["version", "app_id"],
+    multiprocess_mode="max",
+)
 
 # ---- sender ----
 events_posted = Counter("probe_events_posted", "Events the collector accepted (2xx).", D)
@@ -31,9 +36,11 @@ post_errors = Counter(
 )
 post_retries = Counter("probe_event_post_retries", "Extra post attempts (retries) made within post deadlines.", D)
 post_duration = Histogram(
-    "probe_event_post_duration_seconds", "Time from the first post attempt to its final outcome.", D,
+    "probe_event_post_duration_seconds",
+    "Time from the first post attempt to its final outcome.",
+    D,
     buckets=POST_DURATION_BUCKETS,
-)  # fmt: skip
+)
 last_sent = Gauge(
     "probe_last_event_sent_timestamp_seconds", "Unix time the newest event was sent.", D, multiprocess_mode="max"
 )
@@ -73,9 +80,11 @@ latest_latency = Gauge(
     "probe_event_latency", "End-to-end latency of the newest first arrival, seconds.", D, multiprocess_mode="mostrecent"
 )
 in_flight = Gauge(
-    "probe_events_in_flight", "Events posted and neither received nor judged yet.", D,
+    "probe_events_in_flight",
+    "Events posted and neither received nor judged yet.",
+    D,
     multiprocess_mode="livemostrecent",
-)  # fmt: skip
+)
 ws_connected = Gauge(
     "probe_websocket_connected", "1 while the listener is subscribed, else 0.", D, multiprocess_mode="livemostrecent"
 )
@@ -89,37 +98,24 @@ ws_disconnects = Counter(
     [*D, "reason"],
 )
 last_received = Gauge(
-    "probe_last_event_received_timestamp_seconds", "Unix time this instance's newest event arrived.", D,
+    "probe_last_event_received_timestamp_seconds",
+    "Unix time this instance's newest event arrived.",
+    D,
     multiprocess_mode="max",
-)  # fmt: skip
+)
 
 
+@functools.cache
 def latency_histogram(buckets: tuple[float, ...]) -> Histogram:
-    """The latency histogram; its buckets are configurable, so the listener makes it once from the config."""
+    """The latency histogram; its buckets are configurable, so it is made on first use from the config."""
     return Histogram(
         "probe_event_latency_seconds", "End-to-end latency from send to first arrival, seconds.", D, buckets=buckets
     )
 
 
-# Label values known in advance are created at start with value 0, so that every
-# series exists from the first scrape: rate() and alerts then see 0, not "absent".
-POST_ERROR_REASONS = ("timeout", "connection", "http_4xx", "http_429", "http_5xx", "auth")
-MALFORMED_REASONS = ("binary", "too_large", "not_utf8", "not_json", "not_object", "fields")
-DISCONNECT_REASONS = ("server_close", "pong_timeout", "error", "shutdown")
-
-
-def touch_sender_series(dataset: str) -> None:
-    for reason in POST_ERROR_REASONS:
-        post_errors.labels(dataset, reason)
-    for result in ("ok", "error"):
-        token_requests.labels(dataset, result)
-    for reason in ("stall", "backpressure"):
-        skipped_slots.labels(dataset, reason)
-
-
-def touch_listener_series(dataset: str) -> None:
-    for reason in MALFORMED_REASONS:
-        events_malformed.labels(dataset, reason)
-    for reason in DISCONNECT_REASONS:
-        ws_disconnects.labels(dataset, reason)
-    ws_connect_failures.labels(dataset, "error")
+def precreate(metric: Counter, dataset: str, values: Iterable[str]) -> None:
+    """Create a metric's series for every known label value (the reason enums of the code
+    that counts them) with value 0, so that every series exists from the first scrape:
+    rate() and alerts then see 0, not "absent"."""
+    for value in values:
+        metric.labels(dataset, value)

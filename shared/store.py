@@ -3,8 +3,8 @@
 Why a store at all: the sender and the listener are separate processes that
 restart independently, and every event must be classified exactly once. So the
 send record, the receipt and the final judgement live in one file, and every
-change to an event is one short `BEGIN IMMEDIATE` transaction (see
-../shared/runtime-notes.md for why IMMEDIATE, WAL and autocommit).
+change to an event is one short `BEGIN IMMEDIATE` transaction (docs/runtime.md
+says why IMMEDIATE, WAL and autocommit).
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ class EventState(StrEnum):
     UNOBSERVED = "unobserved"  # missing, but the probe was blind for part of the time
 
 
+class PostState(StrEnum):
+    """What the collector made of an event's post."""
+
+    PENDING = "pending"  # not known yet (in progress, or the sender died meanwhile)
+    OK = "ok"  # accepted
+    FAILED = "failed"  # failed for good
+
+
 class Arrival(StrEnum):
     """What one received message of ours is."""
 
@@ -50,21 +58,26 @@ class ArrivalResult:
     latency: float | None = None  # seconds, clamped at 0
     clamped: bool = False  # receive time was before send time (a clock step)
     out_of_order: bool = False
-    judged_as: str | None = None  # for LATE: what it had been judged
+    judged_as: EventState | None = None  # for LATE: what it had been judged
 
 
 @dataclass(frozen=True)
 class EventRow:
     seqno: int
     sent_at: float
-    state: str
-    post_state: str
+    state: EventState
+    post_state: PostState
     post_error: str | None
     latency: float | None
     receive_count: int
 
 
 _EVENT_COLUMNS = "seqno, sent_at, state, post_state, post_error, latency, receive_count"
+
+
+def _event_row(row: tuple) -> EventRow:
+    seqno, sent_at, state, post_state, post_error, latency, receive_count = row
+    return EventRow(seqno, sent_at, EventState(state), PostState(post_state), post_error, latency, receive_count)
 
 
 SCHEMA_VERSION = 1
@@ -100,8 +113,8 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
-_OPEN_STATES = (EventState.PENDING.value, EventState.POSTED.value)
-_FINAL_STATES = tuple(s.value for s in EventState if s.value not in _OPEN_STATES)
+_OPEN_STATES = (EventState.PENDING, EventState.POSTED)
+_FINAL_STATES = tuple(s for s in EventState if s not in _OPEN_STATES)
 
 
 class Store:
@@ -135,6 +148,12 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -198,8 +217,9 @@ class Store:
             seqno = int(row[0]) if row else 1
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seqno', ?)", (str(seqno + 1),))
             db.execute(
-                "INSERT INTO events (app_id, seqno, dataset, version, sent_at) VALUES (?, ?, ?, ?, ?)",
-                (app_id, seqno, dataset, version, sent_at),
+                """INSERT INTO events (app_id, seqno, dataset, version, sent_at, post_state, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (app_id, seqno, dataset, version, sent_at, PostState.PENDING, EventState.PENDING),
             )
             return seqno
 
@@ -207,17 +227,18 @@ class Store:
         """Store a post's outcome; an event already received keeps its state."""
         with self._write() as db:
             db.execute(
-                """UPDATE events SET post_state = ?, post_error = ?, posted_at = ?,
-                          state = CASE WHEN state = 'pending' THEN ? ELSE state END
-                   WHERE app_id = ? AND seqno = ?""",
-                (
-                    "ok" if ok else "failed",
-                    error,
-                    at,
-                    EventState.POSTED.value if ok else EventState.POST_FAILED.value,
-                    app_id,
-                    seqno,
-                ),
+                """UPDATE events SET post_state = :post_state, post_error = :error, posted_at = :at,
+                          state = CASE WHEN state = :pending THEN :state ELSE state END
+                   WHERE app_id = :app_id AND seqno = :seqno""",
+                {
+                    "post_state": PostState.OK if ok else PostState.FAILED,
+                    "error": error,
+                    "at": at,
+                    "pending": EventState.PENDING,
+                    "state": EventState.POSTED if ok else EventState.POST_FAILED,
+                    "app_id": app_id,
+                    "seqno": seqno,
+                },
             )
 
     def record_fail_out(self, at: float) -> int:
@@ -243,8 +264,9 @@ class Store:
     def last_post(self) -> tuple[float | None, float | None]:
         """(time of the newest successful post, time of the newest failed post)."""
         row = self._read(
-            """SELECT (SELECT MAX(posted_at) FROM events WHERE post_state = 'ok'),
-                      (SELECT MAX(posted_at) FROM events WHERE post_state = 'failed')"""
+            """SELECT (SELECT MAX(posted_at) FROM events WHERE post_state = ?),
+                      (SELECT MAX(posted_at) FROM events WHERE post_state = ?)""",
+            (PostState.OK, PostState.FAILED),
         )[0]
         return row[0], row[1]
 
@@ -310,7 +332,7 @@ class Store:
                     (app_id, seqno),
                 )
                 return ArrivalResult(Arrival.DUPLICATE, latency, clamped)
-            late = state in (EventState.LOST.value, EventState.UNOBSERVED.value)
+            late = state in (EventState.LOST, EventState.UNOBSERVED)
             new_state = EventState.LATE if late else EventState.RECEIVED
             key = f"max_received_seqno:{app_id}"
             newest = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -320,14 +342,14 @@ class Store:
             db.execute(
                 """UPDATE events SET state = ?, received_at = ?, latency = ?, receive_count = 1
                    WHERE app_id = ? AND seqno = ?""",
-                (new_state.value, received_at, latency, app_id, seqno),
+                (new_state, received_at, latency, app_id, seqno),
             )
             return ArrivalResult(
                 Arrival.LATE if late else Arrival.RECEIVED,
                 latency,
                 clamped,
                 out_of_order,
-                state if late else None,
+                EventState(state) if late else None,
             )
 
     def judge_overdue(self, now: float, timeout: float) -> dict[str, int]:
@@ -340,23 +362,31 @@ class Store:
         with self._write() as db:
             rows = db.execute(
                 """UPDATE events SET judged_at = :now, state = CASE
-                       WHEN post_state = 'ok' AND EXISTS (
+                       WHEN post_state = :ok AND EXISTS (
                            SELECT 1 FROM subscriptions s
                            WHERE s.connected_at <= events.sent_at
                              AND COALESCE(s.disconnected_at, :now) >= events.sent_at + :timeout)
-                       THEN 'lost' ELSE 'unobserved' END
-                   WHERE state IN ('pending', 'posted') AND sent_at <= :now - :timeout
+                       THEN :lost ELSE :unobserved END
+                   WHERE state IN (:pending, :posted) AND sent_at <= :now - :timeout
                    RETURNING state""",
-                {"now": now, "timeout": timeout},
+                {
+                    "now": now,
+                    "timeout": timeout,
+                    "ok": PostState.OK,
+                    "lost": EventState.LOST,
+                    "unobserved": EventState.UNOBSERVED,
+                    "pending": EventState.PENDING,
+                    "posted": EventState.POSTED,
+                },
             ).fetchall()
-        counts = {EventState.LOST.value: 0, EventState.UNOBSERVED.value: 0}
+        counts = {EventState.LOST: 0, EventState.UNOBSERVED: 0}
         for (state,) in rows:
-            counts[state] += 1
+            counts[EventState(state)] += 1
         return counts
 
     def in_flight(self) -> int:
         """Events posted (or being posted) and neither received nor judged yet."""
-        return self._read("SELECT COUNT(*) FROM events WHERE state IN ('pending', 'posted')")[0][0]
+        return self._read("SELECT COUNT(*) FROM events WHERE state IN (?, ?)", _OPEN_STATES)[0][0]
 
     def prune(self, before: float, batch: int = 500) -> int:
         """Delete judged events and closed subscriptions older than `before`, in small batches."""
@@ -382,22 +412,18 @@ class Store:
 
     def recent_events(self, limit: int) -> list[EventRow]:
         rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY sent_at DESC LIMIT ?", (limit,))
-        return [EventRow(*row) for row in rows]
+        return [_event_row(row) for row in rows]
 
     def events(self, app_id: str) -> list[EventRow]:
         """Every event of an instance, by seqno (tests, benchmarks, audits)."""
         rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE app_id = ? ORDER BY seqno", (app_id,))
-        return [EventRow(*row) for row in rows]
+        return [_event_row(row) for row in rows]
 
     def totals(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in EventState}
+        counts: dict[str, int] = {s.value: 0 for s in EventState}
         for state, n in self._read("SELECT state, COUNT(*) FROM events GROUP BY state"):
             counts[state] = n
         counts["duplicates"] = self._read(
             "SELECT COALESCE(SUM(receive_count - 1), 0) FROM events WHERE receive_count > 1"
         )[0][0]
         return counts
-
-    def events_by_seqno(self, app_id: str) -> dict[int, tuple[str, int, str]]:
-        """seqno -> (state, receive_count, post_state), the compact view the store tests compare."""
-        return {e.seqno: (e.state, e.receive_count, e.post_state) for e in self.events(app_id)}

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Emulator, start_emulator
+from tests.helpers import EmulatorClient, start_emulator
 
 
 @pytest.fixture
-def emulator(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Emulator]:
+def emulator(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EmulatorClient]:
     """A real emulator process on a free loopback port; its log is shown when a test fails."""
     emu = start_emulator(tmp_path)
     yield emu

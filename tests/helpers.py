@@ -1,147 +1,47 @@
-"""Shared test plumbing: free ports, deadline waits, real processes of the project."""
+"""Test plumbing: the emulator client re-exported, probe processes, the store and the metrics they leave."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import requests
+from emulator.client import (
+    PYTHON,
+    ROOT,
+    EmulatorClient,
+    Proc,
+    free_port,
+    implied_state,
+    start,
+    start_emulator,
+    wait_until,
+)
+from shared.config import LOCAL_CLIENT_ID as CLIENT_ID
+from shared.config import LOCAL_CLIENT_SECRET as CLIENT_SECRET
+from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-WEBHOOK_TOKEN = "00000000-0000-4000-8000-000000000001"
-CLIENT_ID = "dataplatform-probe"
-CLIENT_SECRET = "local-demo-secret"
 DATASET = "probe-dataset"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll until predicate() is truthy; fail with `what` when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the condition may not be checkable yet
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
-
-
-@dataclass
-class Proc:
-    """A child process whose output goes to a file the test can show on failure."""
-
-    popen: subprocess.Popen
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
-
-
-def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Proc:
-    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    popen = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    log_file.close()
-    return Proc(popen, log_path)
-
-
-@dataclass
-class Emulator:
-    port: int
-    proc: Proc
-    session: requests.Session = field(default_factory=requests.Session)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def faults(self, **changes: Any) -> dict:
-        r = self.session.put(f"{self.base}/_emulator/faults", json=changes, timeout=5)
-        r.raise_for_status()
-        return r.json()
-
-    def truth(self) -> dict:
-        r = self.session.get(f"{self.base}/_emulator/truth", timeout=30)
-        r.raise_for_status()
-        return r.json()
-
-    def close_all(self, code: int = 1001) -> int:
-        return self.session.post(f"{self.base}/_emulator/close", json={"code": code}, timeout=5).json()["closed"]
-
-    def inject(self, **body: Any) -> int:
-        return self.session.post(f"{self.base}/_emulator/inject", json=body, timeout=5).json()["sent"]
-
-    def subscribers(self) -> int:
-        return self.session.get(f"{self.base}/_emulator/health", timeout=5).json()["subscribers"]
-
-    def env(self, tmp: Path, **overrides: Any) -> dict[str, str]:
-        """Environment for a probe process pointed at this emulator, with its own store and metrics dir."""
-        from shared.config import FIELDS
-
-        # A developer's own settings must not leak into a test's probe.
-        names = {f.env for f in FIELDS} | {f.file_env for f in FIELDS}
-        env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("PROBE_")}
-        env.update(
-            PROBE_CONFIG=str(ROOT / "probe.yaml"),
-            ORIGO_ENVIRONMENT="local",
-            KEYCLOAK_SERVER=f"{self.base}/auth",
-            COLLECTOR_URL=f"{self.base}/event-collector/event/{{dataset_id}}/{{version}}",
-            WEBSOCKET_URL=f"ws://127.0.0.1:{self.port}/event-data-subscription",
-            PROBE_DB_PATH=str(tmp / "probe.sqlite3"),
-            PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
-            PYTHONUNBUFFERED="1",
-            STARTUP_WAIT_SECONDS="0",
-        )
-        env.update({k: str(v) for k, v in overrides.items()})
-        return env
-
-
-def start_emulator(tmp: Path, *extra: str) -> Emulator:
-    port = free_port()
-    proc = start(
-        [PYTHON, "-m", "emulator", "--port", str(port), *extra], tmp / f"emulator-{port}.log", env=os.environ.copy()
-    )
-    emulator = Emulator(port, proc)
-    try:
-        wait_until(lambda: emulator.session.get(f"{emulator.base}/_emulator/health", timeout=1).ok, 20, "emulator up")
-    except AssertionError:
-        proc.stop()
-        raise AssertionError("emulator did not start:\n" + proc.output()) from None
-    return emulator
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "DATASET",
+    "PYTHON",
+    "ROOT",
+    "WEBHOOK_TOKEN",
+    "EmulatorClient",
+    "Proc",
+    "free_port",
+    "implied_state",
+    "start",
+    "start_emulator",
+    "wait_until",
+]
 
 
 def probe_cmd(*args: str) -> list[str]:
-    return [PYTHON, "-m", "shared.cli", *args]
+    return [PYTHON, "-m", "probe_stack.cli", *args]
 
 
 def read_metrics(metrics_dir: Path) -> dict[tuple[str, tuple], float]:
@@ -196,12 +96,3 @@ def read_events(env: dict[str, str]) -> list:
     """Every event of the probe instance whose store `env` names, by seqno."""
     with open_store(env) as store:
         return store.events(store.app_id())
-
-
-def implied_state(event: dict | None) -> tuple[str, int]:
-    """(state, receive count) the emulator's truth implies for an event, if the listener never looked away."""
-    if event is None:
-        return "post_failed", 0
-    if event["fate"] in ("dropped", "held"):
-        return "lost", 0
-    return "received", len(event["writes"])

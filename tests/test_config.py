@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared import config
+from shared.exits import ExitStatus
 from tests.helpers import ROOT, probe_cmd
 
 BASE = {"PROBE_CONFIG": str(ROOT / "probe.yaml")}
@@ -29,7 +30,7 @@ def test_demo_defaults_point_at_the_local_emulator() -> None:
     assert cfg.environment == "local"
     assert cfg.collector_endpoint() == "http://127.0.0.1:8081/event-collector/event/probe-dataset/1"
     assert cfg.websocket_url == "ws://127.0.0.1:8081/event-data-subscription"
-    assert cfg.token_url() == "http://127.0.0.1:8081/auth/realms/api-catalog/protocol/openid-connect/token"
+    assert (cfg.keycloak_server, cfg.keycloak_realm) == ("http://127.0.0.1:8081/auth", "api-catalog")
     assert cfg.event_interval_seconds == 1.0
 
 
@@ -49,7 +50,7 @@ def test_original_environment_variables_keep_their_meaning() -> None:
     )
     assert cfg.collector_endpoint() == "https://api.data-dev.oslo.systems/event-collector/event/ds/2"
     assert cfg.websocket_url == "wss://ws.data-dev.oslo.systems/event-data-subscription"
-    assert cfg.token_url().startswith("https://login-test.oslo.kommune.no/auth/realms/other/")
+    assert (cfg.keycloak_server, cfg.keycloak_realm) == ("https://login-test.oslo.kommune.no/auth", "other")
     assert (cfg.event_interval_seconds, cfg.max_consecutive_errors) == (0.25, 3)
     assert cfg.client_id == "my-client" and cfg.xray_enabled is True
 
@@ -138,7 +139,7 @@ def run_check(**env: str) -> subprocess.CompletedProcess:
 
 def test_config_check_exits_2_with_one_line_naming_the_variable() -> None:
     result = run_check(EVENT_INTERVAL_SECONDS="abc")
-    assert result.returncode == 2
+    assert result.returncode == ExitStatus.CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "EVENT_INTERVAL_SECONDS" in lines[0]
     assert result.stdout == ""
@@ -155,7 +156,7 @@ def test_config_check_never_prints_secrets() -> None:
     result = run_check(
         ORIGO_ENVIRONMENT="dev", ORIGO_CLIENT_ID="c", WEBHOOK_TOKEN="", ORIGO_CLIENT_SECRET=client_secret
     )
-    assert result.returncode == 2 and client_secret not in result.stderr
+    assert result.returncode == ExitStatus.CONFIG and client_secret not in result.stderr
 
 
 def test_readme_settings_table_is_the_generated_one() -> None:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared.store import Arrival, EventState, Store, StoreError
+from shared.store import Arrival, EventRow, EventState, PostState, Store, StoreError
 from tests.helpers import PYTHON, ROOT, wait_until
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "probe.sqlite3")
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "probe.sqlite3")
+    yield store
+    store.close()
+
+
+def by_seqno(store: Store, app_id: str) -> dict[int, EventRow]:
+    return {e.seqno: e for e in store.events(app_id)}
 
 
 def send(store: Store, app_id: str, sent_at: float, ok: bool = True) -> int:
@@ -28,12 +36,13 @@ def send(store: Store, app_id: str, sent_at: float, ok: bool = True) -> int:
 def test_app_id_and_seqno_survive_reopening(tmp_path: Path) -> None:
     first = Store(tmp_path / "s.db")
     app_id = first.app_id()
-    assert len(app_id) == 8 and int(app_id, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{8}", app_id)
     assert [first.record_send(app_id, "ds", "1", 1.0) for _ in range(3)] == [1, 2, 3]
     first.close()
     again = Store(tmp_path / "s.db")
     assert again.app_id() == app_id
     assert again.record_send(app_id, "ds", "1", 2.0) == 4
+    again.close()
     assert sqlite3.connect(tmp_path / "s.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -60,7 +69,8 @@ def test_arrival_before_the_post_outcome_keeps_received(store: Store) -> None:
     seqno = store.record_send(app, "ds", "1", 10.0)
     assert store.classify_arrival(app, seqno, 10.2).kind is Arrival.RECEIVED
     store.record_post(app, seqno, True, None, 10.3)
-    assert store.events_by_seqno(app)[seqno] == ("received", 1, "ok")
+    row = by_seqno(store, app)[seqno]
+    assert (row.state, row.receive_count, row.post_state) == (EventState.RECEIVED, 1, PostState.OK)
 
 
 def test_loss_is_judged_only_when_the_listener_saw_the_whole_window(store: Store) -> None:
@@ -73,13 +83,13 @@ def test_loss_is_judged_only_when_the_listener_saw_the_whole_window(store: Store
     store.subscription_opened("ds", 160.0)
     never_posted = store.record_send(app, "ds", "1", 161.0)  # the sender died mid-post
     assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 1, "unobserved": 2}
-    states = store.events_by_seqno(app)
-    assert states[covered][0] == "lost" and states[blind][0] == "unobserved"
-    assert states[failed][0] == "post_failed" and states[never_posted][0] == "unobserved"
+    rows = by_seqno(store, app)
+    assert rows[covered].state is EventState.LOST and rows[blind].state is EventState.UNOBSERVED
+    assert rows[failed].state is EventState.POST_FAILED and rows[never_posted].state is EventState.UNOBSERVED
     assert store.judge_overdue(now=300.0, timeout=30.0) == {"lost": 0, "unobserved": 0}
     late = store.classify_arrival(app, covered, 301.0)
-    assert late.kind is Arrival.LATE and late.judged_as == "lost"
-    assert store.events_by_seqno(app)[covered][0] == EventState.LATE.value
+    assert late.kind is Arrival.LATE and late.judged_as is EventState.LOST
+    assert by_seqno(store, app)[covered].state is EventState.LATE
 
 
 def test_dangling_subscription_ends_at_its_last_heartbeat(store: Store) -> None:
@@ -90,7 +100,7 @@ def test_dangling_subscription_ends_at_its_last_heartbeat(store: Store) -> None:
     assert store.close_dangling_subscriptions() == 1
     assert store.subscribed_since(max_age=1e9, now=130.0) is None
     assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 0, "unobserved": 1}
-    assert store.events_by_seqno(app)[seqno][0] == "unobserved"
+    assert by_seqno(store, app)[seqno].state is EventState.UNOBSERVED
 
 
 def test_prune_removes_only_old_final_events(store: Store) -> None:
@@ -100,7 +110,7 @@ def test_prune_removes_only_old_final_events(store: Store) -> None:
     store.judge_overdue(now=2000.0, timeout=1.0)
     pending = store.record_send(app, "ds", "1", 5.0)
     assert store.prune(before=1000.0, batch=100) == 1000
-    remaining = store.events_by_seqno(app)
+    remaining = by_seqno(store, app)
     assert len(remaining) == 201 and pending in remaining
 
 
@@ -139,9 +149,10 @@ def test_two_processes_1000_per_second_for_10_seconds(tmp_path: Path) -> None:
     sent_seconds = float(sent_out.split()[-1].rstrip("s"))
     assert sent_seconds < 11.0, sent_out  # the store kept up with the schedule
     store = Store(path)
-    rows = store.events_by_seqno(store.app_id())
+    rows = store.events(store.app_id())
+    store.close()
     assert len(rows) == count
-    assert all(row == ("received", 1, "ok") for row in rows.values())
+    assert {(r.state, r.receive_count, r.post_state) for r in rows} == {(EventState.RECEIVED, 1, PostState.OK)}
 
 
 def test_sigkill_of_a_writer_leaves_the_file_intact(tmp_path: Path) -> None:
@@ -149,14 +160,15 @@ def test_sigkill_of_a_writer_leaves_the_file_intact(tmp_path: Path) -> None:
     store = Store(path)
     app = store.app_id()
     sender = worker(path, "send", "1000000", "100000")
-    wait_until(lambda: len(store.events_by_seqno(app)) > 2000, 30, "the writer to be busy")
+    wait_until(lambda: len(store.events(app)) > 2000, 30, "the writer to be busy")
     sender.send_signal(signal.SIGKILL)
     sender.wait(10)
     store.close()
     reopened = Store(path)  # runs the integrity check
-    rows = reopened.events_by_seqno(app)
+    rows = by_seqno(reopened, app)
     assert sorted(rows) == list(range(1, len(rows) + 1))  # no gap, no half-written row
     assert reopened.record_send(app, "ds", "1", time.time()) == len(rows) + 1
+    reopened.close()
 
 
 def test_fail_outs_count_up_until_cleared(store: Store) -> None:

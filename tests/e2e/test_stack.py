@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.exits import ExitStatus
 from tests.helpers import (
     CLIENT_SECRET,
-    PYTHON,
     ROOT,
     WEBHOOK_TOKEN,
-    Emulator,
+    EmulatorClient,
     Proc,
     free_port,
     implied_state,
@@ -54,7 +54,7 @@ class Stack:
     proc: Proc
     env: dict[str, str]
     metrics_url: str
-    emulator: Emulator
+    emulator: EmulatorClient
     prometheus_url: str
 
     def ctl(self, *args: str) -> str:
@@ -82,16 +82,20 @@ def start_prometheus(tmp: Path, target_port: int) -> tuple[Proc, str]:
         f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
     )
     proc = start(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
         tmp / "prometheus.log",
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "prometheus ready")
     return proc, url
 
 
-def stack_env(emulator: Emulator, tmp: Path, run_dir: str, metrics_port: int, **extra: object) -> dict[str, str]:
+def stack_env(emulator: EmulatorClient, tmp: Path, run_dir: str, metrics_port: int, **extra: object) -> dict[str, str]:
     buckets = ",".join(str(round(0.18 + i * 0.005, 3)) for i in range(12)) + ",0.3,0.5,1,2,5"
     return emulator.env(
         tmp,
@@ -221,7 +225,7 @@ def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "EVENT_INTERVAL_SECONDS": "abc"}
     started = time.monotonic()
     result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 2
+    assert result.returncode == ExitStatus.CONFIG
     assert time.monotonic() - started < 5
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "EVENT_INTERVAL_SECONDS" in lines[0], result.stderr
@@ -231,10 +235,14 @@ def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:
 def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> None:
     bad_store = tmp_path / "not-a-db.sqlite3"
     bad_store.write_bytes(b"garbage" * 1000)
-    env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "PROBE_DB_PATH": str(bad_store),
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "PROBE_DB_PATH": str(bad_store),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+    }
     result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 1
+    assert result.returncode == ExitStatus.STORE
     assert "cannot be opened" in result.stderr and "supervisord" not in result.stdout
 
 
@@ -245,7 +253,7 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1])
-        proc = start([PYTHON, "-m", "shared.cli", "run"], tmp_path / "stack.log", env=env)
+        proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
         try:
             code = proc.popen.wait(90)
         finally:
@@ -253,5 +261,5 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
             emulator.proc.stop()
             shutil.rmtree(run_dir, ignore_errors=True)
     output = proc.output()
-    assert code == 1, output
+    assert code == ExitStatus.FATAL, output
     assert "program metrics went FATAL" in output and "Address already in use" in output

@@ -16,24 +16,24 @@ import requests
 import websocket
 from jwcrypto import jwk, jwt
 from keycloak import KeycloakOpenID
-from keycloak.exceptions import KeycloakAuthenticationError
+from keycloak.exceptions import KeycloakAuthenticationError, KeycloakError
 
-from tests.helpers import CLIENT_ID, CLIENT_SECRET, DATASET, WEBHOOK_TOKEN, Emulator, wait_until
+from tests.helpers import CLIENT_ID, CLIENT_SECRET, DATASET, WEBHOOK_TOKEN, EmulatorClient, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def keycloak(emu: Emulator, secret: str = CLIENT_SECRET) -> KeycloakOpenID:
+def keycloak(emu: EmulatorClient, secret: str = CLIENT_SECRET) -> KeycloakOpenID:
     return KeycloakOpenID(
         server_url=f"{emu.base}/auth/", realm_name="api-catalog", client_id=CLIENT_ID, client_secret_key=secret
     )
 
 
-def token(emu: Emulator) -> str:
+def token(emu: EmulatorClient) -> str:
     return keycloak(emu).token(grant_type="client_credentials")["access_token"]
 
 
-def post(emu: Emulator, body: object, bearer: str | None, dataset: str = DATASET, raw: str | None = None):
+def post(emu: EmulatorClient, body: object, bearer: str | None, dataset: str = DATASET, raw: str | None = None):
     headers = {"Content-Type": "application/json"}
     if bearer is not None:
         headers["Authorization"] = f"Bearer {bearer}"
@@ -41,13 +41,13 @@ def post(emu: Emulator, body: object, bearer: str | None, dataset: str = DATASET
     return requests.post(f"{emu.base}/event-collector/event/{dataset}/1", data=data, headers=headers, timeout=10)
 
 
-def subscribe(emu: Emulator, token: str = WEBHOOK_TOKEN, dataset: str = DATASET) -> websocket.WebSocket:
+def subscribe(emu: EmulatorClient, token: str = WEBHOOK_TOKEN, dataset: str = DATASET) -> websocket.WebSocket:
     return websocket.create_connection(
         f"ws://127.0.0.1:{emu.port}/event-data-subscription?dataset_id={dataset}&webhook_token={token}", timeout=5
     )
 
 
-def test_token_is_a_signed_jwt_that_opens_the_collector(emulator: Emulator) -> None:
+def test_token_is_a_signed_jwt_that_opens_the_collector(emulator: EmulatorClient) -> None:
     answer = keycloak(emulator).token(grant_type="client_credentials")
     assert answer["token_type"] == "Bearer" and answer["expires_in"] == 300
     claims = json.loads(jwt.JWT(jwt=answer["access_token"]).token.objects["payload"])
@@ -56,12 +56,12 @@ def test_token_is_a_signed_jwt_that_opens_the_collector(emulator: Emulator) -> N
     assert (response.status_code, response.json()) == (200, {"message": "Ok"})
 
 
-def test_wrong_client_secret_raises_the_keycloak_authentication_error(emulator: Emulator) -> None:
+def test_wrong_client_secret_raises_the_keycloak_authentication_error(emulator: EmulatorClient) -> None:
     with pytest.raises(KeycloakAuthenticationError):
         keycloak(emulator, secret="wrong").token(grant_type="client_credentials")
 
 
-def test_expired_forged_and_missing_tokens_get_401(emulator: Emulator) -> None:
+def test_expired_forged_and_missing_tokens_get_401(emulator: EmulatorClient) -> None:
     emulator.faults(token_lifetime_seconds=1)
     short = token(emulator)
     event = {"app_id": "abcdef01", "seqno": 1, "time_sent": "t"}
@@ -79,7 +79,7 @@ def test_expired_forged_and_missing_tokens_get_401(emulator: Emulator) -> None:
     assert post(emulator, event, good).status_code == 200
 
 
-def test_collector_answers_in_the_contract_order(emulator: Emulator) -> None:
+def test_collector_answers_in_the_contract_order(emulator: EmulatorClient) -> None:
     bearer = token(emulator)
     missing = post(emulator, {}, bearer, dataset="nope")
     assert missing.status_code == 404
@@ -103,7 +103,7 @@ def test_collector_answers_in_the_contract_order(emulator: Emulator) -> None:
     assert len(emulator.truth()["events"]) == 3
 
 
-def test_handshake_failures_carry_the_contract_status(emulator: Emulator) -> None:
+def test_handshake_failures_carry_the_contract_status(emulator: EmulatorClient) -> None:
     with pytest.raises(websocket.WebSocketBadStatusException) as info:
         subscribe(emulator, token="00000000-0000-4000-8000-00000000dead")
     assert info.value.status_code == 403
@@ -125,19 +125,21 @@ def test_handshake_failures_carry_the_contract_status(emulator: Emulator) -> Non
     ws.close()
 
 
-def test_events_arrive_as_python_json_dumps_with_newline_and_pings_are_answered(emulator: Emulator) -> None:
+def test_events_arrive_as_python_json_dumps_with_newline_and_pings_are_answered(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     event = {"app_id": "abcdef01", "seqno": 1, "time_sent": "2026-01-01T00:00:00+00:00", "navn": "Ås"}
     assert post(emulator, event, token(emulator)).status_code == 200
-    assert ws.recv() == json.dumps(event) + "\n"
-    assert '"\\u00c5s"' in json.dumps(event)
+    # Python's json.dumps: ", " and ": " separators, non-ASCII escaped, a trailing newline
+    assert ws.recv() == (
+        '{"app_id": "abcdef01", "seqno": 1, "time_sent": "2026-01-01T00:00:00+00:00", "navn": "\\u00c5s"}\n'
+    )
     ws.ping(b"x")
     opcode, _frame = ws.recv_data_frame(True)
     assert opcode == websocket.ABNF.OPCODE_PONG
     ws.close()
 
 
-def test_drop_rate_one_delivers_nothing_and_the_truth_says_dropped(emulator: Emulator) -> None:
+def test_drop_rate_one_delivers_nothing_and_the_truth_says_dropped(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     bearer = token(emulator)
     emulator.faults(drop_rate=1.0)
@@ -152,7 +154,7 @@ def test_drop_rate_one_delivers_nothing_and_the_truth_says_dropped(emulator: Emu
     ws.close()
 
 
-def test_fixed_delay_is_kept_to_within_20ms(emulator: Emulator) -> None:
+def test_fixed_delay_is_kept_to_within_20ms(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     bearer = token(emulator)
     emulator.faults(delay_ms=200)
@@ -169,7 +171,7 @@ def test_fixed_delay_is_kept_to_within_20ms(emulator: Emulator) -> None:
     ws.close()
 
 
-def test_duplicates_are_exactly_what_the_truth_reports(emulator: Emulator) -> None:
+def test_duplicates_are_exactly_what_the_truth_reports(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     ws.settimeout(5)
     bearer = token(emulator)
@@ -187,18 +189,18 @@ def test_duplicates_are_exactly_what_the_truth_reports(emulator: Emulator) -> No
     ws.close()
 
 
-def test_collector_error_injection_and_token_endpoint_down(emulator: Emulator) -> None:
+def test_collector_error_injection_and_token_endpoint_down(emulator: EmulatorClient) -> None:
     bearer = token(emulator)
     emulator.faults(collector_error_rate=1.0, collector_error_statuses=[429, 502])
     statuses = {post(emulator, {"seqno": i}, bearer).status_code for i in range(20)}
     assert statuses == {429, 502}
     assert emulator.truth()["events"] == []
     emulator.faults(token_down=True)
-    with pytest.raises(Exception, match="503"):
+    with pytest.raises(KeycloakError, match="503"):
         keycloak(emulator).token(grant_type="client_credentials")
 
 
-def test_pause_holds_events_until_resume_and_half_open_drops_pongs(emulator: Emulator) -> None:
+def test_pause_holds_events_until_resume_and_half_open_drops_pongs(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     bearer = token(emulator)
     emulator.faults(paused=True)
@@ -214,7 +216,7 @@ def test_pause_holds_events_until_resume_and_half_open_drops_pongs(emulator: Emu
     ws.close()
 
 
-def test_force_close_and_inject(emulator: Emulator) -> None:
+def test_force_close_and_inject(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     wait_until(lambda: emulator.subscribers() == 1, 5, "the subscriber to register")
     assert emulator.inject(text="not json") == 1
@@ -228,7 +230,7 @@ def test_force_close_and_inject(emulator: Emulator) -> None:
     assert subs[0]["close_code"] == 4000
 
 
-def test_fault_settings_are_validated(emulator: Emulator) -> None:
+def test_fault_settings_are_validated(emulator: EmulatorClient) -> None:
     for bad in ({"drop_rate": 2}, {"nonsense": 1}, {"delay_distribution": "pareto"}, {"paused": "yes"}):
         response = requests.put(f"{emulator.base}/_emulator/faults", json=bad, timeout=5)
         assert response.status_code == 400 and "error" in response.json()
@@ -236,7 +238,7 @@ def test_fault_settings_are_validated(emulator: Emulator) -> None:
     assert current["drop_rate"] == 0.0 and current["delay_distribution"] == "fixed"
 
 
-def test_close_every_seconds_closes_with_the_configured_code(emulator: Emulator) -> None:
+def test_close_every_seconds_closes_with_the_configured_code(emulator: EmulatorClient) -> None:
     ws = subscribe(emulator)
     emulator.faults(close_every_seconds=0.3, close_code=4001)
     ws.settimeout(3)

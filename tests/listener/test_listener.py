@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from probe_listener.classify import Kind, parse
+from shared.store import EventRow
 from tests.helpers import (
-    Emulator,
+    EmulatorClient,
     Proc,
     implied_state,
     metric,
@@ -29,39 +29,17 @@ pytestmark = pytest.mark.timeout(180)
 FINAL = {"received", "late", "lost", "unobserved", "post_failed"}
 
 
-def test_parse_classifies_every_kind_of_payload() -> None:
-    own = "abcdef01"
-    cases = {
-        (b"\x00\x01", True): "binary",
-        (b"x" * 100, False): "too_large",
-        (b"\xff\xfe", False): "not_utf8",
-        (b"{nope", False): "not_json",
-        (b"[1, 2]", False): "not_object",
-        (b'{"app_id": 5, "seqno": 1, "time_sent": "t"}', False): "fields",
-        (b'{"app_id": "a", "seqno": true, "time_sent": "t"}', False): "fields",
-        (b'{"app_id": "a", "seqno": "1", "time_sent": "t"}', False): "fields",
-        (b'{"app_id": "a", "seqno": 1}', False): "fields",
-    }
-    for (payload, binary), reason in cases.items():
-        message = parse(payload, binary, 64, own)
-        assert (message.kind, message.reason) == (Kind.MALFORMED, reason), payload
-    other = parse(b'{"app_id": "12345678", "seqno": 3, "time_sent": "t"}\n', False, 64, own)
-    assert (other.kind, other.app_id) == (Kind.WRONG_APPID, "12345678")
-    ours = parse(b'{"app_id": "abcdef01", "seqno": 3, "time_sent": "t", "extra": 1}\n', False, 99, own)
-    assert (ours.kind, ours.seqno) == (Kind.OURS, 3)
-
-
 @dataclass
 class Pipeline:
-    emulator: Emulator
+    emulator: EmulatorClient
     env: dict[str, str]
     tmp: Path
     listener: Proc
     sender: Proc | None = None
 
-    def rows(self) -> dict[int, tuple]:
-        """seqno -> (state, receive_count, post_state, sent_at, latency)."""
-        return {e.seqno: (e.state, e.receive_count, e.post_state, e.sent_at, e.latency) for e in read_events(self.env)}
+    def rows(self) -> dict[int, EventRow]:
+        """seqno -> the event as the store has it."""
+        return {e.seqno: e for e in read_events(self.env)}
 
     def in_flight(self) -> int:
         return store_in_flight(self.env)
@@ -87,7 +65,7 @@ class Pipeline:
 
 
 @pytest.fixture
-def pipeline(emulator: Emulator, tmp_path: Path, request: pytest.FixtureRequest):
+def pipeline(emulator: EmulatorClient, tmp_path: Path, request: pytest.FixtureRequest):
     procs: list[Proc] = []
 
     def make(**env: object) -> Pipeline:
@@ -132,7 +110,8 @@ def test_drops_and_duplicates_equal_the_truth(pipeline) -> None:
     assert metric(samples, "probe_events_duplicated_total") == extra_copies
     assert metric(samples, "probe_events_received_total") == len(rows) - len(dropped)
     assert metric(samples, "probe_events_unobserved_total") == 0
-    for seqno, (state, count, *_rest) in rows.items():
+    for seqno, row in rows.items():
+        state, count = row.state, row.receive_count
         assert (state, count) == implied_state(truth[seqno]), seqno
 
 
@@ -153,7 +132,7 @@ def test_reordering_is_counted_and_never_taken_for_duplicates(pipeline) -> None:
     assert out_of_order > 10
     assert metric(samples, "probe_events_out_of_order_total") == out_of_order
     assert metric(samples, "probe_events_duplicated_total") == 0
-    assert {r[0] for r in pipe.rows().values()} == {"received"}
+    assert {r.state for r in pipe.rows().values()} == {"received"}
 
 
 def histogram_quantile(q: float, samples: dict, name: str) -> float:
@@ -205,9 +184,9 @@ def test_forced_close_for_3s_reconnects_within_1s_and_blames_nobody(pipeline) ->
     rows = pipe.rows()
     samples = pipe.metrics()
     assert metric(samples, "probe_events_lost_total") == 0
-    gap = [s for s, r in rows.items() if closed_at + 0.1 < r[3] < accepting]
+    gap = [s for s, r in rows.items() if closed_at + 0.1 < r.sent_at < accepting]
     assert len(gap) >= 40
-    assert all(rows[s][0] == "unobserved" for s in gap)
+    assert all(rows[s].state == "unobserved" for s in gap)
     assert metric(samples, "probe_events_unobserved_total") >= len(gap)
     assert metric(samples, "probe_websocket_disconnects_total", reason="server_close") == 1
     assert metric(samples, "probe_websocket_connect_failures_total", reason="http_500") >= 2
@@ -273,7 +252,7 @@ def test_sigkill_of_the_listener_loses_and_double_counts_nothing(pipeline) -> No
     pipe.finish()
     assert pipe.listener.stop() == 0
     rows = pipe.rows()
-    states = Counter(r[0] for r in rows.values())
+    states = Counter(r.state for r in rows.values())
     assert set(states) <= FINAL, states  # every event ended in exactly one final state
     truth = {e["seqno"]: e for e in pipe.truth()}
     assert all(e["fate"] == "delivered" for e in truth.values())
@@ -285,7 +264,7 @@ def test_sigkill_of_the_listener_loses_and_double_counts_nothing(pipeline) -> No
     assert states["unobserved"] >= 1  # the gap around the kill
     # every event sent well after the restart's subscription was received
     resubscribed = min(s["connected_at"] for s in pipe.emulator.truth()["subscribers"] if s["connected_at"] > killed_at)
-    assert all(r[0] == "received" for r in rows.values() if r[3] > resubscribed + 0.05)
+    assert all(r.state == "received" for r in rows.values() if r.sent_at > resubscribed + 0.05)
 
 
 def test_an_outage_longer_than_the_loss_timeout_makes_events_lost_then_late(pipeline) -> None:
@@ -303,17 +282,6 @@ def test_an_outage_longer_than_the_loss_timeout_makes_events_lost_then_late(pipe
     pipe.emulator.faults(paused=False)
     wait_until(lambda: metric(pipe.metrics(), "probe_events_late_total") == len(held), 10, "late arrivals")
     rows = pipe.rows()
-    assert all(rows[s][0] == "late" for s in held)
+    assert all(rows[s].state == "late" for s in held)
     assert metric(pipe.metrics(), "probe_events_received_total") == len(rows)
     assert metric(pipe.metrics(), "probe_event_latency_seconds_count") == len(rows)
-
-
-def test_reconnect_backoff_is_quick_first_then_capped() -> None:
-    import random
-
-    from probe_listener.subscription import backoff_delay
-
-    rng = random.Random(1)
-    assert all(0.05 <= backoff_delay(0, 30, rng) <= 0.1 for _ in range(100))
-    assert all(0.4 <= backoff_delay(3, 30, rng) <= 0.8 for _ in range(100))
-    assert all(0.4 <= backoff_delay(20, 0.8, rng) <= 0.8 for _ in range(100))

@@ -7,7 +7,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.cli import load_config_or_exit
+from shared.exits import ExitStatus
+from shared.lifecycle import load_config_or_exit
 from shared.store import Store, StoreError
 
 
@@ -15,12 +16,12 @@ def main(limit: int, as_json: bool) -> int:
     cfg = load_config_or_exit()
     if not Path(cfg.db_path).exists():
         print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
-        return 1
+        return ExitStatus.STORE
     try:
         store = Store(cfg.db_path)
     except StoreError as exc:
         print(f"probe status: {exc}", file=sys.stderr)
-        return 1
+        return ExitStatus.STORE
     rows = store.recent_events(limit)
     totals = store.totals()
     app_id = store.app_id()
@@ -32,7 +33,7 @@ def main(limit: int, as_json: bool) -> int:
             "events": [row.__dict__ for row in rows],
         }
         print(json.dumps(doc, indent=2))
-        return 0
+        return ExitStatus.OK
     print(f"store {cfg.db_path}  app_id {app_id}  dataset {cfg.dataset_id}/{cfg.dataset_version}")
     print(f"{'seqno':>8}  {'sent (UTC)':<23}  {'state':<11}  {'latency':>9}  {'copies':>6}  note")
     for row in rows:
@@ -42,4 +43,4 @@ def main(limit: int, as_json: bool) -> int:
             f"{row.seqno:>8}  {sent:<23}  {row.state:<11}  {latency:>9}  {row.receive_count:>6}  {row.post_error or ''}"
         )
     print("totals: " + "  ".join(f"{state}={count}" for state, count in totals.items()))
-    return 0
+    return ExitStatus.OK

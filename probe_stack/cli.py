@@ -1,4 +1,4 @@
-"""The `probe` command: one entry point for operators, supervisord and the tests.
+"""The `probe` command: one entry point for operators, the container and the tests.
 
 Subcommands import their modules lazily: prometheus_client must not be imported
 before PROMETHEUS_MULTIPROC_DIR is set, and `probe config check` must stay cheap.
@@ -8,20 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from shared import config as config_mod
-
-EXIT_CONFIG = 2
-
-
-def load_config_or_exit() -> config_mod.Config:
-    """Load the configuration; on error print the one-line reason and exit 2."""
-    try:
-        return config_mod.load()
-    except config_mod.ConfigError as exc:
-        print(f"probe: config error: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+from shared.exits import ExitStatus
+from shared.lifecycle import load_config_or_exit, version
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -34,7 +24,7 @@ def _config_check(args: argparse.Namespace) -> int:
         for key, value in effective.items():
             print(f"{key:<{width}}  {value}")
         print("configuration OK")
-    return 0
+    return ExitStatus.OK
 
 
 def _config_docs(_: argparse.Namespace) -> int:
@@ -42,95 +32,70 @@ def _config_docs(_: argparse.Namespace) -> int:
     print("|---|---|---|---|")
     for key, env, default, help_text in config_mod.settings_table():
         print(f"| `{key}` | `{env}` | `{default}` | {help_text} |")
-    return 0
-
-
-def _sender(_: argparse.Namespace) -> int:
-    from probe_sender.__main__ import main
-
-    return main()
-
-
-def _listener(_: argparse.Namespace) -> int:
-    from probe_listener.__main__ import main
-
-    return main()
-
-
-def _metrics(_: argparse.Namespace) -> int:
-    from shared.metrics_server import main
-
-    return main()
+    return ExitStatus.OK
 
 
 def _status(args: argparse.Namespace) -> int:
-    from shared.status import main
+    from probe_stack.status import main
 
     return main(limit=args.last, as_json=args.json)
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from emulator.__main__ import run
+    from emulator.__main__ import main
 
-    return run(args)
+    return main(args.args, prog="probe emulator")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from shared.stack import run
+    from probe_stack.run import run
 
     return run(with_emulator=args.with_emulator)
 
 
-def _prepare(_: argparse.Namespace) -> int:
-    from shared.stack import prepare
-
-    return prepare()
-
-
 def _ctl(args: argparse.Namespace) -> int:
-    from shared.stack import ctl
+    from probe_stack.run import ctl
 
     return ctl(args.args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probe", description="dataplatform-probe: end-to-end pipeline monitor")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    cfg = sub.add_parser("config", help="validate or document the configuration")
+    def add(name: str, text: str, **kw: object) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, **kw)
+
+    cfg = add("config", "validate or document the configuration")
     cfg_sub = cfg.add_subparsers(dest="config_command", required=True)
-    check = cfg_sub.add_parser("check", help="validate and print the effective configuration (secrets redacted)")
+    text = "validate and print the effective configuration (secrets redacted); exit 2 with one line when invalid"
+    check = cfg_sub.add_parser("check", help=text, description=text)
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=_config_check)
-    docs = cfg_sub.add_parser("docs", help="print the settings table (Markdown)")
-    docs.set_defaults(func=_config_docs)
+    text = "print the settings table (Markdown), as in README.md"
+    cfg_sub.add_parser("docs", help=text, description=text).set_defaults(func=_config_docs)
 
-    sub.add_parser("sender", help="run the sender process").set_defaults(func=_sender)
-    sub.add_parser("listener", help="run the listener process").set_defaults(func=_listener)
-    sub.add_parser("metrics", help="serve the aggregated metrics on METRICS_PORT").set_defaults(func=_metrics)
-
-    status = sub.add_parser("status", help="show recent events and totals from the store")
+    status = add("status", "show recent events and totals from the store")
     status.add_argument("--last", type=int, default=20, metavar="N", help="how many recent events (default 20)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
 
-    run = sub.add_parser("run", help="run the supervised stack (sender, listener, metrics) in the foreground")
+    run = add("run", "run the supervised stack (sender, listener, metrics) in the foreground")
     run.add_argument(
         "--with-emulator", action="store_true", help="also start the local emulator and point the probe at it"
     )
     run.set_defaults(func=_run)
-    sub.add_parser(
-        "prepare", help="validate config and reset the metrics directory (container entrypoint step)"
-    ).set_defaults(func=_prepare)
 
-    ctl = sub.add_parser("ctl", help="supervisorctl for the running stack, e.g. `probe ctl restart sender`")
+    ctl = add("ctl", "supervisorctl for the running stack, e.g. `probe ctl restart sender`")
     ctl.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl command (status, restart sender, ...)")
     ctl.set_defaults(func=_ctl)
 
-    from emulator.options import add_arguments
-
-    emu = sub.add_parser("emulator", help="run the local dataplatform emulator")
-    add_arguments(emu)
+    # The emulator parses its own flags (`probe emulator --help`), so it is imported only when run.
+    emu = add(
+        "emulator", "run the local dataplatform emulator (`probe emulator --help` lists its flags)", add_help=False
+    )
+    emu.add_argument("args", nargs=argparse.REMAINDER)
     emu.set_defaults(func=_emulator)
     return parser
 

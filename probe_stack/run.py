@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.cli import load_config_or_exit
 from shared.config import Config
+from shared.exits import ExitStatus
+from shared.lifecycle import load_config_or_exit
 from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,37 +41,51 @@ def run_dir(cfg: Config) -> Path:
     return Path(os.environ.get("PROBE_RUN_DIR") or Path(tempfile.gettempdir()) / f"probe-{os.getuid()}-{key}")
 
 
-def prepare(cfg: Config | None = None) -> int:
-    """Validate config, open (create, migrate, check) the store, reset the metrics directory.
+def prepare(cfg: Config) -> int:
+    """Open (create, migrate, check) the store and reset the metrics directory.
 
     The store is opened here, once, before any program starts: a corrupt or foreign
     file stops the stack with one clear line, and the programs never race to create it.
     """
-    cfg = cfg or load_config_or_exit()
     metrics_dir = Path(cfg.metrics_dir)
     if metrics_dir.resolve() in (Path("/").resolve(), Path.home().resolve(), ROOT):
         print(f"probe: refusing to wipe {metrics_dir} as the metrics directory", file=sys.stderr)
-        return 2
+        return ExitStatus.CONFIG
     try:
         Store(cfg.db_path).close()
     except StoreError as exc:
         print(f"probe: {exc}", file=sys.stderr)
-        return 1
+        return ExitStatus.STORE
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    return 0
+    return ExitStatus.OK
 
 
 def _start_emulator(cfg: Config) -> subprocess.Popen:
     parts = urlsplit(cfg.websocket_url)
     if parts.hostname not in ("127.0.0.1", "localhost"):
         print("probe run --with-emulator: WEBSOCKET_URL must point at 127.0.0.1", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(ExitStatus.CONFIG)
     port = parts.port or 80
-    cmd = [sys.executable, "-m", "emulator", "--port", str(port), "--realm", cfg.keycloak_realm,
-           "--client-id", cfg.client_id, "--client-secret", cfg.client_secret,
-           "--dataset", f"{cfg.dataset_id}/{cfg.dataset_version}", "--webhook-token", cfg.webhook_token,
-           "--faults", os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "emulator",
+        "--port",
+        str(port),
+        "--realm",
+        cfg.keycloak_realm,
+        "--client-id",
+        cfg.client_id,
+        "--client-secret",
+        cfg.client_secret,
+        "--dataset",
+        f"{cfg.dataset_id}/{cfg.dataset_version}",
+        "--webhook-token",
+        cfg.webhook_token,
+        "--faults",
+        os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS),
+    ]
     emulator = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
     import requests
 
@@ -86,7 +101,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
         time.sleep(0.1)
     emulator.kill()
     print(f"probe run: the emulator did not start on port {port}", file=sys.stderr)
-    raise SystemExit(1)
+    raise SystemExit(ExitStatus.FATAL)
 
 
 def _supervisor_env(cfg: Config, rdir: Path) -> dict[str, str]:
@@ -122,9 +137,8 @@ def run(with_emulator: bool = False) -> int:
     rdir = run_dir(cfg)
     rdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if rdir.is_symlink() or rdir.stat().st_uid != os.getuid():
-        print(f"probe: {rdir} is not a private directory of this user; remove it or set PROBE_RUN_DIR",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        print(f"probe: {rdir} is not a private directory of this user; remove it or set PROBE_RUN_DIR", file=sys.stderr)
+        return ExitStatus.CONFIG
     rdir.chmod(0o700)
     (rdir / "fatal").unlink(missing_ok=True)
     env = _supervisor_env(cfg, rdir)
@@ -159,7 +173,7 @@ def run(with_emulator: bool = False) -> int:
     fatal = rdir / "fatal"
     if fatal.exists():
         print(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped", file=sys.stderr)
-        return 1
+        return ExitStatus.FATAL
     return code
 
 
@@ -184,5 +198,6 @@ def ctl(args: list[str]) -> int:
     conf = run_dir(cfg) / "supervisorctl.conf"
     if not conf.exists():
         print(f"probe ctl: no running stack found ({conf} is missing)", file=sys.stderr)
-        return 1
-    return subprocess.call([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *args])
+        return ExitStatus.FATAL
+    # Without arguments supervisorctl would open an interactive shell; an operator wants the status.
+    return subprocess.call([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])])

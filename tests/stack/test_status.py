@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from shared.exits import ExitStatus
 from shared.store import Store
 from tests.helpers import ROOT, probe_cmd
 
@@ -18,14 +19,13 @@ def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
     db = tmp_path / "probe.sqlite3"
-    store = Store(db)
-    app = store.app_id()
-    for i in range(5):
-        seqno = store.record_send(app, "probe-dataset", "1", 1000.0 + i)
-        store.record_post(app, seqno, i != 3, None if i != 3 else "http_5xx", 1000.1 + i)
-    store.classify_arrival(app, 1, 1000.25)
-    store.classify_arrival(app, 1, 1000.5)
-    store.close()
+    with Store(db) as store:
+        app = store.app_id()
+        for i in range(5):
+            seqno = store.record_send(app, "probe-dataset", "1", 1000.0 + i)
+            store.record_post(app, seqno, i != 3, None if i != 3 else "http_5xx", 1000.1 + i)
+        store.classify_arrival(app, 1, 1000.25)
+        store.classify_arrival(app, 1, 1000.5)
     table = run_status(db, "--last", "3")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
@@ -41,4 +41,4 @@ def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
 
 def test_status_without_a_store_says_so(tmp_path: Path) -> None:
     result = run_status(tmp_path / "missing.sqlite3")
-    assert result.returncode == 1 and "no store" in result.stderr
+    assert result.returncode == ExitStatus.STORE and "no store" in result.stderr

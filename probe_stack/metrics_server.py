@@ -9,55 +9,19 @@ eventlistener can miss an exit (BACKOFF events carry no pid; its buffer can fill
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from probe_stack.readiness import readiness
+from probe_stack.sweep import SweepClock, dead_pids
 from shared import lifecycle
 from shared.config import Config
+from shared.exits import ExitStatus
 from shared.store import Store
 
 log = logging.getLogger("metrics")
-
-LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
-SWEEP_EVERY = 1.0
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def dead_pids(metrics_dir: str) -> set[int]:
-    """Pids that left live-gauge files behind and no longer exist."""
-    pids = set()
-    for name in os.listdir(metrics_dir):
-        match = LIVE_GAUGE_FILE.match(name)
-        if match and not pid_alive(int(match.group(1))):
-            pids.add(int(match.group(1)))
-    return pids
-
-
-def readiness(cfg: Config, store: Store, now: float) -> tuple[bool, str]:
-    """Ready when the listener is subscribed and a post succeeded recently; else the reason."""
-    fresh = cfg.ping_interval_seconds + cfg.pong_timeout_seconds + 2
-    if store.subscribed_since(fresh, now) is None:
-        return False, "listener is not subscribed"
-    max_age = cfg.ready_max_post_age_seconds or 3 * cfg.event_interval_seconds + cfg.post_timeout_seconds
-    last_ok, _ = store.last_post()
-    if last_ok is None:
-        return False, "no successful post yet"
-    if now - last_ok > max_age:
-        return False, f"last successful post {now - last_ok:.0f}s ago (limit {max_age:g}s)"
-    return True, "ready"
 
 
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
@@ -66,17 +30,14 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    swept = {"at": 0.0}
-    sweep_lock = threading.Lock()
+    clock = SweepClock()
 
     def sweep() -> None:
-        with sweep_lock:
-            if time.monotonic() - swept["at"] < SWEEP_EVERY:
-                return
-            swept["at"] = time.monotonic()
-            for pid in dead_pids(cfg.metrics_dir):
-                mark_process_dead(pid, cfg.metrics_dir)
-                log.info("dropped live gauges of dead pid %d", pid)
+        if not clock.due(time.monotonic()):
+            return
+        for pid in dead_pids(cfg.metrics_dir):
+            mark_process_dead(pid, cfg.metrics_dir)
+            log.info("dropped live gauges of dead pid %d", pid)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "dataplatform-probe"
@@ -122,7 +83,7 @@ def main() -> int:
     thread.join()
     store.close()
     log.info("stopped")
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

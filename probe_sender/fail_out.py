@@ -1,0 +1,49 @@
+"""When the sender gives up (MAX_CONSECUTIVE_ERRORS), and how long a restart waits after giving up.
+
+The original service exited after too many failed posts so that it was
+restarted; this keeps that rule, but as pure logic that tests can drive.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+BACKOFF_FIRST = 10.0
+BACKOFF_MAX = 600.0
+MEMORY = 3600.0  # a fail-out older than this no longer slows the next start
+
+
+def fail_out_delay(count: int, last_at: float, now: float) -> float:
+    """Pause before sending after `count` fail-outs in a row, so a long collector outage
+    does not become a restart loop (each restart leaves metric files behind)."""
+    if count <= 0 or now - last_at > MEMORY:
+        return 0.0
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (count - 1))
+
+
+@dataclass
+class FailOutTracker:
+    """Counts failed posts in a row; post threads report to it concurrently."""
+
+    limit: int  # 0 = never give up
+    on_record: bool = False  # earlier fail-outs are stored; the first success must clear them
+    consecutive: int = 0
+    failed_out: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def success(self) -> bool:
+        """A post succeeded; True when the stored record of earlier fail-outs must be cleared now."""
+        with self._lock:
+            self.consecutive = 0
+            clear, self.on_record = self.on_record, False
+            return clear
+
+    def failure(self) -> bool:
+        """A post failed for good; True exactly once: when this failure reaches the limit."""
+        with self._lock:
+            self.consecutive += 1
+            if self.limit > 0 and self.consecutive >= self.limit and not self.failed_out:
+                self.failed_out = True
+                return True
+            return False

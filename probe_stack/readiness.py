@@ -1,0 +1,20 @@
+"""The /readyz rule: is the probe able to tell the truth about the pipeline right now?"""
+
+from __future__ import annotations
+
+from shared.config import Config
+from shared.store import Store
+
+
+def readiness(cfg: Config, store: Store, now: float) -> tuple[bool, str]:
+    """Ready when the listener is subscribed and a post succeeded recently; else the reason."""
+    fresh = cfg.ping_interval_seconds + cfg.pong_timeout_seconds + 2
+    if store.subscribed_since(fresh, now) is None:
+        return False, "listener is not subscribed"
+    max_age = cfg.ready_max_post_age_seconds or 3 * cfg.event_interval_seconds + cfg.post_timeout_seconds
+    last_ok, _ = store.last_post()
+    if last_ok is None:
+        return False, "no successful post yet"
+    if now - last_ok > max_age:
+        return False, f"last successful post {now - last_ok:.0f}s ago (limit {max_age:g}s)"
+    return True, "ready"

@@ -1,0 +1,111 @@
+"""One received frame -> one classification, one store change and its metrics; in-process, real store."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from probe_listener.receiver import Receiver
+from shared import config
+from shared.store import EventState, Store
+from tests.helpers import ROOT
+
+_datasets = itertools.count()
+
+
+@dataclass
+class Bench:
+    receiver: Receiver
+    store: Store
+    app_id: str
+    dataset: str
+
+    def send(self, sent_at: float) -> int:
+        seqno = self.store.record_send(self.app_id, self.dataset, "1", sent_at)
+        self.store.record_post(self.app_id, seqno, True, None, sent_at + 0.01)
+        return seqno
+
+    def frame(self, seqno: int, at: float, app_id: str | None = None) -> None:
+        event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": "2026-11-28T00:00:00+00:00"}
+        self.receiver.handle((json.dumps(event) + "\n").encode(), False, at)
+
+    def count(self, name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, {"dataset": self.dataset, **labels}) or 0.0
+
+    def state(self, seqno: int) -> EventState:
+        return next(e.state for e in self.store.events(self.app_id) if e.seqno == seqno)
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    dataset = f"receiver-test-{next(_datasets)}"  # metrics of this process add up across tests
+    cfg = config.load({"PROBE_CONFIG": str(ROOT / "probe.yaml"), "DATASET_ID": dataset, "MAX_MESSAGE_BYTES": "512"})
+    with Store(tmp_path / "probe.sqlite3") as store:
+        app_id = store.app_id()
+        yield Bench(Receiver(cfg, store, app_id), store, app_id, dataset)
+
+
+def test_a_first_arrival_is_received_with_its_latency(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 1000.25)
+    assert bench.state(seqno) is EventState.RECEIVED
+    assert bench.count("probe_events_received_total") == 1
+    assert bench.count("probe_event_latency_seconds_sum") == pytest.approx(0.25)
+    assert bench.count("probe_event_latency") == pytest.approx(0.25)
+    assert bench.count("probe_last_event_received_timestamp_seconds") == 1000.25
+
+
+def test_a_second_copy_is_a_duplicate_and_nothing_else(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 1000.2)
+    bench.frame(seqno, 1000.9)
+    assert bench.count("probe_events_duplicated_total") == 1
+    assert bench.count("probe_events_received_total") == 1
+    assert bench.count("probe_event_latency_seconds_count") == 1
+
+
+def test_an_older_seqno_after_a_newer_one_is_out_of_order(bench: Bench) -> None:
+    first, second = bench.send(1000.0), bench.send(1001.0)
+    bench.frame(second, 1001.1)
+    bench.frame(first, 1001.2)
+    assert bench.count("probe_events_out_of_order_total") == 1
+    assert bench.count("probe_events_received_total") == 2
+
+
+def test_an_arrival_after_the_judgement_is_late(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.store.subscription_opened(bench.dataset, 900.0)
+    assert bench.store.judge_overdue(now=1400.0, timeout=300.0)["lost"] == 1
+    bench.frame(seqno, 1401.0)
+    assert bench.state(seqno) is EventState.LATE
+    assert bench.count("probe_events_late_total") == 1 and bench.count("probe_events_received_total") == 1
+
+
+def test_a_clock_step_is_clamped_to_zero_and_counted(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 999.0)
+    assert bench.count("probe_event_latency_clamped_total") == 1
+    assert bench.count("probe_event_latency") == 0.0
+
+
+def test_other_instances_unknown_and_malformed_messages_change_nothing_in_the_store(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 1000.1, app_id="12345678")
+    bench.frame(999, 1000.2)
+    bench.receiver.handle(b"{not json", False, 1000.3)
+    bench.receiver.handle(b"\x00", True, 1000.4)
+    bench.receiver.handle(b"x" * 513, False, 1000.5)
+    assert bench.count("probe_wrong_appid_total") == 1
+    assert bench.count("probe_events_unknown_total") == 1
+    assert bench.count("probe_events_malformed_total", reason="not_json") == 1
+    assert bench.count("probe_events_malformed_total", reason="binary") == 1
+    assert bench.count("probe_events_malformed_total", reason="too_large") == 1
+    fields = REGISTRY.get_sample_value("probe_events_malformed_total", {"dataset": bench.dataset, "reason": "fields"})
+    assert fields == 0  # the series exists before any such message
+    assert bench.state(seqno) is EventState.POSTED

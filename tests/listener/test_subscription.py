@@ -1,0 +1,51 @@
+"""The subscription's reconnect backoff and its connection liveness, as pure logic."""
+
+from __future__ import annotations
+
+import random
+
+from probe_listener.liveness import Due, Liveness
+from probe_listener.subscription import backoff_delay
+
+
+def test_reconnect_backoff_is_quick_first_then_capped() -> None:
+    rng = random.Random(1)
+    assert all(0.05 <= backoff_delay(0, 30, rng) <= 0.1 for _ in range(100))
+    assert all(0.4 <= backoff_delay(3, 30, rng) <= 0.8 for _ in range(100))
+    assert all(0.4 <= backoff_delay(20, 0.8, rng) <= 0.8 for _ in range(100))
+
+
+def fresh(mono: float = 0.0) -> Liveness:
+    return Liveness.opened(ping_interval=10, pong_timeout=5, heartbeat_every=1, wall=1000.0, mono=mono)
+
+
+def test_a_ping_is_due_every_interval_and_a_pong_clears_it() -> None:
+    alive = fresh()
+    assert alive.due(0.5) is Due.NOTHING
+    assert alive.due(1.0) is Due.HEARTBEAT
+    alive.heartbeat_written(1.0)
+    assert alive.due(10.0) is Due.PING
+    alive.pinged(10.0)
+    alive.heartbeat_written(10.0)
+    assert alive.due(10.5) is Due.NOTHING  # waiting for the pong, no second ping
+    alive.pong(1010.4)
+    assert alive.last_alive == 1010.4 and alive.ping_sent_at is None
+    assert alive.due(15.2) is Due.HEARTBEAT  # no DEAD: the pong came
+    alive.heartbeat_written(15.2)
+    assert alive.due(20.0) is Due.PING
+
+
+def test_an_unanswered_ping_is_dead_after_the_pong_timeout_and_ends_at_the_last_proof() -> None:
+    alive = fresh()
+    alive.frame(1003.0)
+    alive.pinged(10.0)
+    alive.frame(1012.0)  # data frames prove life, but do not answer the ping
+    assert alive.due(15.0) is not Due.DEAD
+    assert alive.due(15.01) is Due.DEAD
+    assert alive.last_alive == 1012.0  # the interval ends here, not at detection
+
+
+def test_dead_wins_over_a_due_heartbeat() -> None:
+    alive = fresh()
+    alive.pinged(10.0)
+    assert alive.due(30.0) is Due.DEAD

@@ -1,0 +1,31 @@
+"""The /readyz rule, against a real store in a temp directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from probe_stack.readiness import readiness
+from shared import config
+from shared.store import Store
+from tests.helpers import ROOT
+
+
+def test_readiness_says_why_not(tmp_path: Path) -> None:
+    env = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "EVENT_INTERVAL_SECONDS": "1", "POST_TIMEOUT_SECONDS": "2"}
+    cfg = config.load(env)
+    now = time.time()
+    with Store(tmp_path / "s.db") as store:
+        assert readiness(cfg, store, now) == (False, "listener is not subscribed")
+        sub = store.subscription_opened("probe-dataset", now - 60)
+        store.subscription_alive(sub, now - 1)
+        assert readiness(cfg, store, now) == (False, "no successful post yet")
+        app = store.app_id()
+        seqno = store.record_send(app, "probe-dataset", "1", now - 30)
+        store.record_post(app, seqno, True, None, now - 30)
+        assert readiness(cfg, store, now) == (False, "last successful post 30s ago (limit 5s)")
+        seqno = store.record_send(app, "probe-dataset", "1", now - 1)
+        store.record_post(app, seqno, True, None, now - 1)
+        assert readiness(cfg, store, now) == (True, "ready")
+        store.subscription_alive(sub, now - 60)  # the listener's heartbeat went stale
+        assert readiness(cfg, store, now) == (False, "listener is not subscribed")

@@ -10,7 +10,10 @@ RUN := $(VENV)/bin
 PIPENV := $(shell command -v pipenv 2>/dev/null || echo "python3 -m pipenv")
 ENV_FILE ?= probe.env
 
-.PHONY: init format format-diff lint test run run-app run-script bench clean
+.PHONY: help init format format-diff lint test test-deps run run-app run-script bench deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 $(STAMP): Pipfile.lock pyproject.toml
 	@command -v pipenv >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
@@ -18,38 +21,56 @@ $(STAMP): Pipfile.lock pyproject.toml
 	$(RUN)/pip install --quiet --no-deps --no-build-isolation -e . || $(RUN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-init: $(STAMP)
+init: $(STAMP) ## install pipenv if missing, then the locked dependencies into .venv/
 
-format: init
+format: init ## format and fix lint (ruff)
 	$(RUN)/ruff format .
 	$(RUN)/ruff check --fix .
 
-format-diff: init
+format-diff: init ## show what format would change
 	$(RUN)/ruff format --diff .
 
-lint: init
+lint: init ## ruff, and hadolint on the Dockerfile
 	$(RUN)/ruff check .
 	$(RUN)/ruff format --check .
 	$(RUN)/hadolint Dockerfile
 
-test: init
+test: init test-deps ## the whole test suite (installs what it needs first)
 	$(RUN)/pytest
 
-# The local demo: the emulator plus the supervised stack against it.
-run: init
+# Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
+# tests and the end-to-end tests; installed when missing and we may (root with apt-get).
+TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool
+test-deps: ## install Prometheus and Alertmanager (Debian packages) when missing
+	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing prometheus and prometheus-alertmanager (missing: $$(echo $$missing))"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  else \
+	    echo "make test needs $$(echo $$missing): run 'sudo apt-get install prometheus prometheus-alertmanager' (Debian/Ubuntu)" >&2; \
+	    exit 2; \
+	  fi; \
+	fi
+
+run: init ## the demo: the emulator plus the supervised stack against it
 	$(RUN)/probe run --with-emulator
 
-# The supervised stack against the configured real platform (ORIGO_ENVIRONMENT, secrets, ...).
-run-app: init
+run-app: init ## the supervised stack against the configured real platform
 	$(RUN)/probe run
 
-# The same, with settings from an env file you fill in (copy probe.env.example to probe.env).
-run-script: init
+run-script: init ## the same, with settings from probe.env (copy probe.env.example)
 	@test -f "$(ENV_FILE)" || { echo "$(ENV_FILE) is missing: cp probe.env.example $(ENV_FILE) and fill it in" >&2; exit 2; }
 	set -a && source "$(ENV_FILE)" && set +a && $(RUN)/probe run
 
-bench: init
+bench: init ## benchmarks against the emulator (about 6 minutes; results in bench/results/)
 	$(RUN)/python -m bench
 
-clean:
+# The generated deploy files: the alert rules from their parameters, and the dashboard.
+deploy: init ## regenerate deploy/prometheus/probe-rules.yml and the Grafana dashboard
+	$(RUN)/probe rules --params deploy/prometheus/alert-params.yaml > deploy/prometheus/probe-rules.yml
+	$(RUN)/probe dashboard > deploy/grafana/dashboards/dataplatform-probe.json
+
+clean: ## remove the virtualenv and var/
 	rm -rf $(VENV) var

@@ -20,6 +20,18 @@ log = logging.getLogger("listener")
 PRUNE_EVERY = 600.0
 
 
+def set_missing_shares(store: Store, cfg: Config, now: float) -> None:
+    """The original service's probe_events_missing_*_share gauges, from the store.
+
+    Events younger than MISSING_GRACE_SECONDS are left out: they may still be on
+    their way, and counting them would make a healthy pipeline look lossy.
+    """
+    until = now - cfg.missing_grace_seconds
+    for name, window in metrics.MISSING_SHARE_WINDOWS.items():
+        missing, accepted = store.missing_share(until - window, until)
+        metrics.missing_share[name].labels(cfg.dataset_id).set(missing / accepted if accepted else 0.0)
+
+
 def judge_loop(cfg: Config, stop: threading.Event) -> None:
     """Judge, count in-flight events, checkpoint and prune, on a connection of its own.
 
@@ -45,6 +57,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
                     counts["unobserved"],
                 )
             in_flight.set(store.in_flight())
+            set_missing_shares(store, cfg, time.time())
             store.checkpoint()
             if time.monotonic() >= next_prune:
                 removed = store.prune(time.time() - cfg.retention_seconds)

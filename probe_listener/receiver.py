@@ -25,6 +25,7 @@ class Receiver:
         self._received = metrics.events_received.labels(ds)
         self._late = metrics.events_late.labels(ds)
         self._duplicated = metrics.events_duplicated.labels(ds)
+        self._duplicates = metrics.events_duplicates.labels(ds)
         self._out_of_order = metrics.events_out_of_order.labels(ds)
         self._unknown = metrics.events_unknown.labels(ds)
         self._wrong_appid = metrics.wrong_appid.labels(ds)
@@ -49,6 +50,7 @@ class Receiver:
             return
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()
+            self._duplicates.inc()
             log.info("duplicate seqno=%d latency=%.3fs", seqno, result.latency)
             return
         if result.clamped:

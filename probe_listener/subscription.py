@@ -65,13 +65,20 @@ class Subscription:
         self.rng = random.Random()
         ds = cfg.dataset_id
         self._connected = metrics.ws_connected.labels(ds)
+        self._state_connected = metrics.connection_state.labels(ds, "connected")
+        self._state_disconnected = metrics.connection_state.labels(ds, "disconnected")
         self._connects = metrics.ws_connects.labels(ds)
         metrics.precreate(metrics.ws_disconnects, ds, DisconnectReason)
         metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR])
 
+    def _set_connected(self, connected: bool) -> None:
+        self._connected.set(int(connected))
+        self._state_connected.set(int(connected))
+        self._state_disconnected.set(int(not connected))
+
     def run(self) -> None:
         """Reconnect forever (until stopped), with backoff between failed attempts."""
-        self._connected.set(0)
+        self._set_connected(False)
         attempt = 0
         while not self.stop.is_set():
             try:
@@ -109,14 +116,14 @@ class Subscription:
             return None
         opened = time.time()
         sub_id = self.store.subscription_opened(self.cfg.dataset_id, opened)
-        self._connected.set(1)
+        self._set_connected(True)
         self._connects.inc()
         log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)
         reason, ended = DisconnectReason.ERROR, opened
         try:
             reason, ended = self._listen(ws, sub_id, opened)
         finally:
-            self._connected.set(0)
+            self._set_connected(False)
             self.store.subscription_closed(sub_id, ended)
             metrics.ws_disconnects.labels(self.cfg.dataset_id, reason).inc()
             with contextlib.suppress(Exception):  # already gone; nothing to tell

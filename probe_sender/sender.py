@@ -33,6 +33,7 @@ class Sender:
         metrics.precreate(metrics.post_errors, ds, PostError)
         metrics.precreate(metrics.token_requests, ds, TokenResult)
         metrics.precreate(metrics.skipped_slots, ds, SkipReason)
+        metrics.fail_outs.labels(ds)
         self._posted = metrics.events_posted.labels(ds)
         self._retries = metrics.post_retries.labels(ds)
         self._duration = metrics.post_duration.labels(ds)
@@ -134,6 +135,7 @@ class Sender:
             result.duration,
         )
         if self.fail_outs.failure():
+            metrics.fail_outs.labels(self.cfg.dataset_id).inc()
             limit = self.fail_outs.limit
             count = self.store.record_fail_out(time.time())
             log.error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from shared import config as config_mod
 from shared.exits import ExitStatus
@@ -59,6 +60,27 @@ def _ctl(args: argparse.Namespace) -> int:
     return ctl(args.args)
 
 
+def _rules(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from probe_stack.alerting import ParamsError, load_params, render
+
+    try:
+        params = load_params(Path(args.params))
+    except (OSError, ParamsError) as exc:
+        print(f"probe rules: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
+    sys.stdout.write(render(params, args.params))
+    return ExitStatus.OK
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from probe_stack.dashboard import render
+
+    sys.stdout.write(render())
+    return ExitStatus.OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probe", description="dataplatform-probe: end-to-end pipeline monitor")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
@@ -90,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     ctl = add("ctl", "supervisorctl for the running stack, e.g. `probe ctl restart sender`")
     ctl.add_argument("args", nargs=argparse.REMAINDER, help="supervisorctl command (status, restart sender, ...)")
     ctl.set_defaults(func=_ctl)
+
+    rules = add("rules", "print the Prometheus alert and recording rules generated from the alert parameters")
+    rules.add_argument(
+        "--params",
+        default="deploy/prometheus/alert-params.yaml",
+        metavar="FILE",
+        help="the parameters file (default %(default)s)",
+    )
+    rules.set_defaults(func=_rules)
+    add("dashboard", "print the Grafana dashboard (JSON)").set_defaults(func=_dashboard)
 
     # The emulator parses its own flags (`probe emulator --help`), so it is imported only when run.
     emu = add(

@@ -109,6 +109,7 @@ class Config:
     token_refresh_margin_seconds: float
     startup_wait_seconds: float
     loss_timeout_seconds: float
+    missing_grace_seconds: float
     ping_interval_seconds: float
     pong_timeout_seconds: float
     reconnect_max_seconds: float
@@ -445,6 +446,16 @@ FIELDS: tuple[Field, ...] = (
         minimum=0,
         exclusive_min=True,
         maximum=7 * 86400,
+    ),
+    _f(
+        "missing_grace_seconds",
+        "listener.missing_grace_seconds",
+        "MISSING_GRACE_SECONDS",
+        "float",
+        15.0,
+        "The probe_events_missing_*_share gauges leave out events younger than this (still on their way).",
+        minimum=0,
+        maximum=3600,
     ),
     _f(
         "latency_buckets",

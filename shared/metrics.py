@@ -45,6 +45,11 @@ last_sent = Gauge(
     "probe_last_event_sent_timestamp_seconds", "Unix time the newest event was sent.", D, multiprocess_mode="max"
 )
 token_requests = Counter("probe_token_requests", "Token requests to Keycloak, by result (ok/error).", [*D, "result"])
+fail_outs = Counter(
+    "probe_sender_fail_outs",
+    "Times the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row (and was restarted).",
+    D,
+)
 skipped_slots = Counter(
     "probe_sender_skipped_slots",
     "Send slots not used, by reason: stall (the process was paused) or backpressure (all posts in flight).",
@@ -64,6 +69,28 @@ events_unobserved = Counter(
 )
 events_late = Counter("probe_events_late", "First arrivals of events already judged lost or unobserved.", D)
 events_duplicated = Counter("probe_events_duplicated", "Arrivals of events already received.", D)
+# The original service's names, kept so that its dashboards and alerts keep working.
+events_duplicates = Counter(
+    "probe_events_duplicates",
+    "Arrivals of events already received (the original service's name of probe_events_duplicated).",
+    D,
+)
+connection_state = Gauge(
+    "probe_connection_state",
+    "1 for the listener's current connection state (connected or disconnected), 0 for the other (the original's).",
+    [*D, "state"],
+    multiprocess_mode="livemostrecent",
+)
+MISSING_SHARE_WINDOWS = {"1m": 60.0, "10m": 600.0, "1h": 3600.0}
+missing_share = {
+    name: Gauge(
+        f"probe_events_missing_{name}_share",
+        f"Share of the events accepted in the last {name} (up to MISSING_GRACE_SECONDS ago) that have not arrived.",
+        D,
+        multiprocess_mode="livemostrecent",
+    )
+    for name in MISSING_SHARE_WINDOWS
+}
 events_out_of_order = Counter(
     "probe_events_out_of_order", "First arrivals with a seqno older than the newest one already received.", D
 )

@@ -80,7 +80,7 @@ def _event_row(row: tuple) -> EventRow:
     return EventRow(seqno, sent_at, EventState(state), PostState(post_state), post_error, latency, receive_count)
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -110,6 +110,10 @@ _MIGRATIONS: dict[int, str] = {
         disconnected_at REAL
     );
     CREATE INDEX subscriptions_open ON subscriptions (disconnected_at);
+    """,
+    # The missing-share gauges read the newest events by send time, every judgement round.
+    2: """
+    CREATE INDEX events_sent ON events (sent_at);
     """,
 }
 
@@ -383,6 +387,19 @@ class Store:
         for (state,) in rows:
             counts[EventState(state)] += 1
         return counts
+
+    def missing_share(self, since: float, until: float) -> tuple[int, int]:
+        """(missing, accepted) among the events sent in [since, until) that the collector accepted.
+
+        Missing means not arrived (yet): neither received nor late. Posts that failed are
+        left out, as they were never expected at the far end.
+        """
+        row = self._read(
+            """SELECT COALESCE(SUM(state NOT IN (?, ?)), 0), COUNT(*) FROM events
+               WHERE sent_at >= ? AND sent_at < ? AND post_state = ?""",
+            (EventState.RECEIVED, EventState.LATE, since, until, PostState.OK),
+        )[0]
+        return int(row[0]), int(row[1])
 
     def in_flight(self) -> int:
         """Events posted (or being posted) and neither received nor judged yet."""

@@ -12,8 +12,25 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import Arrival, EventRow, EventState, PostState, Store, StoreError
+from shared.store import SCHEMA_VERSION, Arrival, EventRow, EventState, PostState, Store, StoreError
 from tests.helpers import PYTHON, ROOT, wait_until
+
+# The schema of version 1, as stores written by earlier releases have it.
+MIGRATION_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    app_id TEXT NOT NULL, seqno INTEGER NOT NULL, dataset TEXT NOT NULL, version TEXT NOT NULL,
+    sent_at REAL NOT NULL, post_state TEXT NOT NULL DEFAULT 'pending', post_error TEXT, posted_at REAL,
+    state TEXT NOT NULL DEFAULT 'pending', received_at REAL, latency REAL,
+    receive_count INTEGER NOT NULL DEFAULT 0, judged_at REAL, PRIMARY KEY (app_id, seqno)
+);
+CREATE INDEX events_open ON events (state, sent_at);
+CREATE TABLE subscriptions (
+    id INTEGER PRIMARY KEY, dataset TEXT NOT NULL, connected_at REAL NOT NULL, last_seen REAL NOT NULL,
+    disconnected_at REAL
+);
+CREATE INDEX subscriptions_open ON subscriptions (disconnected_at);
+"""
 
 
 @pytest.fixture
@@ -178,3 +195,44 @@ def test_fail_outs_count_up_until_cleared(store: Store) -> None:
     assert store.fail_outs() == (2, 20.0)
     store.clear_fail_outs()
     assert store.fail_outs() == (0, 0.0)
+
+
+def test_missing_share_counts_accepted_events_not_arrived_in_the_window(store: Store) -> None:
+    app = store.app_id()
+    arrived = send(store, app, 100.0)
+    store.classify_arrival(app, arrived, 100.5)
+    send(store, app, 110.0)  # accepted, never arrived
+    send(store, app, 120.0, ok=False)  # failed posts were never expected
+    late = send(store, app, 130.0)
+    store.subscription_opened("ds", 0.0)
+    store.judge_overdue(now=500.0, timeout=300.0)
+    store.classify_arrival(app, late, 501.0)  # arrived after all: not missing
+    send(store, app, 200.0)  # outside the window
+    assert store.missing_share(since=100.0, until=200.0) == (1, 3)
+    assert store.missing_share(since=300.0, until=400.0) == (0, 0)
+
+
+def test_a_version_1_store_is_brought_forward_with_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATION_1)
+    db.execute("PRAGMA user_version=1")
+    db.execute("INSERT INTO meta (key, value) VALUES ('app_id', 'abcdef01'), ('next_seqno', '3')")
+    db.execute(
+        "INSERT INTO events (app_id, seqno, dataset, version, sent_at, post_state, state) "
+        "VALUES ('abcdef01', 1, 'ds', '1', 10.0, 'ok', 'received'), ('abcdef01', 2, 'ds', '1', 20.0, 'ok', 'posted')"
+    )
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.app_id() == "abcdef01"
+        assert [(e.seqno, e.state) for e in store.events("abcdef01")] == [
+            (1, EventState.RECEIVED),
+            (2, EventState.POSTED),
+        ]
+        assert store.record_send("abcdef01", "ds", "1", 30.0) == 3
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    indexes = {row[1] for row in check.execute("PRAGMA index_list(events)")}
+    check.close()
+    assert "events_sent" in indexes

@@ -11,19 +11,17 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
 from shared.exits import ExitStatus
+from tests.e2e.harness import PROMETHEUS, PROMTOOL, Stack, require, stack_env, start_prometheus
 from tests.helpers import (
     CLIENT_SECRET,
     ROOT,
     WEBHOOK_TOKEN,
-    EmulatorClient,
-    Proc,
     free_port,
     implied_state,
     probe_cmd,
@@ -37,8 +35,6 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.timeout(300)
 
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
 LOSS_TIMEOUT = 3.0
 DELAY = 0.2
 
@@ -49,78 +45,14 @@ def readme_metrics() -> list[str]:
     return sorted(set(re.findall(r"^\| `(probe_[a-z_]+)`", section, flags=re.M)))
 
 
-@dataclass
-class Stack:
-    proc: Proc
-    env: dict[str, str]
-    metrics_url: str
-    emulator: EmulatorClient
-    prometheus_url: str
-
-    def ctl(self, *args: str) -> str:
-        result = subprocess.run(
-            probe_cmd("ctl", *args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
-        )
-        return result.stdout + result.stderr
-
-    def query(self, expr: str) -> list[dict]:
-        answer = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert answer["status"] == "success", answer
-        return answer["data"]["result"]
-
-    def value(self, expr: str) -> float | None:
-        result = self.query(expr)
-        return float(result[0]["value"][1]) if result else None
-
-
-def start_prometheus(tmp: Path, target_port: int) -> tuple[Proc, str]:
-    port = free_port()
-    config = tmp / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: probe\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-    )
-    proc = start(
-        [
-            PROMETHEUS,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        tmp / "prometheus.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "prometheus ready")
-    return proc, url
-
-
-def stack_env(emulator: EmulatorClient, tmp: Path, run_dir: str, metrics_port: int, **extra: object) -> dict[str, str]:
-    buckets = ",".join(str(round(0.18 + i * 0.005, 3)) for i in range(12)) + ",0.3,0.5,1,2,5"
-    return emulator.env(
-        tmp,
-        PROBE_RUN_DIR=run_dir,
-        METRICS_PORT=metrics_port,
-        METRICS_HOST="127.0.0.1",
-        EVENT_INTERVAL_SECONDS=0.1,
-        LOSS_TIMEOUT_SECONDS=LOSS_TIMEOUT,
-        POST_TIMEOUT_SECONDS=1,
-        LATENCY_BUCKETS=buckets,
-        STARTUP_WAIT_SECONDS=10,
-        RECONNECT_MAX_SECONDS=1,
-        **extra,
-    )
-
-
 @pytest.fixture
 def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    if not PROMETHEUS or not PROMTOOL:
-        pytest.fail("the Debian package 'prometheus' is required (apt-get install prometheus); .ci/run installs it")
+    require(PROMETHEUS, PROMTOOL)
     emulator = start_emulator(tmp_path)
     emulator.faults(delay_ms=DELAY * 1000, drop_rate=0.05, seed=42)
     run_dir = tempfile.mkdtemp(prefix="pr-")
     metrics_port = free_port()
-    env = stack_env(emulator, tmp_path, run_dir, metrics_port)
+    env = stack_env(emulator, tmp_path, run_dir, metrics_port, LOSS_TIMEOUT)
     proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
     prometheus, prom_url = start_prometheus(tmp_path, metrics_port)
     stack = Stack(proc, env, f"http://127.0.0.1:{metrics_port}", emulator, prom_url)
@@ -252,7 +184,7 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
     with socket.socket() as taken:  # the metrics program cannot bind its port, so it keeps failing at start
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1])
+        env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1], LOSS_TIMEOUT)
         proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
         try:
             code = proc.popen.wait(90)

@@ -1,0 +1,132 @@
+"""The real monitoring stack around a running probe: Prometheus (and its rules), Alertmanager, the stack."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def require(*tools: str | None) -> None:
+    if not all(tools):
+        pytest.fail(
+            "Prometheus and Alertmanager are required (Debian: apt-get install prometheus prometheus-alertmanager); "
+            "`make test` installs them"
+        )
+
+
+@dataclass
+class Stack:
+    proc: Proc
+    env: dict[str, str]
+    metrics_url: str
+    emulator: EmulatorClient
+    prometheus_url: str
+
+    def ctl(self, *args: str) -> str:
+        result = subprocess.run(
+            probe_cmd("ctl", *args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        return result.stdout + result.stderr
+
+    def query(self, expr: str) -> list[dict]:
+        answer = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]["result"]
+
+    def value(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+
+def start_prometheus(
+    tmp: Path, target_port: int, rules: Path | None = None, alertmanager_port: int | None = None
+) -> tuple[Proc, str]:
+    """A real Prometheus scraping the probe every second as job "probe", evaluating rules every second."""
+    port = free_port()
+    config = tmp / "prometheus.yml"
+    text = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+    if rules is not None:
+        text += f"rule_files:\n  - {rules}\n"
+    if alertmanager_port is not None:
+        text += (
+            "alerting:\n  alertmanagers:\n    - static_configs:\n"
+            f"        - targets: ['127.0.0.1:{alertmanager_port}']\n"
+        )
+    text += f"scrape_configs:\n  - job_name: probe\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    config.write_text(text)
+    require(PROMETHEUS)
+    proc = start(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--rules.alert.resend-delay=1s",
+        ],
+        tmp / "prometheus.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "prometheus ready")
+    except AssertionError:
+        proc.stop()
+        raise AssertionError("prometheus did not start:\n" + proc.output()[-3000:]) from None
+    return proc, url
+
+
+def start_alertmanager(tmp: Path, webhook_url: str) -> tuple[Proc, int]:
+    """A real Alertmanager that sends every alert, firing and resolved, to `webhook_url` within about a second."""
+    require(ALERTMANAGER)
+    port = free_port()
+    config = tmp / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: test\n  group_by: [alertname, dataset]\n"
+        "  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+        f"receivers:\n  - name: test\n    webhook_configs:\n      - url: '{webhook_url}'\n        send_resolved: true\n"
+    )
+    proc = start(
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # no gossip port: nothing but loopback
+        ],
+        tmp / "alertmanager.log",
+    )
+    try:
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "alertmanager ready")
+    except AssertionError:
+        proc.stop()
+        raise AssertionError("alertmanager did not start:\n" + proc.output()[-3000:]) from None
+    return proc, port
+
+
+def stack_env(
+    emulator: EmulatorClient, tmp: Path, run_dir: str, metrics_port: int, loss_timeout: float, **extra: object
+) -> dict[str, str]:
+    buckets = ",".join(str(round(0.18 + i * 0.005, 3)) for i in range(12)) + ",0.3,0.5,1,2,5"
+    settings: dict[str, object] = {
+        "PROBE_RUN_DIR": run_dir,
+        "METRICS_PORT": metrics_port,
+        "METRICS_HOST": "127.0.0.1",
+        "EVENT_INTERVAL_SECONDS": 0.1,
+        "LOSS_TIMEOUT_SECONDS": loss_timeout,
+        "POST_TIMEOUT_SECONDS": 1,
+        "LATENCY_BUCKETS": buckets,
+        "STARTUP_WAIT_SECONDS": 10,
+        "RECONNECT_MAX_SECONDS": 1,
+        **extra,
+    }
+    return emulator.env(tmp, **settings)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 
 from emulator.faults import Faults
 from shared.config import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_EMULATOR_PORT, LOCAL_WEBHOOK_TOKEN
+
+# Secrets come through these variables, so that they never stand on a command line.
+SECRET_ENV = "EMULATOR_CLIENT_SECRET"
+TOKEN_ENV = "EMULATOR_WEBHOOK_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--realm", default="api-catalog", help="Keycloak realm (default %(default)s)")
     parser.add_argument("--client-id", default=LOCAL_CLIENT_ID, help="accepted client id (default %(default)s)")
     parser.add_argument(
-        "--client-secret", default=LOCAL_CLIENT_SECRET, help="accepted client secret (default: the demo's)"
+        "--client-secret",
+        default=os.environ.get(SECRET_ENV, LOCAL_CLIENT_SECRET),
+        help=f"accepted client secret (default: ${SECRET_ENV}, else the demo's); prefer the variable",
     )
     parser.add_argument(
         "--dataset",
@@ -25,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--webhook-token",
-        default=LOCAL_WEBHOOK_TOKEN,
-        help="read token of every dataset (default: the demo's)",
+        default=os.environ.get(TOKEN_ENV, LOCAL_WEBHOOK_TOKEN),
+        help=f"read token of every dataset (default: ${TOKEN_ENV}, else the demo's); prefer the variable",
     )
     parser.add_argument(
         "--idle-close-seconds", type=float, default=600.0, help="close silent connections (default 600)"

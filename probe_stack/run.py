@@ -9,11 +9,12 @@ supervisord alone cannot do (it always exits 0). As PID 1 it also reaps orphans.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
-import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -21,9 +22,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.config import Config
+from probe_stack import metrics_dir, stack_lock
+from shared.config import DEFAULT_CONFIG_PATH, Config
 from shared.exits import ExitStatus
-from shared.lifecycle import load_config_or_exit
+from shared.lifecycle import die_with_parent, load_config_or_exit
 from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,21 +49,22 @@ def prepare(cfg: Config) -> int:
     The store is opened here, once, before any program starts: a corrupt or foreign
     file stops the stack with one clear line, and the programs never race to create it.
     """
-    metrics_dir = Path(cfg.metrics_dir)
-    if metrics_dir.resolve() in (Path("/").resolve(), Path.home().resolve(), ROOT):
-        print(f"probe: refusing to wipe {metrics_dir} as the metrics directory", file=sys.stderr)
-        return ExitStatus.CONFIG
     try:
         Store(cfg.db_path).close()
     except StoreError as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return ExitStatus.STORE
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    try:
+        metrics_dir.reset(Path(cfg.metrics_dir))
+    except metrics_dir.MetricsDirError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return ExitStatus.CONFIG
     return ExitStatus.OK
 
 
 def _start_emulator(cfg: Config) -> subprocess.Popen:
+    from emulator.options import SECRET_ENV, TOKEN_ENV
+
     parts = urlsplit(cfg.websocket_url)
     if parts.hostname not in ("127.0.0.1", "localhost"):
         print("probe run --with-emulator: WEBSOCKET_URL must point at 127.0.0.1", file=sys.stderr)
@@ -77,16 +80,14 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
         cfg.keycloak_realm,
         "--client-id",
         cfg.client_id,
-        "--client-secret",
-        cfg.client_secret,
         "--dataset",
         f"{cfg.dataset_id}/{cfg.dataset_version}",
-        "--webhook-token",
-        cfg.webhook_token,
         "--faults",
         os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS),
     ]
-    emulator = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    # Secrets through the environment, never the command line (which every user sees in ps).
+    env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: cfg.webhook_token}
+    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_me)
     import requests
 
     deadline = time.monotonic() + 20
@@ -129,17 +130,45 @@ def _write_ctl_conf(rdir: Path, env: dict[str, str]) -> Path:
     return path
 
 
+def private_dir(path: Path) -> str | None:
+    """Create `path` as a private directory, or check that it is one; the reason when it is not.
+
+    An existing directory is never chmod'ed: a shared one (such as /tmp, sticky and
+    world-writable) must not be taken over, only refused.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.getuid():
+        return "belongs to another user"
+    if st.st_mode & 0o7077:
+        return f"is not private (mode {stat.S_IMODE(st.st_mode):o}; it must be 700)"
+    return None
+
+
+def _die_with_me() -> None:
+    """preexec_fn of our children: they get SIGTERM when `probe run` dies, even by kill -9."""
+    die_with_parent()
+
+
 def run(with_emulator: bool = False) -> int:
     cfg = load_config_or_exit()
+    config_path = os.environ.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH
+    try:
+        lock = stack_lock.acquire(cfg.db_path, str(Path(config_path).resolve()))
+    except stack_lock.StackRunning as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return ExitStatus.BUSY
+    rdir = run_dir(cfg)
+    problem = private_dir(rdir)
+    if problem:
+        print(f"probe: the run directory {rdir} {problem}; remove it or set PROBE_RUN_DIR", file=sys.stderr)
+        return ExitStatus.CONFIG
     code = prepare(cfg)
     if code:
         return code
-    rdir = run_dir(cfg)
-    rdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if rdir.is_symlink() or rdir.stat().st_uid != os.getuid():
-        print(f"probe: {rdir} is not a private directory of this user; remove it or set PROBE_RUN_DIR", file=sys.stderr)
-        return ExitStatus.CONFIG
-    rdir.chmod(0o700)
     (rdir / "fatal").unlink(missing_ok=True)
     env = _supervisor_env(cfg, rdir)
     _write_ctl_conf(rdir, env)
@@ -148,6 +177,7 @@ def run(with_emulator: bool = False) -> int:
         [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
         env=env,
         start_new_session=True,
+        preexec_fn=_die_with_me,
     )
     host = "127.0.0.1" if cfg.metrics_host in ("0.0.0.0", "::") else cfg.metrics_host
     lines = [
@@ -161,8 +191,10 @@ def run(with_emulator: bool = False) -> int:
     print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
     def forward(sig: int, _frame: object) -> None:
+        # Every stop signal stops the stack cleanly; SIGHUP too (a closed terminal), where
+        # supervisord alone would restart every program.
         if supervisord.poll() is None:
-            supervisord.send_signal(signal.SIGTERM if sig == signal.SIGINT else sig)
+            supervisord.send_signal(signal.SIGTERM)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
@@ -170,11 +202,15 @@ def run(with_emulator: bool = False) -> int:
     if emulator is not None:
         emulator.terminate()
         emulator.wait(10)
+    os.close(lock)
     fatal = rdir / "fatal"
     if fatal.exists():
         print(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped", file=sys.stderr)
         return ExitStatus.FATAL
-    return code
+    if code != 0:
+        print(f"probe: supervisord ended unexpectedly (status {code})", file=sys.stderr)
+        return ExitStatus.FATAL
+    return ExitStatus.OK
 
 
 def _wait(child: subprocess.Popen) -> int:

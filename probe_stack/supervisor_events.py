@@ -13,12 +13,15 @@ from pathlib import Path
 
 from supervisor import childutils
 
+from shared.lifecycle import die_with_parent
+
 
 def log(message: str) -> None:
     print(f"lifecycle: {message}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
+    die_with_parent()
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     marker = Path(os.environ["PROBE_FATAL_MARKER"])
     from prometheus_client.multiprocess import mark_process_dead

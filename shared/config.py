@@ -614,6 +614,7 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
 
     if not cfg.dataset_id:
         raise fail("dataset_id", "must not be empty; set DATASET_ID")
+    _check_paths(cfg, fail, config_path)
     if not cfg.webhook_token:
         raise fail("webhook_token", "missing; set WEBHOOK_TOKEN or WEBHOOK_TOKEN_FILE (the dataset's read token)")
     if cfg.auth_enabled:
@@ -643,6 +644,22 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
     if cfg.retention_seconds <= cfg.loss_timeout_seconds:
         raise fail("retention_seconds", "must exceed LOSS_TIMEOUT_SECONDS, or events are pruned before judged")
     return cfg
+
+
+def _check_paths(cfg: Config, fail: Any, config_path: Path) -> None:
+    """The store must be a file, and the metrics directory (emptied at every start) must hold nothing else."""
+    if not cfg.db_path or cfg.db_path == ":memory:" or cfg.db_path.startswith("file:"):
+        raise fail("db_path", "must be the path of a file on local disk, shared by sender and listener")
+    if not cfg.metrics_dir:
+        raise fail("metrics_dir", "must not be empty: it is a directory the probe empties at every start")
+    metrics = Path(cfg.metrics_dir).resolve()
+    store = Path(cfg.db_path).resolve()
+    for what, path in (("the store", store), ("the configuration file", config_path.resolve())):
+        if metrics == path or metrics in path.parents:
+            raise fail(
+                "metrics_dir",
+                f"must not contain {what} ({path}): it is emptied at every start; use a directory of its own",
+            )
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:

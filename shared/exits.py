@@ -15,6 +15,7 @@ class ExitStatus(IntEnum):
     CONFIG = 2  # a setting is wrong (also: the command line is wrong)
     FAILED_OUT = 3  # the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row
     STORE = 4  # the store file cannot be used (corrupt, foreign, newer schema, unwritable)
+    BUSY = 5  # another stack already runs on this store
 
 
 MEANING = {
@@ -23,4 +24,5 @@ MEANING = {
     ExitStatus.CONFIG: "configuration error (one line names the setting)",
     ExitStatus.FAILED_OUT: "sender only: MAX_CONSECUTIVE_ERRORS failed posts in a row; supervisord restarts it",
     ExitStatus.STORE: "the store cannot be used (one line says why and what to do)",
+    ExitStatus.BUSY: "another stack already runs on this store (one line names it)",
 }

@@ -8,6 +8,7 @@ interrupts a metric update deadlocks prometheus_client's non-reentrant lock
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -41,9 +42,21 @@ def load_config_or_exit(prog: str = "probe") -> config_mod.Config:
         raise SystemExit(ExitStatus.CONFIG) from None
 
 
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send `sig` when the parent dies, so that a kill -9 of supervisord
+    (or of `probe run`) never leaves orphans holding ports and the store. Linux only."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0) != 0:
+        return
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os.kill(os.getpid(), sig)
+
+
 def start_process(name: str) -> config_mod.Config:
     """Load config (exit 2 with one line on error), block stop signals, set up logging and metrics dir."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    die_with_parent()
     cfg = load_config_or_exit(f"probe {name}")
     log_mod.setup(name, cfg.log_format, cfg.log_level, cfg.secrets())
     prepare_metrics_dir(cfg.metrics_dir)

@@ -87,6 +87,12 @@ def test_prod_urls_and_explicit_overrides() -> None:
         ({"LOSS_TIMEOUT_SECONDS": "5", "POST_TIMEOUT_SECONDS": "10"}, "LOSS_TIMEOUT_SECONDS"),
         ({"LATENCY_BUCKETS": "1,0.5"}, "LATENCY_BUCKETS"),
         ({"ORIGO_CLIENT_SECRET_FILE": "/nonexistent/secret"}, "ORIGO_CLIENT_SECRET_FILE"),
+        ({"PROBE_DB_PATH": "/x/data/probe.sqlite3", "PROMETHEUS_MULTIPROC_DIR": "/x/data"}, "PROMETHEUS_MULTIPROC_DIR"),
+        ({"PROBE_DB_PATH": "/x/data/probe.sqlite3", "PROMETHEUS_MULTIPROC_DIR": "/x"}, "must not contain the store"),
+        ({"PROMETHEUS_MULTIPROC_DIR": ""}, "PROMETHEUS_MULTIPROC_DIR"),
+        ({"PROMETHEUS_MULTIPROC_DIR": "/"}, "PROMETHEUS_MULTIPROC_DIR"),
+        ({"PROBE_DB_PATH": ":memory:"}, "PROBE_DB_PATH"),
+        ({"PROBE_DB_PATH": ""}, "PROBE_DB_PATH"),
     ],
 )
 def test_bad_values_name_the_key_in_one_line(env: dict[str, str], names: str) -> None:

@@ -223,3 +223,16 @@ def test_sigkill_loses_no_recorded_event_and_the_sequence_continues(emulator: Em
     accepted = {e["seqno"] for e in emulator.truth()["events"]}
     assert accepted <= {r.seqno for r in sent}  # every event that reached the collector is in the store
     assert {r.post_state for r in sent[len(first_run) :]} == {"ok"}
+
+
+def test_sigstop_and_sigcont_do_not_stop_the_sender(emulator: EmulatorClient, tmp_path: Path) -> None:
+    proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05)
+    wait_until(lambda: len(rows(env)) >= 10, 20, "ten events")
+    for _ in range(3):
+        proc.popen.send_signal(signal.SIGSTOP)
+        time.sleep(0.2)  # stopped for a while: the point of the test, not a wait for a condition
+        proc.popen.send_signal(signal.SIGCONT)
+    count = len(rows(env))
+    wait_until(lambda: len(rows(env)) >= count + 20, 20, "sending on after stop and continue")
+    assert proc.popen.poll() is None and "stopping" not in proc.output()
+    assert proc.stop() == ExitStatus.OK

@@ -1,0 +1,50 @@
+"""The metrics directory is emptied at every start, so only a directory of ours, and only our files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe_stack.metrics_dir import MARKER, MetricsDirError, reset
+
+
+def test_a_new_directory_is_created_and_marked(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "metrics"
+    reset(path)
+    assert [p.name for p in path.iterdir()] == [MARKER]
+
+
+def test_our_directory_is_emptied_of_metric_files_only(tmp_path: Path) -> None:
+    path = tmp_path / "metrics"
+    reset(path)
+    for name in ("counter_12.db", "gauge_livemostrecent_12.db", "histogram_7.db", "gauge_max_3.db"):
+        (path / name).write_bytes(b"x")
+    reset(path)
+    assert [p.name for p in path.iterdir()] == [MARKER]
+
+
+def test_a_directory_holding_anything_else_is_refused_and_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "probe.sqlite3").write_bytes(b"precious")
+    (tmp_path / "counter_1.db").write_bytes(b"x")
+    with pytest.raises(MetricsDirError, match=r"not the probe's metrics \(e.g. probe.sqlite3\)"):
+        reset(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_1.db", "probe.sqlite3"]
+
+
+def test_a_foreign_directory_of_metric_files_is_not_ours_to_empty(tmp_path: Path) -> None:
+    (tmp_path / "counter_1.db").write_bytes(b"x")
+    with pytest.raises(MetricsDirError, match="not created by the probe"):
+        reset(tmp_path)
+    assert (tmp_path / "counter_1.db").exists()
+
+
+def test_an_empty_directory_is_adopted_and_a_file_or_link_refused(tmp_path: Path) -> None:
+    reset(tmp_path)
+    assert (tmp_path / MARKER).exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MetricsDirError, match="not a directory"):
+        reset(tmp_path / "file")
+    (tmp_path / "link").symlink_to(tmp_path)
+    with pytest.raises(MetricsDirError, match="not a directory"):
+        reset(tmp_path / "link")

@@ -1,0 +1,172 @@
+"""`probe run` under mistakes: nothing not ours deleted, one stack per store, no orphans, clean stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.exits import ExitStatus
+from shared.store import Store
+from tests.e2e.harness import stack_env
+from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def run_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(probe_cmd("run"), env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def base_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    return {**env, "PROBE_CONFIG": str(ROOT / "probe.yaml"), **extra}
+
+
+def test_a_metrics_directory_holding_the_store_is_refused_and_nothing_is_deleted(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with Store(data / "probe.sqlite3") as store:
+        app_id = store.app_id()
+    (data / "notes.txt").write_text("mine")
+    env = base_env(tmp_path, PROBE_DB_PATH=str(data / "probe.sqlite3"), PROMETHEUS_MULTIPROC_DIR=str(data))
+    result = run_once(env, tmp_path)
+    assert result.returncode == ExitStatus.CONFIG, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert (data / "notes.txt").read_text() == "mine"
+    with Store(data / "probe.sqlite3") as store:
+        assert store.app_id() == app_id
+
+
+def test_an_empty_metrics_directory_setting_never_wipes_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("x")
+    result = run_once(base_env(tmp_path, PROMETHEUS_MULTIPROC_DIR=""), tmp_path)
+    assert result.returncode == ExitStatus.CONFIG and "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_a_metrics_directory_with_foreign_files_is_refused_at_start(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "report.csv").write_text("x")
+    env = base_env(tmp_path, PROBE_DB_PATH=str(tmp_path / "probe.sqlite3"), PROMETHEUS_MULTIPROC_DIR=str(metrics))
+    result = run_once(env, tmp_path)
+    assert result.returncode == ExitStatus.CONFIG and "report.csv" in result.stderr
+    assert (metrics / "report.csv").exists()
+
+
+def test_a_shared_run_directory_is_refused_and_never_chmodded(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    env = base_env(
+        tmp_path,
+        PROBE_DB_PATH=str(tmp_path / "probe.sqlite3"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        PROBE_RUN_DIR=str(shared),
+    )
+    result = run_once(env, tmp_path)
+    assert result.returncode == ExitStatus.CONFIG and "is not private" in result.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert not (tmp_path / "metrics").exists()  # refused before anything was touched
+
+
+class Running:
+    """A supervised stack against the emulator, started in the test."""
+
+    def __init__(self, emulator: EmulatorClient, tmp: Path, tag: str, **extra: object) -> None:
+        self.run_dir = tempfile.mkdtemp(prefix="pt-")
+        port = free_port()
+        self.env = stack_env(emulator, tmp, self.run_dir, port, 3.0, **extra)
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: Proc = start(probe_cmd("run"), tmp / f"stack-{tag}.log", env=self.env)
+
+    def ctl(self, *args: str) -> str:
+        result = subprocess.run(probe_cmd("ctl", *args), env=self.env, capture_output=True, text=True, timeout=30)
+        return result.stdout
+
+    def running(self) -> set[str]:
+        return {line.split()[0] for line in self.ctl("status").splitlines() if "RUNNING" in line}
+
+    def wait_running(self) -> None:
+        wait_until(lambda: self.running() >= {"sender", "listener", "metrics"}, 60, "the programs running")
+        wait_until(lambda: "probe_build_info" in requests.get(f"{self.url}/metrics", timeout=2).text, 30, "metrics")
+
+    def pids(self) -> set[int]:
+        """supervisord's pid and every program's."""
+        return {int(p) for p in (self.ctl("pid") + " " + self.ctl("pid", "all")).split() if p.isdigit()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.fixture
+def stacks(emulator: EmulatorClient, tmp_path: Path) -> Iterator[list[Running]]:
+    made: list[Running] = []
+    yield made
+    for stack in made:
+        stack.proc.stop(signal.SIGTERM, timeout=60)
+
+
+def test_a_second_stack_on_the_same_store_is_refused_and_the_first_keeps_running(
+    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+) -> None:
+    first = Running(emulator, tmp_path, "first")
+    stacks.append(first)
+    first.wait_running()
+    second = Running(emulator, tmp_path, "second")  # same store, its own port and run directory
+    stacks.append(second)
+    assert second.proc.popen.wait(30) == ExitStatus.BUSY
+    out = second.proc.output().strip().splitlines()
+    assert len(out) == 1 and f"pid {first.proc.popen.pid}" in out[0], out
+    assert "probe_build_info" in requests.get(f"{first.url}/metrics", timeout=5).text
+    assert first.running() == {"sender", "listener", "metrics", "lifecycle"}
+
+    # SIGHUP (a closed terminal) stops the stack cleanly, like SIGTERM.
+    pids = first.pids()
+    first.proc.popen.send_signal(signal.SIGHUP)
+    assert first.proc.popen.wait(60) == ExitStatus.OK
+    wait_until(lambda: not any(alive(p) for p in pids), 10, "every process of the stack gone")
+
+
+def test_kill_9_of_probe_run_leaves_no_orphans_and_the_next_start_runs(
+    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+) -> None:
+    first = Running(emulator, tmp_path, "first")
+    stacks.append(first)
+    first.wait_running()
+    pids = first.pids()
+    assert len(pids) == 5  # supervisord, lifecycle, metrics, listener, sender
+    first.proc.popen.send_signal(signal.SIGKILL)
+    first.proc.popen.wait(10)
+    wait_until(lambda: not any(alive(p) for p in pids), 30, "supervisord and every program gone with probe run")
+    again = Running(emulator, tmp_path, "again")
+    stacks.append(again)
+    again.wait_running()
+
+
+def test_kill_9_of_supervisord_stops_its_programs_and_fails_the_stack(
+    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+) -> None:
+    stack = Running(emulator, tmp_path, "one")
+    stacks.append(stack)
+    stack.wait_running()
+    supervisord = int(stack.ctl("pid").strip())
+    programs = {int(p) for p in stack.ctl("pid", "all").split()}
+    os.kill(supervisord, signal.SIGKILL)
+    assert stack.proc.popen.wait(30) == ExitStatus.FATAL
+    wait_until(lambda: not any(alive(p) for p in programs), 30, "every program gone with supervisord")

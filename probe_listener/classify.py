@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+
+# seqnos are SQLite integers: anything larger cannot be ours, and must not reach the store.
+MAX_SEQNO = 2**63 - 1
 
 
 class MalformedReason(StrEnum):
@@ -15,7 +19,8 @@ class MalformedReason(StrEnum):
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
     NOT_OBJECT = "not_object"
-    FIELDS = "fields"  # app_id, seqno or time_sent missing or of the wrong type
+    FIELDS = "fields"  # app_id, seqno or time_sent missing, of the wrong type or out of range
+    FORGED = "forged"  # our app_id and seqno, but not the send time on record: not taken as an arrival
 
 
 class Kind(StrEnum):
@@ -30,14 +35,15 @@ class Message:
     reason: MalformedReason | None = None  # for MALFORMED
     app_id: str | None = None
     seqno: int | None = None
+    time_sent: float | None = None  # Unix time
 
 
 def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Message:
     """Classify a frame's payload: malformed, another instance's event, or one of ours.
 
     A well-formed probe event is a text frame holding a JSON object with a string
-    `app_id`, an integer `seqno` and a string `time_sent` (other fields are allowed
-    and ignored).
+    `app_id`, an integer `seqno` (1 to 2**63-1) and an ISO-8601 `time_sent` (other
+    fields are allowed and ignored). Nothing a peer sends can make this raise.
     """
     if binary:
         return Message(Kind.MALFORMED, MalformedReason.BINARY)
@@ -49,15 +55,31 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
         return Message(Kind.MALFORMED, MalformedReason.NOT_UTF8)
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
         return Message(Kind.MALFORMED, MalformedReason.NOT_JSON)
     if not isinstance(doc, dict):
         return Message(Kind.MALFORMED, MalformedReason.NOT_OBJECT)
     app_id, seqno, time_sent = doc.get("app_id"), doc.get("seqno"), doc.get("time_sent")
     if not isinstance(app_id, str) or not isinstance(time_sent, str):
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
-    if not isinstance(seqno, int) or isinstance(seqno, bool) or seqno < 1:
+    if not isinstance(seqno, int) or isinstance(seqno, bool) or not 1 <= seqno <= MAX_SEQNO:
+        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
+    sent = parse_time(time_sent)
+    if sent is None:
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if app_id != own_app_id:
-        return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno)
-    return Message(Kind.OURS, app_id=app_id, seqno=seqno)
+        return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
+    return Message(Kind.OURS, app_id=app_id, seqno=seqno, time_sent=sent)
+
+
+def parse_time(text: str) -> float | None:
+    """An ISO-8601 time as Unix time (UTC when it names no zone), or None."""
+    if len(text) > 64:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

@@ -42,8 +42,12 @@ class Receiver:
             self._wrong_appid.inc()
             log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
             return
-        result = self.store.classify_arrival(self.app_id, message.seqno, received_at)
+        result = self.store.classify_arrival(self.app_id, message.seqno, received_at, message.time_sent)
         seqno = message.seqno
+        if result.kind is Arrival.FORGED:
+            metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
+            log.warning("seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno)
+            return
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
             log.warning("event unknown to the store: seqno=%d", seqno)

@@ -19,6 +19,7 @@ from shared.auth import AuthError, TokenProvider
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 3.0
+MAX_ANSWER_BYTES = 65536  # the collector answers {"message": "Ok"}; more is not its answer
 
 
 class PostError(StrEnum):
@@ -30,6 +31,8 @@ class PostError(StrEnum):
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
     AUTH = "auth"
+    REDIRECT = "redirect"  # a 3xx: never followed, the request carries a token
+    BAD_ANSWER = "bad_answer"  # a 2xx whose body is not the collector's JSON answer (a proxy's page, say)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ def status_reason(status: int) -> PostError:
     if status == 429:
         return PostError.HTTP_429
     return PostError.HTTP_5XX if status >= 500 else PostError.HTTP_4XX
+
+
+def _is_collector_answer(response: requests.Response) -> bool:
+    """Whether a 2xx body is the collector's answer (a JSON object), read up to a bound."""
+    body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+    if len(body) > MAX_ANSWER_BYTES:
+        return False
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 class Collector:
@@ -105,14 +119,28 @@ class Collector:
                 headers["Authorization"] = f"Bearer {token}"
             try:
                 response = self.session.post(
-                    self.url, data=body, headers=headers, timeout=(min(CONNECT_TIMEOUT, remaining), remaining)
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                    allow_redirects=False,
+                    stream=True,
                 )
             except requests.Timeout:
                 raise _Retriable(PostError.TIMEOUT) from None
             except requests.RequestException:
                 raise _Retriable(PostError.CONNECTION) from None
             status = response.status_code
-            response.close()
+            try:
+                accepted = 200 <= status < 300 and _is_collector_answer(response)
+            except requests.Timeout:
+                raise _Retriable(PostError.TIMEOUT) from None
+            except (requests.RequestException, OSError):
+                raise _Retriable(PostError.CONNECTION) from None
+            finally:
+                response.close()
+            if 300 <= status < 400:
+                raise _Final(PostError.REDIRECT, status)
             if status == 401 and token is not None and not renewed:
                 # The contract: renew the token once and retry this request once.
                 self.tokens.invalidate(token)
@@ -121,6 +149,8 @@ class Collector:
             if status == 401:
                 raise _Final(PostError.AUTH, status)
             if 200 <= status < 300:
+                if not accepted:
+                    raise _Final(PostError.BAD_ANSWER, status)
                 return status
             if status in RETRIABLE_STATUSES:
                 raise _Retriable(status_reason(status), status)

@@ -9,6 +9,9 @@ eventlistener can miss an exit (BACKOFF events carry no pid; its buffer can fill
 from __future__ import annotations
 
 import logging
+import queue
+import selectors
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,79 @@ from shared.exits import ExitStatus
 from shared.store import Store
 
 log = logging.getLogger("metrics")
+
+# A scrape is one short request, sent as soon as the connection opens. Connections
+# wait without a thread until they have something to read; one that sends nothing for
+# IDLE_TIMEOUT is closed, as is the oldest waiting one when MAX_WAITING wait. At most
+# MAX_CONNECTIONS are served at once. So a flood of idle connections costs neither
+# threads nor unbounded file descriptors, and scrapes keep getting through.
+IDLE_TIMEOUT = 5.0
+MAX_CONNECTIONS = 32
+MAX_WAITING = 256
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server that gives a connection a thread only once it has sent something."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limit: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(limit)
+        self._arrivals: queue.SimpleQueue[tuple[socket.socket, tuple[str, int]]] = queue.SimpleQueue()
+        self._waiting: dict[socket.socket, tuple[float, tuple[str, int]]] = {}
+        self._selector = selectors.DefaultSelector()
+        self._closed = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="http-wait", daemon=True)
+        self._watcher.start()
+
+    def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:
+        self._arrivals.put((request, client_address))
+
+    def server_close(self) -> None:
+        self._closed.set()
+        self._watcher.join(2)
+        super().server_close()
+
+    def _drop(self, sock: socket.socket) -> None:
+        self._waiting.pop(sock, None)
+        self._selector.unregister(sock)
+        self.shutdown_request(sock)
+
+    def _watch(self) -> None:
+        """Move connections that have data to a handler thread; close those idle too long."""
+        while not self._closed.is_set():
+            while not self._arrivals.empty():
+                sock, address = self._arrivals.get()
+                if len(self._waiting) >= MAX_WAITING:
+                    self._drop(min(self._waiting, key=lambda s: self._waiting[s][0]))
+                self._waiting[sock] = (time.monotonic() + IDLE_TIMEOUT, address)
+                self._selector.register(sock, selectors.EVENT_READ)
+            for key, _ in self._selector.select(timeout=0.05):
+                sock = key.fileobj
+                _, address = self._waiting.pop(sock)
+                self._selector.unregister(sock)
+                if self._slots.acquire(blocking=False):
+                    threading.Thread(target=self._serve, args=(sock, address), daemon=True).start()
+                else:
+                    self.shutdown_request(sock)
+            now = time.monotonic()
+            for sock in [s for s, (deadline, _) in self._waiting.items() if deadline < now]:
+                self._drop(sock)
+
+    def _serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        try:
+            self.finish_request(sock, address)
+        except Exception:
+            self.handle_error(sock, address)
+        finally:
+            self.shutdown_request(sock)
+            self._slots.release()
+
+
+def make_server(cfg: Config, store: Store, limit: int = MAX_CONNECTIONS) -> BoundedServer:
+    return BoundedServer((cfg.metrics_host, cfg.metrics_port), make_handler(cfg, store), limit)
 
 
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
@@ -41,6 +117,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "dataplatform-probe"
+        timeout = IDLE_TIMEOUT
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -72,8 +149,7 @@ def main() -> int:
     cfg = lifecycle.start_process("metrics")
     Path(cfg.metrics_dir).mkdir(parents=True, exist_ok=True)
     store = Store(cfg.db_path)
-    server = ThreadingHTTPServer((cfg.metrics_host, cfg.metrics_port), make_handler(cfg, store))
-    server.daemon_threads = True
+    server = make_server(cfg, store)
     thread = threading.Thread(target=server.serve_forever, name="http")
     thread.start()
     log.info("serving /metrics, /healthz and /readyz on %s:%d", cfg.metrics_host, cfg.metrics_port)

@@ -30,6 +30,32 @@ class TokenResult(StrEnum):
     ERROR = "error"
 
 
+MAX_TOKEN_CHARS = 16384
+MAX_LIFETIME = 86400.0
+DEFAULT_LIFETIME = 60.0  # when the answer names none
+TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+
+
+def parse_token_answer(answer: object) -> tuple[str, float]:
+    """(access token, lifetime in seconds) from a token endpoint's JSON answer; ValueError if unusable.
+
+    The endpoint is a peer like any other: a token that is not a plain bearer string,
+    or a lifetime that is negative, not a number or absurd, would otherwise become a
+    token request per post or a header injection.
+    """
+    if not isinstance(answer, dict):
+        raise ValueError("the answer is not a JSON object")
+    token = answer.get("access_token")
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS or not set(token) <= TOKEN_CHARS:
+        raise ValueError("access_token is not a plain bearer token")
+    lifetime = answer.get("expires_in", DEFAULT_LIFETIME)
+    if lifetime is None:
+        lifetime = DEFAULT_LIFETIME
+    if isinstance(lifetime, bool) or not isinstance(lifetime, (int, float)) or not 1 <= lifetime <= MAX_LIFETIME:
+        raise ValueError("expires_in is not a lifetime between 1 s and a day")
+    return token, float(lifetime)
+
+
 class AuthError(Exception):
     """No token can be had right now; str() is safe to log."""
 
@@ -53,6 +79,9 @@ class TokenProvider:
             client_secret_key=client_secret,
             timeout=max(1, round(timeout)),
         )
+        # Never follow a redirect with the client secret in the body: requests would re-post the
+        # form to wherever a 307 points. With no redirect allowed, a 3xx is a failed token request.
+        self._client.connection._s.max_redirects = 0
         self._margin = refresh_margin
         self._on_request = on_request
         self._lock = threading.Lock()
@@ -79,10 +108,8 @@ class TokenProvider:
 
     def _fetch(self, now: float) -> str:
         try:
-            answer = self._client.token(grant_type="client_credentials")
-            token = answer["access_token"]
-            lifetime = float(answer.get("expires_in") or 60)
-        except (KeycloakError, KeyError, ValueError, TypeError, OSError) as exc:
+            token, lifetime = parse_token_answer(self._client.token(grant_type="client_credentials"))
+        except (KeycloakError, KeyError, ValueError, TypeError, OSError, RecursionError) as exc:
             self._failures += 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
             self._next_try = now + random.uniform(delay / 2, delay)

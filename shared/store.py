@@ -50,6 +50,7 @@ class Arrival(StrEnum):
     LATE = "late"
     DUPLICATE = "duplicate"
     UNKNOWN = "unknown"
+    FORGED = "forged"  # its time_sent is not the send time on record: someone else's copy
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ def _event_row(row: tuple) -> EventRow:
 
 
 SCHEMA_VERSION = 2
+OUR_TABLES = frozenset({"meta", "events", "subscriptions"})
+# time_sent carries microseconds; the send time on record is a float of the same instant.
+SENT_AT_TOLERANCE = 0.001
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -181,6 +185,17 @@ class Store:
             raise StoreError(
                 f"store {self.path} has schema version {version}, newer than this probe's "
                 f"{SCHEMA_VERSION}; run the newer probe or point PROBE_DB_PATH elsewhere"
+            )
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and tables:
+            raise StoreError(
+                f"store {self.path} is an SQLite file of something else (tables: {', '.join(sorted(tables)[:5])}); "
+                "the probe will not change it: point PROBE_DB_PATH at a new file"
+            )
+        if version > 0 and not tables >= OUR_TABLES:
+            raise StoreError(
+                f"store {self.path} claims schema version {version} but lacks the probe's tables; "
+                "it is not a probe store: point PROBE_DB_PATH at a new file"
             )
         if version == 0 and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             # WAL persists in the file; switch once, at creation, before any other user.
@@ -317,8 +332,14 @@ class Store:
 
     # ---- listener side: arrivals and judgements ----
 
-    def classify_arrival(self, app_id: str, seqno: int, received_at: float) -> ArrivalResult:
-        """Classify one arrival of our own event, exactly once, in one transaction."""
+    def classify_arrival(
+        self, app_id: str, seqno: int, received_at: float, time_sent: float | None = None
+    ) -> ArrivalResult:
+        """Classify one arrival of our own event, exactly once, in one transaction.
+
+        A copy whose `time_sent` is not the send time on record was not made by us (anyone who
+        can post to the dataset can forge our app_id and seqno): it changes nothing.
+        """
         with self._write() as db:
             row = db.execute(
                 "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND seqno = ?",
@@ -327,6 +348,8 @@ class Store:
             if row is None:
                 return ArrivalResult(Arrival.UNKNOWN)
             sent_at, state, count = row
+            if time_sent is not None and abs(time_sent - sent_at) > SENT_AT_TOLERANCE:
+                return ArrivalResult(Arrival.FORGED)
             latency = received_at - sent_at
             clamped = latency < 0
             latency = max(0.0, latency)

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from shared.auth import AuthError, TokenProvider, TokenResult
+from tests.helpers import wait_until
 from tests.http_stub import Reply, Request, sequence, serve
 
 
@@ -34,11 +35,12 @@ def test_a_token_is_fetched_with_client_credentials_and_reused() -> None:
 
 def test_a_short_lived_token_is_renewed_at_half_its_life() -> None:
     results: list[TokenResult] = []
-    with serve(sequence(token_reply("t1", expires_in=0.4), token_reply("t2"))) as stub:
+    with serve(sequence(token_reply("t1", expires_in=1), token_reply("t2"))) as stub:
         tokens = provider(stub.url, results)
+        fetched = time.monotonic()
         assert tokens.get() == "t1"
-        time.sleep(0.25)
-        assert tokens.get() == "t2"
+        wait_until(lambda: tokens.get() == "t2", 3, "the token renewed")
+        assert 0.5 <= time.monotonic() - fetched < 1.0  # at half its life, before it expires
     assert results == [TokenResult.OK, TokenResult.OK]
 
 
@@ -74,3 +76,35 @@ def test_a_token_error_never_shows_the_secret() -> None:
     with serve(script) as stub, pytest.raises(AuthError) as raised:
         provider(stub.url, []).get()
     assert "s3cret" not in str(raised.value) and raised.value.__cause__ is None
+
+
+def test_a_redirecting_token_endpoint_never_gets_the_secret_again() -> None:
+    with serve(sequence(Reply(307, b"", {"Location": "/elsewhere"}))) as stub:
+        with pytest.raises(AuthError):
+            provider(stub.url, []).get()
+        assert len(stub.requests) == 1  # the form with the secret was posted once, to the endpoint
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 50000 + b"]" * 50000,
+        b'{"access_token": ["not", "a", "string"], "expires_in": 300}',
+        b'{"access_token": "abc\\r\\nX-Injected: 1", "expires_in": 300}',
+        b'{"access_token": "t1", "expires_in": -5}',
+        b'{"access_token": "t1", "expires_in": NaN}',
+        b'{"access_token": "t1", "expires_in": 1e300}',
+        b'{"access_token": "t1", "expires_in": "300"}',
+        b'"just a string"',
+    ],
+)
+def test_an_unusable_token_answer_is_a_counted_token_error_with_backoff(body: bytes) -> None:
+    results: list[TokenResult] = []
+    with serve(sequence(Reply(200, body))) as stub:
+        tokens = provider(stub.url, results)
+        with pytest.raises(AuthError):
+            tokens.get()
+        with pytest.raises(AuthError, match="next try in"):
+            tokens.get()
+        assert len(stub.requests) == 1
+    assert results == [TokenResult.ERROR]

@@ -236,3 +236,27 @@ def test_a_version_1_store_is_brought_forward_with_its_events(tmp_path: Path) ->
     indexes = {row[1] for row in check.execute("PRAGMA index_list(events)")}
     check.close()
     assert "events_sent" in indexes
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, amount REAL)")
+    db.commit()
+    db.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"SQLite file of something else.*invoices"):
+        Store(path)
+    assert path.read_bytes() == before
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
+    check.close()
+
+
+def test_a_file_claiming_our_schema_without_our_tables_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fake.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version=2")
+    db.close()
+    with pytest.raises(StoreError, match="lacks the probe's tables"):
+        Store(path)

@@ -6,6 +6,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,13 @@ class Bench:
         self.store.record_post(self.app_id, seqno, True, None, sent_at + 0.01)
         return seqno
 
-    def frame(self, seqno: int, at: float, app_id: str | None = None) -> None:
-        event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": "2026-11-28T00:00:00+00:00"}
+    def frame(self, seqno: int, at: float, app_id: str | None = None, sent_at: float | None = None) -> None:
+        """A frame as the pipeline delivers it: the event as the sender made it, unless told otherwise."""
+        if sent_at is None:
+            rows = {e.seqno: e.sent_at for e in self.store.events(self.app_id)}
+            sent_at = rows.get(seqno, 0.0)
+        time_sent = datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="microseconds")
+        event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": time_sent}
         self.receiver.handle((json.dumps(event) + "\n").encode(), False, at)
 
     def count(self, name: str, **labels: str) -> float:
@@ -109,3 +115,29 @@ def test_other_instances_unknown_and_malformed_messages_change_nothing_in_the_st
     fields = REGISTRY.get_sample_value("probe_events_malformed_total", {"dataset": bench.dataset, "reason": "fields"})
     assert fields == 0  # the series exists before any such message
     assert bench.state(seqno) is EventState.POSTED
+
+
+def test_a_forged_copy_with_another_send_time_is_skipped_and_the_real_one_counts(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 1000.3, sent_at=999.0)  # earlier time_sent: would claim a longer latency
+    assert bench.count("probe_events_malformed_total", reason="forged") == 1
+    assert bench.state(seqno) is EventState.POSTED and bench.count("probe_events_received_total") == 0
+    bench.frame(seqno, 1000.4)
+    assert bench.state(seqno) is EventState.RECEIVED
+    assert bench.count("probe_event_latency") == pytest.approx(0.4)
+    assert bench.count("probe_events_duplicated_total") == 0
+
+
+def test_hostile_frames_are_malformed_and_the_next_event_still_counts(bench: Bench) -> None:
+    deep = b"[" * 30000 + b"]" * 30000
+    huge_seqno = json.dumps({"app_id": bench.app_id, "seqno": 2**63, "time_sent": "2026-11-28T00:00:00+00:00"})
+    bad_time = json.dumps({"app_id": bench.app_id, "seqno": 1, "time_sent": "yesterday"})
+    for payload in (deep[:500], huge_seqno.encode(), bad_time.encode()):
+        bench.receiver.handle(payload, False, 1000.0)
+    bench.receiver.handle(deep, False, 1000.0)  # larger than MAX_MESSAGE_BYTES here: too large
+    assert bench.count("probe_events_malformed_total", reason="not_json") == 1
+    assert bench.count("probe_events_malformed_total", reason="fields") == 2
+    assert bench.count("probe_events_malformed_total", reason="too_large") == 1
+    seqno = bench.send(1000.0)
+    bench.frame(seqno, 1000.1)
+    assert bench.state(seqno) is EventState.RECEIVED

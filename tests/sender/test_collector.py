@@ -98,3 +98,19 @@ def test_a_second_401_is_an_auth_error() -> None:
         posts = [r for r in stub.requests if r.path != TOKEN_PATH]
     assert (result.ok, result.reason, result.status) == (False, PostError.AUTH, 401)
     assert len(posts) == 2
+
+
+def test_a_redirect_is_never_followed_and_counts_as_its_own_error() -> None:
+    with serve(sequence(Reply(307, b"", {"Location": "http://127.0.0.2:9/steal"}))) as stub:
+        result = collector(stub.url).post(EVENT)
+    assert (result.ok, result.reason, result.status, result.attempts) == (False, PostError.REDIRECT, 307, 1)
+    assert len(stub.requests) == 1
+
+
+def test_a_2xx_that_is_not_the_collectors_answer_is_not_an_acceptance() -> None:
+    for body in (b"<html>proxy login</html>", b"[1, 2]", b"{" * 70000, b'{"message": "' + b"x" * 70000 + b'"}'):
+        with serve(sequence(Reply(200, body, {"Content-Type": "text/html"}))) as stub:
+            result = collector(stub.url).post(EVENT)
+        assert (result.ok, result.reason, result.status) == (False, PostError.BAD_ANSWER, 200), body[:20]
+    with serve(sequence(Reply(200, b'{"seqno": 3}'))) as stub:  # the old local stand-in's answer
+        assert collector(stub.url).post(EVENT).ok

@@ -371,10 +371,13 @@ class Emulator:
         for sub in list(self.subscribers.values()):
             if sub.dataset != dataset or sub.ws is None:
                 continue
-            if "binary_b64" in body:
-                await sub.ws.send_bytes(base64.b64decode(body["binary_b64"]))
-            else:
-                await sub.ws.send_str(body["text"])
+            try:
+                if "binary_b64" in body:
+                    await sub.ws.send_bytes(base64.b64decode(body["binary_b64"]))
+                else:
+                    await sub.ws.send_str(body["text"])
+            except ConnectionError:  # the subscriber went away mid-frame (it may refuse large ones)
+                continue
             sent += 1
         return web.json_response({"sent": sent})
 

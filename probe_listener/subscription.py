@@ -16,10 +16,13 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 import websocket
+from websocket._abnf import frame_buffer
 
+from probe_listener.classify import MalformedReason
 from probe_listener.liveness import Due, Liveness
 from shared import metrics
 from shared.config import Config
+from shared.deadline import Watchdog, shut
 from shared.store import Store
 
 log = logging.getLogger("listener")
@@ -39,9 +42,30 @@ class DisconnectReason(StrEnum):
     PONG_TIMEOUT = "pong_timeout"
     ERROR = "error"
     SHUTDOWN = "shutdown"
+    TOO_LARGE = "too_large"  # a frame above MAX_MESSAGE_BYTES: refused unread, so the connection is given up
 
 
-CONNECT_ERROR = "error"  # connect failures are labelled http_<status>, or this
+# Connect failures are labelled http_<status> (a refused handshake), or one of these.
+CONNECT_ERROR = "error"
+CONNECT_TIMEOUT_REASON = "timeout"
+CONNECT_REDIRECT = "redirect"
+
+
+class FrameTooLarge(websocket.WebSocketException):
+    """A frame announced a payload above MAX_MESSAGE_BYTES; it is refused before it is read."""
+
+
+class BoundedFrames(frame_buffer):
+    """websocket-client's frame reader, refusing a frame by its announced length before reading it."""
+
+    def __init__(self, recv_fn: Callable[[int], bytes], skip_utf8_validation: bool, max_bytes: int) -> None:
+        super().__init__(recv_fn, skip_utf8_validation)
+        self.max_bytes = max_bytes
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > self.max_bytes:
+            raise FrameTooLarge(f"a frame of {self.length} bytes (limit {self.max_bytes})")
 
 
 def subscription_url(cfg: Config) -> str:
@@ -69,7 +93,7 @@ class Subscription:
         self._state_disconnected = metrics.connection_state.labels(ds, "disconnected")
         self._connects = metrics.ws_connects.labels(ds)
         metrics.precreate(metrics.ws_disconnects, ds, DisconnectReason)
-        metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR])
+        metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR, CONNECT_TIMEOUT_REASON])
 
     def _set_connected(self, connected: bool) -> None:
         self._connected.set(int(connected))
@@ -95,17 +119,32 @@ class Subscription:
             self.stop.wait(delay)
 
     def _connect(self) -> websocket.WebSocket | None:
+        """Open the subscription within CONNECT_TIMEOUT in all, following no redirect."""
+        ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
+        ws.frame_buffer = BoundedFrames(ws._recv, True, self.cfg.max_message_bytes)
+        # The socket only exists once connect() has begun: fetch it when the deadline passes.
+        dog = Watchdog(CONNECT_TIMEOUT, lambda: shut(ws.sock))
         try:
-            return websocket.create_connection(
-                self.url, timeout=CONNECT_TIMEOUT, skip_utf8_validation=True, enable_multithread=True
-            )
+            with dog:
+                # redirect_limit=0: the URL carries the webhook token, which no redirect target may see.
+                ws.connect(self.url, timeout=CONNECT_TIMEOUT, redirect_limit=0)
+            return ws
         except websocket.WebSocketBadStatusException as exc:
             reason = f"http_{exc.status_code}"
         except (OSError, websocket.WebSocketException) as exc:
-            reason = CONNECT_ERROR
-            log.warning("connect failed: %s", exc)
+            if dog.fired:
+                reason = CONNECT_TIMEOUT_REASON
+                log.warning("connect failed: no subscription within %.0fs", CONNECT_TIMEOUT)
+            elif "Redirect" in str(exc):
+                reason = CONNECT_REDIRECT
+                log.warning("connect refused: the server redirects the subscription; not followed")
+            else:
+                reason = CONNECT_ERROR
+                log.warning("connect failed: %s", exc)
+        with contextlib.suppress(Exception):
+            ws.close(timeout=0)
         metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
-        if reason != CONNECT_ERROR:
+        if reason.startswith("http_"):
             log.warning("connect refused: %s", reason)
         return None
 
@@ -154,6 +193,11 @@ class Subscription:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
                 continue
+            except FrameTooLarge as exc:
+                metrics.events_malformed.labels(cfg.dataset_id, MalformedReason.TOO_LARGE).inc()
+                log.warning("refused %s unread; reconnecting", exc)
+                ws.shutdown()  # no closing handshake: that would read the rest of the frame
+                return DisconnectReason.TOO_LARGE, time.time()
             except (websocket.WebSocketConnectionClosedException, OSError, websocket.WebSocketException) as exc:
                 log.warning("connection lost: %s", exc)
                 return DisconnectReason.ERROR, time.time()

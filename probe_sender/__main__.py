@@ -22,6 +22,7 @@ def main() -> int:
     from probe_sender.sender import Sender
     from shared import metrics
     from shared.auth import TokenProvider
+    from shared.deadline import guard
     from shared.store import Store
 
     log = logging.getLogger("sender")
@@ -48,8 +49,10 @@ def main() -> int:
     # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
     session.proxies.update(requests.utils.get_environ_proxies(cfg.collector_endpoint()))
     session.trust_env = False
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency))
-    session.mount("https://", requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency))
+    session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
+    # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
+    session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
+    session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
     sender = Sender(cfg, store, Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session), app_id)
     log.info(
         "sending to %s every %gs as app_id=%s dataset=%s/%s",

@@ -16,6 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
 from shared.auth import AuthError, TokenProvider
+from shared.deadline import http_deadline
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 3.0
@@ -103,6 +104,29 @@ class Collector:
             return PostResult(False, exc.reason, exc.status, attempts, time.monotonic() - started)
         return PostResult(True, None, status, attempts, time.monotonic() - started)
 
+    def _send(self, body: str, headers: dict[str, str], remaining: float) -> tuple[int, bool]:
+        """One POST within `remaining` seconds in all: (status, whether it is the collector's acceptance)."""
+        with http_deadline(remaining) as dog:
+            try:
+                response = self.session.post(
+                    self.url,
+                    data=body,
+                    headers=headers,
+                    timeout=(min(CONNECT_TIMEOUT, max(remaining, 0.001)), max(remaining, 0.001)),
+                    allow_redirects=False,
+                    stream=True,
+                )
+                try:
+                    status = response.status_code
+                    return status, 200 <= status < 300 and _is_collector_answer(response)
+                finally:
+                    response.close()
+            except requests.Timeout:
+                raise _Retriable(PostError.TIMEOUT) from None
+            except (requests.RequestException, OSError):
+                # A read cut short by the deadline's watchdog is a timeout, not a connection error.
+                raise _Retriable(PostError.TIMEOUT if dog.fired else PostError.CONNECTION) from None
+
     def _attempt(self, body: str, started: float) -> int:
         renewed = False
         while True:
@@ -113,32 +137,14 @@ class Collector:
             token = None
             if self.tokens is not None:
                 try:
-                    token = self.tokens.get()
+                    token = self.tokens.get(timeout=remaining)
                 except AuthError:
+                    if self.deadline - (time.monotonic() - started) <= 0:
+                        raise _Final(PostError.TIMEOUT) from None
                     raise _Retriable(PostError.AUTH) from None
                 headers["Authorization"] = f"Bearer {token}"
-            try:
-                response = self.session.post(
-                    self.url,
-                    data=body,
-                    headers=headers,
-                    timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
-                    allow_redirects=False,
-                    stream=True,
-                )
-            except requests.Timeout:
-                raise _Retriable(PostError.TIMEOUT) from None
-            except requests.RequestException:
-                raise _Retriable(PostError.CONNECTION) from None
-            status = response.status_code
-            try:
-                accepted = 200 <= status < 300 and _is_collector_answer(response)
-            except requests.Timeout:
-                raise _Retriable(PostError.TIMEOUT) from None
-            except (requests.RequestException, OSError):
-                raise _Retriable(PostError.CONNECTION) from None
-            finally:
-                response.close()
+                remaining = self.deadline - (time.monotonic() - started)
+            status, accepted = self._send(body, headers, remaining)
             if 300 <= status < 400:
                 raise _Final(PostError.REDIRECT, status)
             if status == 401 and token is not None and not renewed:

@@ -17,6 +17,8 @@ from enum import StrEnum
 from keycloak import KeycloakOpenID
 from keycloak.exceptions import KeycloakError
 
+from shared.deadline import guard, http_deadline
+
 log = logging.getLogger("auth")
 
 BACKOFF_FIRST = 0.5
@@ -81,7 +83,11 @@ class TokenProvider:
         )
         # Never follow a redirect with the client secret in the body: requests would re-post the
         # form to wherever a 307 points. With no redirect allowed, a 3xx is a failed token request.
-        self._client.connection._s.max_redirects = 0
+        session = self._client.connection._s
+        session.max_redirects = 0
+        for adapter in session.adapters.values():  # so that a token request ends by its deadline in all
+            guard(adapter)
+        self._timeout = timeout
         self._margin = refresh_margin
         self._on_request = on_request
         self._lock = threading.Lock()
@@ -90,15 +96,25 @@ class TokenProvider:
         self._failures = 0
         self._next_try = 0.0
 
-    def get(self) -> str:
-        """A valid access token; fetches a new one when the current one is near its expiry."""
-        with self._lock:
+    def get(self, timeout: float | None = None) -> str:
+        """A valid access token; fetches a new one when the current one is near its expiry.
+
+        Waits at most `timeout` (default: the token request's own deadline) for a token
+        request another thread has under way, so that a slow token endpoint never holds a
+        post past its deadline.
+        """
+        wait = self._timeout if timeout is None else max(0.0, timeout)
+        if not self._lock.acquire(timeout=wait):
+            raise AuthError("a token request is still under way")
+        try:
             now = time.monotonic()
             if self._token is not None and now < self._renew_at:
                 return self._token
             if now < self._next_try:
                 raise AuthError(f"token endpoint failing; next try in {self._next_try - now:.1f}s")
             return self._fetch(now)
+        finally:
+            self._lock.release()
 
     def invalidate(self, token: str) -> None:
         """The collector refused `token`: forget it (unless it was already replaced)."""
@@ -108,7 +124,9 @@ class TokenProvider:
 
     def _fetch(self, now: float) -> str:
         try:
-            token, lifetime = parse_token_answer(self._client.token(grant_type="client_credentials"))
+            with http_deadline(self._timeout) as dog:
+                answer = self._client.token(grant_type="client_credentials")
+            token, lifetime = parse_token_answer(answer)
         except (KeycloakError, KeyError, ValueError, TypeError, OSError, RecursionError) as exc:
             self._failures += 1
             delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1))
@@ -117,7 +135,7 @@ class TokenProvider:
             status = getattr(exc, "response_code", None)
             log.warning(
                 "token request failed (%s%s); retry in %.1fs",
-                type(exc).__name__,
+                "timeout" if dog.fired else type(exc).__name__,
                 f", status {status}" if status else "",
                 self._next_try - now,
             )

@@ -221,7 +221,7 @@ def test_malformed_frames_are_counted_and_skipped(pipeline) -> None:
 
     frames = [
         {"text": "not json at all"},
-        {"text": "x" * 1_000_000},
+        {"text": "[" * 30_000 + "]" * 30_000},  # deep nesting: RecursionError inside json
         {"binary_b64": base64.b64encode(b"\x00\x01\x02").decode()},
         {"text": '{"app_id": 5, "seqno": "one", "time_sent": 1}'},
         {"text": "[1, 2, 3]"},
@@ -231,8 +231,18 @@ def test_malformed_frames_are_counted_and_skipped(pipeline) -> None:
         assert pipe.emulator.inject(**frame) == 1
     wait_until(lambda: metric(pipe.metrics(), "probe_wrong_appid_total") == 1, 10, "all frames handled")
     samples = pipe.metrics()
-    for reason in ("not_json", "too_large", "binary", "fields", "not_object"):
+    assert metric(samples, "probe_events_malformed_total", reason="not_json") == 2
+    for reason in ("binary", "fields", "not_object"):
         assert metric(samples, "probe_events_malformed_total", reason=reason) == 1, reason
+    assert metric(samples, "probe_websocket_disconnects_total") == 0  # none of them cost the subscription
+
+    # A frame far above MAX_MESSAGE_BYTES is refused by its announced length, unread: counted once,
+    # and the subscription is opened again.
+    pipe.emulator.inject(text="x" * 900_000)  # the listener hangs up before the frame is through
+    too_large = lambda: metric(pipe.metrics(), "probe_events_malformed_total", reason="too_large")  # noqa: E731
+    wait_until(lambda: too_large() == 1, 10, "the large frame refused")
+    wait_until(lambda: pipe.emulator.subscribers() == 1, 10, "subscribed again")
+    assert metric(pipe.metrics(), "probe_websocket_disconnects_total", reason="too_large") == 1
     pipe.start_sender()
     pipe.send_until(10)
     pipe.finish()

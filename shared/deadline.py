@@ -1,0 +1,116 @@
+"""Total deadlines for blocking network calls whose libraries only bound each read.
+
+requests, python-keycloak and websocket-client apply their timeouts to every
+socket read: a peer that drips one byte a second never trips them, and holds the
+call (and whatever waits on it) for as long as it likes. A Watchdog shuts the
+call's sockets down when its deadline passes; the blocked read then fails at
+once, and the caller reports a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+_tracked = threading.local()
+
+
+def shut(sock: socket.socket | None) -> None:
+    """Make every blocked read on `sock` fail now, from any thread."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class Watchdog:
+    """Runs `action` once if the `with` block is still running `seconds` after it began."""
+
+    def __init__(self, seconds: float, action: Callable[[], Any]) -> None:
+        self.fired = False
+        self._action = action
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._action()
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+@contextlib.contextmanager
+def http_deadline(seconds: float) -> Iterator[Watchdog]:
+    """A total deadline for the HTTP requests this thread makes through a guarded session."""
+    sockets: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def shut_all() -> None:
+        with lock:
+            for sock in sockets:
+                shut(sock)
+
+    def track(sock: socket.socket) -> None:
+        with lock:
+            sockets.append(sock)
+            if dog.fired:
+                shut(sock)
+
+    dog = Watchdog(seconds, shut_all)
+    _tracked.track = track
+    try:
+        with dog:
+            yield dog
+    finally:
+        _tracked.track = None
+
+
+def _track(sock: socket.socket | None) -> None:
+    track = getattr(_tracked, "track", None)
+    if track is not None and sock is not None:
+        track(sock)
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self.sock)  # a reused keep-alive connection
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _track(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _track(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+def guard(adapter: HTTPAdapter) -> HTTPAdapter:
+    """Make an adapter's connections visible to http_deadline (its other settings are kept)."""
+    adapter.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return adapter

@@ -54,8 +54,8 @@ test-deps: ## install Prometheus and Alertmanager (Debian packages) when missing
 	  fi; \
 	fi
 
-run: init ## the demo: the emulator plus the supervised stack against it
-	$(RUN)/probe run --with-emulator
+run: init ## the demo: the emulator plus the supervised stack against it (profile deploy/demo.yaml)
+	PROBE_CONFIG=deploy/demo.yaml $(RUN)/probe run --with-emulator
 
 run-app: init ## the supervised stack against the configured real platform
 	$(RUN)/probe run

@@ -21,7 +21,7 @@ def main() -> int:
 
     log = logging.getLogger("listener")
     try:
-        store = Store(cfg.db_path)
+        store = Store(cfg.db_path, create=False)
         app_id = store.app_id()
         closed = store.close_dangling_subscriptions()
     except StoreError as exc:

@@ -8,12 +8,13 @@ previous process stopped and nothing is judged twice.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 
 from shared import metrics
 from shared.config import Config
-from shared.store import Store
+from shared.store import Store, StoreOperation
 
 log = logging.getLogger("listener")
 
@@ -38,12 +39,14 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     Its own connection, so that a checkpoint (an fsync) never holds up the
     classification of arriving messages, whose receive times would then be late.
     """
-    store = Store(cfg.db_path)
+    store = Store(cfg.db_path, create=False)
     ds = cfg.dataset_id
     lost, unobserved = metrics.events_lost.labels(ds), metrics.events_unobserved.labels(ds)
     in_flight = metrics.in_flight.labels(ds)
     period = min(1.0, cfg.loss_timeout_seconds / 4)
     next_prune = time.monotonic() + 60
+    store_errors = metrics.store_errors.labels(ds, StoreOperation.JUDGE)
+    reported: str | None = None
     while not stop.is_set():
         try:
             counts = store.judge_overdue(time.time(), cfg.loss_timeout_seconds)
@@ -64,7 +67,15 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
                 if removed:
                     log.info("pruned %d events older than %gs", removed, cfg.retention_seconds)
                 next_prune = time.monotonic() + PRUNE_EVERY
-        except Exception:  # keep judging; the next round retries the same rows
+        except sqlite3.Error as exc:  # keep judging; the next round retries the same rows
+            store_errors.inc()
+            log.error("store write failed (judge): %s; is the disk full?", exc)
+        except Exception:
             log.exception("judgement round failed")
+        problem = store.vanished()
+        if problem != reported:
+            if problem:
+                log.error("%s; restart the stack (its /readyz says so)", problem)
+            reported = problem
         stop.wait(period)
     store.close()

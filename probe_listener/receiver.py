@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from probe_listener.classify import Kind, MalformedReason, parse
 from shared import metrics
 from shared.config import Config
-from shared.store import Arrival, Store
+from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
 
 log = logging.getLogger("listener")
 
@@ -19,6 +20,7 @@ class Receiver:
         self.app_id = app_id
         ds = cfg.dataset_id
         self.ds = ds
+        self._event_level = logging.INFO if cfg.log_events else logging.DEBUG
         metrics.precreate(metrics.events_malformed, ds, MalformedReason)
         self._latency = metrics.latency_histogram(cfg.latency_buckets).labels(ds)
         self._latest = metrics.latest_latency.labels(ds)
@@ -42,7 +44,14 @@ class Receiver:
             self._wrong_appid.inc()
             log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
             return
-        result = self.store.classify_arrival(self.app_id, message.seqno, received_at, message.time_sent)
+        try:
+            result = self.store.classify_arrival(self.app_id, message.seqno, received_at, message.time_sent)
+        except sqlite3.Error as exc:
+            # An arrival that cannot be recorded leaves the probe blind: the subscription ends (and
+            # its interval with it), so that nothing sent meanwhile is judged lost.
+            metrics.store_errors.labels(self.ds, StoreOperation.CLASSIFY).inc()
+            log.error("store write failed (classify seqno=%d): %s; is the disk full?", message.seqno, exc)
+            raise StoreWriteFailed(StoreOperation.CLASSIFY) from None
         seqno = message.seqno
         if result.kind is Arrival.FORGED:
             metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
@@ -70,4 +79,4 @@ class Receiver:
             self._late.inc()
             log.warning("late seqno=%d latency=%.3fs (was judged %s)", seqno, result.latency, result.judged_as)
         else:
-            log.debug("received seqno=%d latency=%.3fs", seqno, result.latency)
+            log.log(self._event_level, "received seqno=%d latency=%.3fs", seqno, result.latency)

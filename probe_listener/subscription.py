@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from probe_listener.liveness import Due, Liveness
 from shared import metrics
 from shared.config import Config
 from shared.deadline import Watchdog, shut
-from shared.store import Store
+from shared.store import Store, StoreOperation, StoreWriteFailed
 
 log = logging.getLogger("listener")
 
@@ -87,6 +88,7 @@ class Subscription:
         self.stop = stop
         self.url = subscription_url(cfg)
         self.rng = random.Random()
+        self._noted = False  # a problem of the subscription is on record for /readyz
         ds = cfg.dataset_id
         self._connected = metrics.ws_connected.labels(ds)
         self._state_connected = metrics.connection_state.labels(ds, "connected")
@@ -94,6 +96,7 @@ class Subscription:
         self._connects = metrics.ws_connects.labels(ds)
         metrics.precreate(metrics.ws_disconnects, ds, DisconnectReason)
         metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR, CONNECT_TIMEOUT_REASON])
+        metrics.precreate(metrics.store_errors, ds, [StoreOperation.CLASSIFY, StoreOperation.SUBSCRIPTION])
 
     def _set_connected(self, connected: bool) -> None:
         self._connected.set(int(connected))
@@ -107,6 +110,12 @@ class Subscription:
         while not self.stop.is_set():
             try:
                 lived = self._connect_and_listen()
+            except StoreWriteFailed:  # counted where it happened
+                lived = None
+            except sqlite3.Error as exc:
+                metrics.store_errors.labels(self.cfg.dataset_id, StoreOperation.SUBSCRIPTION).inc()
+                log.error("store write failed (subscription): %s; is the disk full?", exc)
+                lived = None
             except Exception:  # a bug must not end the subscription for good
                 log.exception("subscription loop failed; reconnecting")
                 metrics.ws_connect_failures.labels(self.cfg.dataset_id, CONNECT_ERROR).inc()
@@ -144,7 +153,16 @@ class Subscription:
         with contextlib.suppress(Exception):
             ws.close(timeout=0)
         metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
-        if reason.startswith("http_"):
+        if reason in ("http_400", "http_403", "http_404"):
+            if not self._noted:
+                self._noted = True
+                note = (
+                    f"dataset {self.cfg.dataset_id} is not known to the subscription, "
+                    f"or WEBHOOK_TOKEN does not open it ({reason})"
+                )
+                log.error("%s", note)
+                self.store.set_note("listener", note)
+        elif reason.startswith("http_"):
             log.warning("connect refused: %s", reason)
         return None
 
@@ -154,7 +172,12 @@ class Subscription:
         if ws is None:
             return None
         opened = time.time()
+        # An interval a failed write left open ends at its last heartbeat, not now.
+        self.store.close_dangling_subscriptions()
         sub_id = self.store.subscription_opened(self.cfg.dataset_id, opened)
+        if self._noted:
+            self._noted = False
+            self.store.set_note("listener", None)
         self._set_connected(True)
         self._connects.inc()
         log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)
@@ -163,10 +186,10 @@ class Subscription:
             reason, ended = self._listen(ws, sub_id, opened)
         finally:
             self._set_connected(False)
-            self.store.subscription_closed(sub_id, ended)
             metrics.ws_disconnects.labels(self.cfg.dataset_id, reason).inc()
             with contextlib.suppress(Exception):  # already gone; nothing to tell
                 ws.close(timeout=1)
+            self.store.subscription_closed(sub_id, ended)
         log.info("subscription ended: %s after %.1fs", reason, ended - opened)
         return ended - opened
 

@@ -27,7 +27,7 @@ def main() -> int:
 
     log = logging.getLogger("sender")
     try:
-        store = Store(cfg.db_path)
+        store = Store(cfg.db_path, create=False)
         app_id = store.app_id()
     except StoreError as exc:
         log.error("%s", exc)

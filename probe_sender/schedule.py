@@ -12,6 +12,7 @@ class SkipReason(StrEnum):
 
     STALL = "stall"  # the process was not run in time (GC, a suspended VM, an overloaded machine)
     BACKPRESSURE = "backpressure"  # every post slot was still busy
+    STORE = "store"  # the event could not be recorded (disk full): never posted unrecorded
 
 
 @dataclass(frozen=True)

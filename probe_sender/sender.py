@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from probe_sender.schedule import SkipReason, next_slot
 from shared import metrics
 from shared.auth import AuthError, TokenResult
 from shared.config import Config
-from shared.store import Store
+from shared.store import Store, StoreOperation
 
 log = logging.getLogger("sender")
 
@@ -26,6 +27,7 @@ class Sender:
         self.collector = collector
         self.app_id = app_id
         self.stop = threading.Event()
+        self._noted = False  # a problem of the posts is on record for /readyz
         self.fail_outs = FailOutTracker(cfg.max_consecutive_errors, on_record=store.fail_outs()[0] > 0)
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
@@ -34,6 +36,7 @@ class Sender:
         metrics.precreate(metrics.token_requests, ds, TokenResult)
         metrics.precreate(metrics.skipped_slots, ds, SkipReason)
         metrics.fail_outs.labels(ds)
+        metrics.precreate(metrics.store_errors, ds, [StoreOperation.RECORD_SEND, StoreOperation.RECORD_POST])
         self._posted = metrics.events_posted.labels(ds)
         self._retries = metrics.post_retries.labels(ds)
         self._duration = metrics.post_duration.labels(ds)
@@ -96,7 +99,14 @@ class Sender:
             log.warning("all %d posts still in flight: skipped a send slot", self.cfg.post_concurrency)
             return
         sent_at = time.time()
-        seqno = self.store.record_send(self.app_id, self.cfg.dataset_id, self.cfg.dataset_version, sent_at)
+        try:
+            seqno = self.store.record_send(self.app_id, self.cfg.dataset_id, self.cfg.dataset_version, sent_at)
+        except sqlite3.Error as exc:
+            # Record before send: an event the store cannot hold is not posted at all.
+            self._slots.release()
+            self._store_failed(StoreOperation.RECORD_SEND, exc)
+            metrics.skipped_slots.labels(self.cfg.dataset_id, SkipReason.STORE).inc()
+            return
         event = {
             "app_id": self.app_id,
             "seqno": seqno,
@@ -105,10 +115,28 @@ class Sender:
         self._last_sent.set(sent_at)
         self._pool.submit(self._post, event)
 
+    def _problem(self, result: PostResult) -> str:
+        """One line an operator understands, for the log and /readyz."""
+        ds = f"{self.cfg.dataset_id}/{self.cfg.dataset_version}"
+        if result.status == 404:
+            return f"dataset {ds} is not known to the collector (404): check DATASET_ID and DATASET_VERSION"
+        if result.status == 403:
+            return f"the collector refuses writes to dataset {ds} (403): check the client's permissions"
+        if result.reason is PostError.AUTH:
+            return "posts fail for want of a token the collector accepts (see the token errors)"
+        return f"posts fail ({result.reason}{f', status {result.status}' if result.status else ''})"
+
+    def _store_failed(self, operation: StoreOperation, exc: sqlite3.Error) -> None:
+        metrics.store_errors.labels(self.cfg.dataset_id, operation).inc()
+        log.error("store write failed (%s): %s; is the disk full?", operation, exc)
+
     def _post(self, event: dict) -> None:
         try:
             result = self.collector.post(event)
-            self.store.record_post(self.app_id, event["seqno"], result.ok, result.reason, time.time())
+            try:
+                self.store.record_post(self.app_id, event["seqno"], result.ok, result.reason, time.time())
+            except sqlite3.Error as exc:  # the event stays pending, and is judged unobserved, never lost
+                self._store_failed(StoreOperation.RECORD_POST, exc)
             self._account(event["seqno"], result)
         except Exception:  # a bug here must not kill the pool silently
             log.exception("post of seqno=%s failed unexpectedly", event["seqno"])
@@ -123,9 +151,18 @@ class Sender:
             self._posted.inc()
             if self.fail_outs.success():
                 self.store.clear_fail_outs()
+            if self._noted:
+                self._noted = False
+                self.store.set_note("sender", None)
+                log.info("posts succeed again")
             log.debug("posted seqno=%d in %.3fs", seqno, result.duration)
             return
         metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
+        if not self._noted:
+            self._noted = True
+            note = self._problem(result)
+            log.error("%s", note)
+            self.store.set_note("sender", note)
         log.warning(
             "post failed seqno=%d reason=%s status=%s attempts=%d after %.2fs",
             seqno,

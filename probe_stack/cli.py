@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from shared import config as config_mod
@@ -17,14 +18,23 @@ from shared.lifecycle import load_config_or_exit, version
 
 def _config_check(args: argparse.Namespace) -> int:
     cfg = load_config_or_exit()
+    for warning in cfg.warnings:
+        print(f"probe: warning: {warning}", file=sys.stderr)
     effective = cfg.redacted()
     if args.json:
-        print(json.dumps(effective, indent=2, default=list))
-    else:
-        width = max(len(k) for k in effective)
-        for key, value in effective.items():
-            print(f"{key:<{width}}  {value}")
-        print("configuration OK")
+        doc = {
+            "config_file": cfg.config_file or None,
+            "settings": {k: {"value": v, "from": cfg.origin.get(k, "default")} for k, v in effective.items()},
+            "warnings": list(cfg.warnings),
+        }
+        print(json.dumps(doc, indent=2, default=list))
+        return ExitStatus.OK
+    print(f"config file: {cfg.config_file or '(none found; defaults and environment only)'}")
+    width = max(len(k) for k in effective)
+    value_width = min(60, max(len(str(v)) for v in effective.values()))
+    for key, value in effective.items():
+        print(f"{key:<{width}}  {value!s:<{value_width}}  ({cfg.origin.get(key, 'default')})")
+    print("configuration OK")
     return ExitStatus.OK
 
 
@@ -134,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`probe config check | head -3`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitStatus.OK
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 def main() -> int:
     cfg = lifecycle.start_process("metrics")
     Path(cfg.metrics_dir).mkdir(parents=True, exist_ok=True)
-    store = Store(cfg.db_path)
+    store = Store(cfg.db_path, create=False)
     server = make_server(cfg, store)
     thread = threading.Thread(target=server.serve_forever, name="http")
     thread.start()

@@ -10,10 +10,12 @@ supervisord alone cannot do (it always exits 0). As PID 1 it also reaps orphans.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -30,8 +32,11 @@ from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISORD_CONF = ROOT / "supervisord.conf"
-# The demo's pipeline: a realistic lognormal delay around 40 ms; EMULATOR_FAULTS overrides it.
-DEMO_FAULTS = '{"delay_distribution": "lognormal", "delay_ms": 40}'
+# The demo's pipeline, as the original's local stand-in had it: some events dropped (5 %), some
+# delayed (a lognormal delay around 40 ms with a long tail), a few duplicated. EMULATOR_FAULTS overrides it.
+DEMO_FAULTS = (
+    '{"delay_distribution": "lognormal", "delay_ms": 40, "delay_sigma": 1.2, "drop_rate": 0.05, "duplicate_rate": 0.02}'
+)
 
 
 def run_dir(cfg: Config) -> Path:
@@ -148,13 +153,35 @@ def private_dir(path: Path) -> str | None:
     return None
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Whether something already answers on host:port (then starting would only fail later, or
+    worse, talk to a stranger); the reason, or None."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    try:
+        with socket.create_connection((target, port), timeout=1):
+            return "something accepts connections there"
+    except OSError:
+        return None
+
+
+def _append_to_stdout() -> None:
+    """`probe run > file`: supervisord's programs reopen /dev/stdout and write at the end;
+    our own lines must append too, or they overwrite theirs (O_APPEND on the shared file)."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.fstat(1).st_mode):
+            fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_APPEND)
+
+
 def _die_with_me() -> None:
     """preexec_fn of our children: they get SIGTERM when `probe run` dies, even by kill -9."""
     die_with_parent()
 
 
 def run(with_emulator: bool = False) -> int:
+    _append_to_stdout()
     cfg = load_config_or_exit()
+    for warning in cfg.warnings:
+        print(f"probe: warning: {warning}", file=sys.stderr, flush=True)
     config_path = os.environ.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH
     try:
         lock = stack_lock.acquire(cfg.db_path, str(Path(config_path).resolve()))
@@ -166,6 +193,24 @@ def run(with_emulator: bool = False) -> int:
     if problem:
         print(f"probe: the run directory {rdir} {problem}; remove it or set PROBE_RUN_DIR", file=sys.stderr)
         return ExitStatus.CONFIG
+    busy = port_in_use(cfg.metrics_host, cfg.metrics_port)
+    if busy:
+        print(
+            f"probe: METRICS_PORT {cfg.metrics_port} on {cfg.metrics_host} is in use ({busy}); "
+            "stop what listens there or set METRICS_PORT",
+            file=sys.stderr,
+        )
+        return ExitStatus.CONFIG
+    if with_emulator:
+        port = urlsplit(cfg.websocket_url).port or 80
+        busy = port_in_use("127.0.0.1", port)
+        if busy:
+            print(
+                f"probe run --with-emulator: the emulator's port {port} (WEBSOCKET_URL) is in use ({busy}); "
+                "stop what listens there, or point the URLs at another port",
+                file=sys.stderr,
+            )
+            return ExitStatus.CONFIG
     code = prepare(cfg)
     if code:
         return code
@@ -187,7 +232,9 @@ def run(with_emulator: bool = False) -> int:
         "  control  probe ctl status | probe ctl restart sender",
     ]
     if emulator is not None:
-        lines.append(f"  truth    {cfg.keycloak_server.rsplit('/auth', 1)[0]}/_emulator/truth")
+        base = cfg.keycloak_server.rsplit("/auth", 1)[0]
+        lines.append(f"  truth    {base}/_emulator/truth")
+        lines.append(f"""  faults   curl -X PUT {base}/_emulator/faults -d '{{"drop_rate": 0.3}}'""")
     print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
     def forward(sig: int, _frame: object) -> None:

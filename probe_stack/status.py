@@ -18,7 +18,7 @@ def main(limit: int, as_json: bool) -> int:
         print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
         return ExitStatus.STORE
     try:
-        store = Store(cfg.db_path)
+        store = Store(cfg.db_path, create=False)
     except StoreError as exc:
         print(f"probe status: {exc}", file=sys.stderr)
         return ExitStatus.STORE

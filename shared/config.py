@@ -11,18 +11,23 @@ selected environment (local/dev/prod), the built-in default.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
+import socket
+import stat
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
 DEFAULT_CONFIG_PATH = "probe.yaml"
+DEFAULT_ENVIRONMENT = "dev"
 REDACTED = "<redacted>"
 
 # Demo credentials of the local emulator: not secrets, they only open the emulator.
@@ -83,6 +88,28 @@ DEFAULT_LATENCY_BUCKETS = (
 )
 
 
+_SECRET_QUERY = ("token", "secret", "password", "key", "auth")
+
+
+def redact_url(url: str) -> str:
+    """A URL with its password and any token-like query values replaced, for showing."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None or parts.username is not None:
+        host = netloc.rsplit("@", 1)[1]
+        netloc = f"{REDACTED}@{host}"
+    query = urlencode(
+        [
+            (k, REDACTED if any(s in k.lower() for s in _SECRET_QUERY) else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="<>",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class ConfigError(Exception):
     """A setting is wrong; str() is the one line shown to the operator."""
 
@@ -123,6 +150,11 @@ class Config:
     ready_max_post_age_seconds: float
     log_format: str
     log_level: str
+    log_events: bool
+    # Not settings: what loading found out, for `probe config check` and `probe run`.
+    origin: Mapping[str, str] = dc_field(default_factory=dict, compare=False)
+    config_file: str = ""  # the YAML file read, or "" when none was
+    warnings: tuple[str, ...] = ()
 
     def collector_endpoint(self) -> str:
         return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
@@ -132,11 +164,16 @@ class Config:
         return [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
 
     def redacted(self) -> dict[str, Any]:
-        secret = {f.name for f in FIELDS if f.secret}
-        return {
-            f.name: (REDACTED if f.name in secret and getattr(self, f.name) else getattr(self, f.name))
-            for f in fields(self)
-        }
+        """Every setting as `probe config check` shows it: secrets hidden, credentials cut out of URLs."""
+        shown: dict[str, Any] = {}
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if f.secret and value:
+                value = REDACTED
+            elif f.kind == "url" or f.name == "authorizer_api":
+                value = redact_url(value)
+            shown[f.name] = value
+        return shown
 
 
 # ---- value parsers: each takes a raw value (str from env, anything from YAML) ----
@@ -170,7 +207,8 @@ def _bool(raw: Any) -> bool:
 
 
 def _text(raw: Any) -> str:
-    if isinstance(raw, (dict, list, bool)) or raw is None:
+    # A YAML float would be rewritten (version: 1.10 becomes "1.1"): ask for a quoted string.
+    if isinstance(raw, (dict, list, bool, float)) or raw is None:
         raise ValueError
     return str(raw).strip()
 
@@ -217,7 +255,7 @@ class Field:
             return "a URL starting with " + " or ".join(f"{s}://" for s in self.schemes)
         if self.kind == "buckets":
             return "an increasing list of positive seconds, e.g. 0.05,0.1,0.5,1"
-        return "a non-empty text"
+        return 'a text (in YAML, quote numbers: "1.10")'
 
     def parse(self, raw: Any) -> Any:
         """Convert and check one raw value; ValueError means 'not what is expected'."""
@@ -253,8 +291,8 @@ FIELDS: tuple[Field, ...] = (
         "environment",
         "ORIGO_ENVIRONMENT",
         "choice",
-        "local",
-        "Which platform: `local` (the emulator), `dev` or `prod` (the contract's URLs).",
+        "dev",
+        "Which platform: `dev` or `prod` (the contract's URLs), or `local` (the emulator, with demo credentials).",
         choices=("local", "dev", "prod"),
     ),
     _f("dataset_id", "dataset.id", "DATASET_ID", "str", "probe-dataset", "Dataset the events are posted to."),
@@ -346,8 +384,8 @@ FIELDS: tuple[Field, ...] = (
         "MAX_MESSAGE_BYTES",
         "int",
         65536,
-        "A message larger than this is counted malformed.",
-        minimum=64,
+        "A message larger than this is counted malformed (a larger frame is refused unread).",
+        minimum=1024,
         maximum=64 * 1024 * 1024,
     ),
     _f(
@@ -515,7 +553,47 @@ FIELDS: tuple[Field, ...] = (
         "Log level.",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     ),
+    _f(
+        "log_events",
+        "log.events",
+        "LOG_EVENTS",
+        "bool",
+        False,
+        "Log every arrival at INFO (the demo does); otherwise only what goes wrong.",
+    ),
 )
+
+# The original service's names where ours means the same thing: accepted, with a warning.
+ALIASES = {
+    "OKDATA_ENVIRONMENT": "ORIGO_ENVIRONMENT",
+    "OKDATA_CLIENT_ID": "ORIGO_CLIENT_ID",
+    "OKDATA_CLIENT_SECRET": "ORIGO_CLIENT_SECRET",
+    "DISMISS_EVENT_TIMEOUT_SECONDS": "LOSS_TIMEOUT_SECONDS",
+}
+# The original service's names that mean nothing here: ignored, with a warning that says why.
+IGNORED = {
+    "CLEAN_EVENTS_INTERVAL_SECONDS": "judged events are pruned after RETENTION_SECONDS, in small batches",
+    "LOCAL_RUN": "use ORIGO_ENVIRONMENT=local, or `make run` for the demo against the emulator",
+}
+# Variables read elsewhere (by `probe run`, the emulator, supervisord's configuration).
+OTHER_VARIABLES = frozenset(
+    {
+        "PROBE_CONFIG",
+        "PROBE_RUN_DIR",
+        "PROBE_PYTHON",
+        "PROBE_WORKDIR",
+        "PROBE_FATAL_MARKER",
+        "EMULATOR_FAULTS",
+        "EMULATOR_CLIENT_SECRET",
+        "EMULATOR_WEBHOOK_TOKEN",
+        "SUPERVISOR_USER",
+        "SUPERVISOR_PASSWORD",
+    }
+)
+OUR_PREFIXES = ("PROBE_", "ORIGO_", "OKDATA_")
+# The placeholders of probe.env.example: a value still set to one was never filled in.
+PLACEHOLDERS = frozenset({"replace-me", "your-client-id", "your-dataset-id"})
+MAX_SECRET_FILE_BYTES = 65536
 
 _BY_YAML = {f.yaml: f for f in FIELDS}
 
@@ -531,11 +609,30 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a setting written twice is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise ConfigError(f"config file {path}: cannot read it ({exc.strerror}); set PROBE_CONFIG") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not UTF-8 text") from None
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path}{where}: {exc.problem}; write each setting once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -555,31 +652,79 @@ def _show(field: Field, raw: Any) -> str:
     return REDACTED if field.secret else repr(raw)
 
 
+def _read_secret_file(variable: str, file_path: str) -> str:
+    """A secret from a file, refusing what cannot be a secret file; never shows a byte of it."""
+    try:
+        info = os.stat(file_path)
+    except OSError as exc:
+        raise ConfigError(f"{variable} (environment variable): cannot read {file_path} ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{variable} (environment variable): {file_path} is not a regular file")
+    if info.st_size > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(f"{variable} (environment variable): {file_path} is too large to be a secret")
+    try:
+        data = Path(file_path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable} (environment variable): cannot read {file_path} ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{variable} (environment variable): {file_path} is not UTF-8 text") from None
+
+
+def _environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The variables to read, with the original's names mapped to ours; (variables, deprecated origin, warnings)."""
+    variables = dict(env)
+    renamed: dict[str, str] = {}
+    warnings: list[str] = []
+    for old, new in ALIASES.items():
+        if old not in env:
+            continue
+        if new in env and env[new] != env[old]:
+            raise ConfigError(f"{old} and {new} (environment variables) disagree; {old} is the old name: unset it")
+        variables.setdefault(new, env[old])
+        renamed[new] = old
+        warnings.append(f"{old} is the original service's name of {new}; it is read, but set {new} instead")
+    for old, why in IGNORED.items():
+        if old in env:
+            warnings.append(f"{old} is not used by this probe (ignored): {why}")
+    known = {f.env for f in FIELDS} | {f.file_env for f in FIELDS if f.file_env} | OTHER_VARIABLES
+    known_all = known | set(ALIASES) | set(IGNORED)
+    for name in sorted(env):
+        if name in known_all:
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+        if close:
+            warnings.append(f"{name} is not a setting of the probe (ignored); did you mean {close[0]}?")
+        elif name.startswith(OUR_PREFIXES):
+            warnings.append(f"{name} is not a setting of the probe (ignored); `probe config docs` lists them")
+    return variables, renamed, warnings
+
+
 def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Config:
-    """Read, merge and validate every setting; raise ConfigError naming the first bad one."""
+    """Read, merge and validate every setting; raise ConfigError naming the first bad one.
+
+    Relative paths in the settings (store, metrics directory) are taken relative to
+    the configuration file's directory when a file was read, so that every command
+    finds the same store from any working directory.
+    """
     env = os.environ if env is None else env
+    env, renamed, warnings = _environment(env)
     config_path = Path(path or env.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH)
     explicit = bool(path or env.get("PROBE_CONFIG"))
-    from_file = _read_yaml(config_path) if (explicit or config_path.exists()) else {}
+    read_file = explicit or config_path.exists()
+    from_file = _read_yaml(config_path) if read_file else {}
 
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for field in FIELDS:
         raw, where = None, ""
         if field.file_env and env.get(field.file_env):
-            file_path = env[field.file_env]
-            try:
-                raw, where = (
-                    Path(file_path).read_text(encoding="utf-8").strip(),
-                    f"file named by {field.file_env}",
-                )
-            except OSError as exc:
-                raise ConfigError(
-                    f"{field.file_env} (environment variable): cannot read {file_path} ({exc.strerror}); "
-                    "point it at a readable file"
-                ) from None
+            raw, where = _read_secret_file(field.file_env, env[field.file_env]), f"file named by {field.file_env}"
         elif field.env in env:
             raw, where = env[field.env], "environment variable"
+            if field.env in renamed:
+                where = f"environment variable {renamed[field.env]}"
         elif field.yaml in from_file:
             raw, where = from_file[field.yaml], f"in {config_path}"
         if raw is None:
@@ -593,14 +738,25 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
             raise ConfigError(f"{label} ({where}) = {_show(field, raw)}: expected {field.expected()}") from None
         origin[field.name] = where
 
-    environment = values.get("environment", "local")
+    environment = values.get("environment", DEFAULT_ENVIRONMENT)
     preset = PRESETS[environment]
     for field in FIELDS:
         if field.name not in values:
             values[field.name] = preset.get(field.name, field.default)
             origin[field.name] = f"{environment} preset" if field.name in preset else "default"
-
-    return _validate(Config(**values), origin, config_path)
+    if read_file:
+        base = config_path.resolve().parent
+        for name in ("db_path", "metrics_dir"):
+            value = values[name]
+            if value and value != ":memory:" and not value.startswith("file:") and not Path(value).is_absolute():
+                values[name] = os.path.normpath(base / value)
+    cfg = Config(
+        **values,
+        origin=origin,
+        config_file=str(config_path.resolve()) if read_file else "",
+        warnings=tuple(warnings),
+    )
+    return _validate(cfg, origin, config_path)
 
 
 def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
@@ -612,22 +768,26 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
         label = field.yaml if where.startswith("in ") else field.env
         return ConfigError(f"{label} ({where}): {message}")
 
-    if not cfg.dataset_id:
-        raise fail("dataset_id", "must not be empty; set DATASET_ID")
-    _check_paths(cfg, fail, config_path)
-    if not cfg.webhook_token:
-        raise fail("webhook_token", "missing; set WEBHOOK_TOKEN or WEBHOOK_TOKEN_FILE (the dataset's read token)")
-    if cfg.auth_enabled:
-        for name in ("client_id", "client_secret"):
-            if not getattr(cfg, name):
-                field = by_name[name]
-                hint = f" or {field.file_env}" if field.file_env else ""
-                raise fail(name, f"missing while auth is on; set {field.env}{hint}, or AUTH_ENABLED=false")
-        if not cfg.keycloak_server:
-            raise fail("keycloak_server", "missing while auth is on; set KEYCLOAK_SERVER")
-    for name in ("collector_url", "websocket_url"):
+    for name in ("dataset_id", "dataset_version", "keycloak_realm"):
         if not getattr(cfg, name):
-            raise fail(name, f"missing; set {by_name[name].env}")
+            raise fail(name, f"must not be empty; set {by_name[name].env}")
+    _check_paths(cfg, fail, config_path)
+    required = ["webhook_token", "collector_url", "websocket_url"]
+    if cfg.auth_enabled:
+        required += ["client_id", "client_secret", "keycloak_server"]
+    missing = [by_name[name] for name in required if not getattr(cfg, name)]
+    if missing:
+        names = ", ".join(f.env + (f" (or {f.file_env})" if f.file_env else "") for f in missing)
+        hint = "; or AUTH_ENABLED=false for a collector without auth" if cfg.auth_enabled else ""
+        raise ConfigError(f"missing for ORIGO_ENVIRONMENT={cfg.environment}: {names}{hint} (the demo: make run)")
+    for f in FIELDS:
+        value = getattr(cfg, f.name)
+        if isinstance(value, str) and value in PLACEHOLDERS:
+            raise fail(f.name, "is still the placeholder of probe.env.example; fill in the real value")
+    try:
+        socket.getaddrinfo(cfg.metrics_host, None)
+    except (socket.gaierror, UnicodeError):
+        raise fail("metrics_host", f"{cfg.metrics_host!r} is not an address of this machine") from None
     try:
         placeholders = {p for _, p, _, _ in string.Formatter().parse(cfg.collector_url) if p is not None}
     except ValueError:

@@ -29,6 +29,12 @@ build_info = Gauge(
     multiprocess_mode="max",
 )
 
+store_errors = Counter(
+    "probe_store_errors",
+    "Store writes that failed (disk full, file gone), by operation: the probe's own trouble, not the pipeline's.",
+    [*D, "operation"],
+)
+
 # ---- sender ----
 events_posted = Counter("probe_events_posted", "Events the collector accepted (2xx).", D)
 post_errors = Counter(

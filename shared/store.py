@@ -23,6 +23,10 @@ class StoreError(Exception):
     """The store file cannot be used; str() says why and what to do."""
 
 
+class StoreWriteFailed(Exception):
+    """A write the caller needed failed (disk full, say); already counted and logged."""
+
+
 class EventState(StrEnum):
     """Where an event is in its life. Final states: post_failed, received, late, lost, unobserved."""
 
@@ -41,6 +45,16 @@ class PostState(StrEnum):
     PENDING = "pending"  # not known yet (in progress, or the sender died meanwhile)
     OK = "ok"  # accepted
     FAILED = "failed"  # failed for good
+
+
+class StoreOperation(StrEnum):
+    """What a process was writing when the store failed (the `operation` label of probe_store_errors)."""
+
+    RECORD_SEND = "record_send"
+    RECORD_POST = "record_post"
+    CLASSIFY = "classify"
+    SUBSCRIPTION = "subscription"
+    JUDGE = "judge"
 
 
 class Arrival(StrEnum):
@@ -125,12 +139,31 @@ _OPEN_STATES = (EventState.PENDING, EventState.POSTED)
 _FINAL_STATES = tuple(s for s in EventState if s not in _OPEN_STATES)
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class Store:
     """One connection to the shared file; safe to use from several threads of a process."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        """Open the store; with create=False a missing file is an error, never a new store.
+
+        Only `probe run` creates the store: a program restarted after the file was
+        deleted must not start a new one with a new app_id (its own events would then
+        count as another instance's).
+        """
         self.path = Path(path)
         self._lock = threading.Lock()
+        if not create and not self.path.exists():
+            raise StoreError(
+                f"store {self.path} is missing: it was deleted or moved after the stack started; "
+                "restart the stack (probe run creates it), or restore the file"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
@@ -147,6 +180,7 @@ class Store:
                     "move it aside (VACUUM INTO a copy for analysis) and restart to begin a new one"
                 )
             self._migrate()
+            self._identity = _file_identity(self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"store {self.path} cannot be opened ({exc}); check PROBE_DB_PATH points at a "
@@ -156,6 +190,19 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def vanished(self) -> str | None:
+        """Why the file at the store's path is no longer the one opened (deleted, replaced), or None.
+
+        SQLite keeps writing to the open file even after it was deleted or renamed, so
+        without this check a running stack would go on counting into a file nobody sees.
+        """
+        now = _file_identity(self.path)
+        if now is None:
+            return f"store {self.path} was deleted while the stack runs"
+        if now != self._identity:
+            return f"store {self.path} was replaced by another file while the stack runs"
+        return None
 
     def __enter__(self) -> Store:
         return self
@@ -447,6 +494,20 @@ class Store:
             removed += cur.rowcount
             if cur.rowcount < batch:
                 return removed
+
+    # ---- notes: what a process found out that /readyz should say ----
+
+    def set_note(self, key: str, text: str | None) -> None:
+        """Record (or, with None, clear) a problem of `key` (sender, listener) for /readyz to show."""
+        with self._write() as db:
+            if text is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (f"note:{key}",))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (f"note:{key}", text))
+
+    def note(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (f"note:{key}",))
+        return rows[0][0] if rows else None
 
     # ---- operators ----
 

@@ -65,7 +65,10 @@ def metric(samples: dict[tuple[str, tuple], float], name: str, **labels: str) ->
 
 
 def start_probe(kind: str, env: dict[str, str], tmp: Path, tag: str = "") -> Proc:
-    """A real probe_sender or probe_listener process."""
+    """A real probe_sender or probe_listener process, on a store created first, as `probe run` does."""
+    from shared.store import Store
+
+    Store(env["PROBE_DB_PATH"]).close()
     return start([PYTHON, "-m", f"probe_{kind}"], tmp / f"{kind}{tag}.log", env=env)
 
 

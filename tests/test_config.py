@@ -12,7 +12,7 @@ from shared import config
 from shared.exits import ExitStatus
 from tests.helpers import ROOT, probe_cmd
 
-BASE = {"PROBE_CONFIG": str(ROOT / "probe.yaml")}
+BASE = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local"}
 
 
 def load(**env: str) -> config.Config:
@@ -25,13 +25,31 @@ def error(**env: str) -> str:
     return str(info.value)
 
 
-def test_demo_defaults_point_at_the_local_emulator() -> None:
+def test_the_shipped_defaults_are_a_real_run_and_stop_at_once_naming_every_missing_setting() -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.load({"PROBE_CONFIG": str(ROOT / "probe.yaml")})
+    message = str(info.value)
+    assert "ORIGO_ENVIRONMENT=dev" in message
+    for name in ("WEBHOOK_TOKEN", "ORIGO_CLIENT_ID", "ORIGO_CLIENT_SECRET"):
+        assert name in message
+    assert "\n" not in message
+
+
+def test_local_points_at_the_emulator_with_demo_credentials() -> None:
     cfg = load()
     assert cfg.environment == "local"
     assert cfg.collector_endpoint() == "http://127.0.0.1:8081/event-collector/event/probe-dataset/1"
     assert cfg.websocket_url == "ws://127.0.0.1:8081/event-data-subscription"
     assert (cfg.keycloak_server, cfg.keycloak_realm) == ("http://127.0.0.1:8081/auth", "api-catalog")
-    assert cfg.event_interval_seconds == 1.0
+    assert cfg.event_interval_seconds == 10.0
+
+
+def test_the_demo_profile_has_its_own_store_beside_the_real_one() -> None:
+    demo = config.load({"PROBE_CONFIG": str(ROOT / "deploy" / "demo.yaml")})
+    real = load()
+    assert demo.environment == "local" and demo.event_interval_seconds == 1.0 and demo.log_events
+    assert demo.db_path == str(ROOT / "var" / "demo" / "probe.sqlite3") != real.db_path
+    assert real.db_path == str(ROOT / "var" / "probe.sqlite3")  # relative to the config file, from any directory
 
 
 def test_original_environment_variables_keep_their_meaning() -> None:
@@ -169,3 +187,98 @@ def test_readme_settings_table_is_the_generated_one() -> None:
     result = subprocess.run(probe_cmd("config", "docs"), cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout.strip() in (ROOT / "README.md").read_text(), "README.md: paste `probe config docs` output"
+
+
+def test_unknown_and_misspelt_variables_are_named_with_the_closest_setting() -> None:
+    cfg = load(EVENT_INTERVAL_SECOND="5", PROBE_TYPO="x", HOME="/root", ORIGO_CLIENTID="c")
+    warnings = "\n".join(cfg.warnings)
+    assert (
+        "EVENT_INTERVAL_SECOND is not a setting of the probe (ignored); did you mean EVENT_INTERVAL_SECONDS?"
+        in warnings
+    )
+    assert "PROBE_TYPO is not a setting" in warnings and "did you mean ORIGO_CLIENT_ID?" in warnings
+    assert "HOME" not in warnings
+    assert cfg.event_interval_seconds == 10.0  # the misspelt one changed nothing
+
+
+def test_the_original_services_names_are_read_with_a_warning_or_ignored_with_a_reason() -> None:
+    cfg = load(
+        OKDATA_ENVIRONMENT="local",
+        OKDATA_CLIENT_ID="old-client",
+        DISMISS_EVENT_TIMEOUT_SECONDS="86400",
+        CLEAN_EVENTS_INTERVAL_SECONDS="60",
+        LOCAL_RUN="true",
+    )
+    assert cfg.client_id == "old-client" and cfg.loss_timeout_seconds == 86400
+    assert cfg.origin["client_id"] == "environment variable OKDATA_CLIENT_ID"
+    warnings = "\n".join(cfg.warnings)
+    assert "OKDATA_CLIENT_ID is the original service's name of ORIGO_CLIENT_ID" in warnings
+    assert "CLEAN_EVENTS_INTERVAL_SECONDS is not used by this probe (ignored)" in warnings
+    assert "LOCAL_RUN is not used" in warnings and "ORIGO_ENVIRONMENT=local" in warnings
+    assert "ORIGO_CLIENT_ID and OKDATA_CLIENT_ID" not in warnings
+    message = error(ORIGO_CLIENT_ID="new", OKDATA_CLIENT_ID="old")
+    assert "OKDATA_CLIENT_ID and ORIGO_CLIENT_ID" in message and "disagree" in message
+
+
+def test_placeholders_of_the_example_file_are_refused() -> None:
+    message = error(
+        ORIGO_ENVIRONMENT="dev",
+        ORIGO_CLIENT_ID="your-client-id",
+        ORIGO_CLIENT_SECRET="replace-me",
+        WEBHOOK_TOKEN="t0ken-value",
+    )
+    assert "placeholder of probe.env.example" in message and "replace-me" not in message
+
+
+def test_yaml_keys_written_twice_and_numbers_for_texts_are_errors(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("sender:\n  event_interval_seconds: 5\n  event_interval_seconds: 6\n")
+    message = error(PROBE_CONFIG=str(path))
+    assert "duplicate key 'event_interval_seconds'" in message and "line 3" in message
+    path.write_text("dataset:\n  version: 1.10\n")
+    message = error(PROBE_CONFIG=str(path))
+    assert "dataset.version" in message and '"1.10"' in message
+    path.write_text('dataset:\n  version: "1.10"\n')
+    assert load(PROBE_CONFIG=str(path)).dataset_version == "1.10"
+
+
+def test_settings_that_cannot_work_are_refused() -> None:
+    assert "MAX_MESSAGE_BYTES" in error(MAX_MESSAGE_BYTES="100")
+    assert "DATASET_VERSION" in error(DATASET_VERSION="")
+    assert "KEYCLOAK_REALM" in error(KEYCLOAK_REALM=" ")
+
+
+def test_secret_files_that_are_not_files_or_not_text_are_one_line_and_show_nothing(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "not a regular file" in error(ORIGO_CLIENT_SECRET_FILE=str(fifo))  # and did not block
+    assert "not a regular file" in error(WEBHOOK_TOKEN_FILE=str(tmp_path))
+    assert "not a regular file" in error(WEBHOOK_TOKEN_FILE="/dev/zero")
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfesecret-bytes")
+    message = error(WEBHOOK_TOKEN_FILE=str(binary))
+    assert "not UTF-8" in message and "secret-bytes" not in message
+
+
+def test_config_check_shows_where_each_value_came_from_and_hides_url_credentials() -> None:
+    env = {
+        **os.environ,
+        **BASE,
+        "EVENT_INTERVAL_SECONDS": "2",
+        "WEBSOCKET_URL": "wss://probe:hunter2@ws.example.test/sub?webhook_token=abc123&x=1",
+        "EVENT_INTERVAL_SECOND": "3",
+    }
+    result = subprocess.run(probe_cmd("config", "check"), env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert f"config file: {ROOT / 'probe.yaml'}" in result.stdout
+    line = next(x for x in result.stdout.splitlines() if x.startswith("event_interval_seconds"))
+    assert "2.0" in line and "environment variable" in line
+    assert "hunter2" not in result.stdout and "abc123" not in result.stdout and "x=1" in result.stdout
+    assert "did you mean EVENT_INTERVAL_SECONDS" in result.stderr
+
+
+def test_config_check_into_a_closed_pipe_exits_quietly() -> None:
+    env = {**os.environ, **BASE}
+    shell = f"{' '.join(probe_cmd('config', 'check'))} | head -1"
+    result = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], env=env, capture_output=True, text=True)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

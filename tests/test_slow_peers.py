@@ -83,6 +83,7 @@ def listener_setup(tmp_path: Path, port: int) -> tuple[Subscription, Store, str]
     dataset = f"peer-{tmp_path.name}"[:60]
     env = {
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
         "WEBSOCKET_URL": f"ws://127.0.0.1:{port}/event-data-subscription",
         "DATASET_ID": dataset,
         "MAX_MESSAGE_BYTES": "65536",

@@ -170,6 +170,7 @@ def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> Non
     env = {
         **os.environ,
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
         "PROBE_DB_PATH": str(bad_store),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
@@ -181,9 +182,10 @@ def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> Non
 def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
     emulator = start_emulator(tmp_path)
     run_dir = tempfile.mkdtemp(prefix="pr-")
-    with socket.socket() as taken:  # the metrics program cannot bind its port, so it keeps failing at start
+    # The port is bound but not listening: probe run's check (is anyone answering there?) passes,
+    # and the metrics program cannot bind it, so it keeps failing at start.
+    with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
-        taken.listen()
         env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1], LOSS_TIMEOUT)
         proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
         try:
@@ -195,3 +197,32 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
     output = proc.output()
     assert code == ExitStatus.FATAL, output
     assert "program metrics went FATAL" in output and "Address already in use" in output
+
+
+def test_a_busy_metrics_port_is_named_at_once_with_its_setting(tmp_path: Path) -> None:
+    emulator = start_emulator(tmp_path)
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as busy:
+            port = busy.getsockname()[1]
+            env = stack_env(emulator, tmp_path, tempfile.mkdtemp(prefix="pb-"), port, LOSS_TIMEOUT)
+            started = time.monotonic()
+            result = subprocess.run(probe_cmd("run"), env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == ExitStatus.CONFIG and time.monotonic() - started < 5
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"METRICS_PORT {port}" in lines[0] and "in use" in lines[0], result.stderr
+    finally:
+        emulator.proc.stop()
+
+
+def test_with_emulator_never_carries_on_against_a_foreign_process_on_its_port(tmp_path: Path) -> None:
+    foreign = start_emulator(tmp_path)  # something answering like an emulator, but not ours
+    try:
+        env = stack_env(foreign, tmp_path, tempfile.mkdtemp(prefix="pb-"), free_port(), LOSS_TIMEOUT)
+        result = subprocess.run(
+            probe_cmd("run", "--with-emulator"), env=env, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == ExitStatus.CONFIG
+        assert f"port {foreign.port}" in result.stderr and "in use" in result.stderr
+        assert "stack starting" not in result.stdout
+    finally:
+        foreign.proc.stop()

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import EventRow
+from shared.exits import ExitStatus
+from shared.store import EventRow, Store
 from tests.helpers import (
+    PYTHON,
     EmulatorClient,
     Proc,
     implied_state,
     metric,
     read_events,
     read_metrics,
+    start,
     start_probe,
     store_app_id,
     store_in_flight,
@@ -295,3 +298,38 @@ def test_an_outage_longer_than_the_loss_timeout_makes_events_lost_then_late(pipe
     assert all(rows[s].state == "late" for s in held)
     assert metric(pipe.metrics(), "probe_events_received_total") == len(rows)
     assert metric(pipe.metrics(), "probe_event_latency_seconds_count") == len(rows)
+
+
+def test_a_dataset_the_subscription_refuses_is_named_once_and_noted_for_readyz(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    env = emulator.env(tmp_path, DATASET_ID="no-such-dataset", RECONNECT_MAX_SECONDS=0.2)
+    listener = start_probe("listener", env, tmp_path)
+    try:
+        metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+        failures = "probe_websocket_connect_failures_total"
+        wait_until(lambda: metric(read_metrics(metrics_dir), failures) >= 3, 20, "three refused handshakes")
+    finally:
+        assert listener.stop() == 0
+    log = listener.output()
+    assert log.count("dataset no-such-dataset is not known to the subscription, or WEBHOOK_TOKEN does not open it") == 1
+    with Store(env["PROBE_DB_PATH"]) as store:
+        assert "no-such-dataset" in store.note("listener")
+
+
+def test_a_store_deleted_under_the_listener_is_reported_and_never_silently_recreated(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    env = emulator.env(tmp_path)
+    listener = start_probe("listener", env, tmp_path)
+    store_path = Path(env["PROBE_DB_PATH"])
+    try:
+        wait_until(lambda: emulator.subscribers() == 1, 15, "the listener to subscribe")
+        store_path.rename(tmp_path / "moved-away.sqlite3")
+        wait_until(lambda: "was deleted while the stack runs" in listener.output(), 10, "the error logged")
+    finally:
+        assert listener.stop() == 0
+    again = start([PYTHON, "-m", "probe_listener"], tmp_path / "again.log", env=env)
+    assert again.popen.wait(20) == ExitStatus.STORE
+    assert "is missing" in again.output()
+    assert not store_path.exists()  # no new store, no new app_id

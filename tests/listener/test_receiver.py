@@ -51,7 +51,8 @@ class Bench:
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
     dataset = f"receiver-test-{next(_datasets)}"  # metrics of this process add up across tests
-    cfg = config.load({"PROBE_CONFIG": str(ROOT / "probe.yaml"), "DATASET_ID": dataset, "MAX_MESSAGE_BYTES": "512"})
+    env = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local", "DATASET_ID": dataset}
+    cfg = config.load({**env, "MAX_MESSAGE_BYTES": "1024"})
     with Store(tmp_path / "probe.sqlite3") as store:
         app_id = store.app_id()
         yield Bench(Receiver(cfg, store, app_id), store, app_id, dataset)
@@ -106,7 +107,7 @@ def test_other_instances_unknown_and_malformed_messages_change_nothing_in_the_st
     bench.frame(999, 1000.2)
     bench.receiver.handle(b"{not json", False, 1000.3)
     bench.receiver.handle(b"\x00", True, 1000.4)
-    bench.receiver.handle(b"x" * 513, False, 1000.5)
+    bench.receiver.handle(b"x" * 1025, False, 1000.5)
     assert bench.count("probe_wrong_appid_total") == 1
     assert bench.count("probe_events_unknown_total") == 1
     assert bench.count("probe_events_malformed_total", reason="not_json") == 1
@@ -132,7 +133,7 @@ def test_hostile_frames_are_malformed_and_the_next_event_still_counts(bench: Ben
     deep = b"[" * 30000 + b"]" * 30000
     huge_seqno = json.dumps({"app_id": bench.app_id, "seqno": 2**63, "time_sent": "2026-11-28T00:00:00+00:00"})
     bad_time = json.dumps({"app_id": bench.app_id, "seqno": 1, "time_sent": "yesterday"})
-    for payload in (deep[:500], huge_seqno.encode(), bad_time.encode()):
+    for payload in (deep[:1000], huge_seqno.encode(), bad_time.encode()):
         bench.receiver.handle(payload, False, 1000.0)
     bench.receiver.handle(deep, False, 1000.0)  # larger than MAX_MESSAGE_BYTES here: too large
     assert bench.count("probe_events_malformed_total", reason="not_json") == 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import resource
 import signal
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +16,18 @@ import requests
 
 from shared.exits import ExitStatus
 from shared.store import EventRow, Store
-from tests.helpers import EmulatorClient, metric, read_events, read_metrics, start_emulator, start_probe, wait_until
+from tests.helpers import (
+    PYTHON,
+    ROOT,
+    EmulatorClient,
+    Proc,
+    metric,
+    read_events,
+    read_metrics,
+    start_emulator,
+    start_probe,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -236,3 +249,55 @@ def test_sigstop_and_sigcont_do_not_stop_the_sender(emulator: EmulatorClient, tm
     wait_until(lambda: len(rows(env)) >= count + 20, 20, "sending on after stop and continue")
     assert proc.popen.poll() is None and "stopping" not in proc.output()
     assert proc.stop() == ExitStatus.OK
+
+
+def test_a_dataset_the_collector_does_not_know_is_named_once_and_noted_for_readyz(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    proc, env = run_sender(
+        emulator, tmp_path, DATASET_ID="no-such-dataset", EVENT_INTERVAL_SECONDS=0.05, MAX_CONSECUTIVE_ERRORS=0
+    )
+    wait_until(lambda: len(rows(env)) >= 10, 20, "ten failed posts")
+    assert proc.stop() == ExitStatus.OK
+    log = proc.output()
+    assert log.count("dataset no-such-dataset/1 is not known to the collector (404)") == 1
+    with Store(env["PROBE_DB_PATH"]) as store:
+        assert "not known to the collector" in store.note("sender")
+
+
+def test_a_full_disk_is_counted_as_a_store_error_and_nothing_unrecorded_is_posted(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    env = emulator.env(tmp_path, EVENT_INTERVAL_SECONDS=0.01, MAX_CONSECUTIVE_ERRORS=0)
+    Store(env["PROBE_DB_PATH"]).close()
+    limit = 3 * 1024 * 1024  # above prometheus_client's 1 MiB files; the store's WAL reaches it in seconds
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    log_path = tmp_path / "sender.log"
+    with open(log_path, "wb") as log_file:
+        popen = subprocess.Popen(
+            [PYTHON, "-m", "probe_sender"],
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=small_files,
+        )
+    proc = Proc(popen, log_path)
+    try:
+        samples = lambda: read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))  # noqa: E731
+        wait_until(
+            lambda: metric(samples(), "probe_store_errors_total", operation="record_send") >= 5,
+            60,
+            "store writes failing",
+        )
+        assert popen.poll() is None, proc.output()  # it keeps going, it does not crash-loop
+        assert metric(samples(), "probe_sender_skipped_slots_total", reason="store") >= 5
+        assert "store write failed (record_send)" in proc.output()
+    finally:
+        assert proc.stop() == ExitStatus.OK, proc.output()
+    recorded = {r.seqno for r in rows(env)}
+    posted = {e["seqno"] for e in emulator.truth()["events"]}
+    assert posted <= recorded  # record before send: nothing reached the collector unrecorded

@@ -26,6 +26,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     port = free_port()
     env = {
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
         "METRICS_HOST": "127.0.0.1",
         "METRICS_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics),

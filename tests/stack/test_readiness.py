@@ -12,7 +12,12 @@ from tests.helpers import ROOT
 
 
 def test_readiness_says_why_not(tmp_path: Path) -> None:
-    env = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "EVENT_INTERVAL_SECONDS": "1", "POST_TIMEOUT_SECONDS": "2"}
+    env = {
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
+        "EVENT_INTERVAL_SECONDS": "1",
+        "POST_TIMEOUT_SECONDS": "2",
+    }
     cfg = config.load(env)
     now = time.time()
     with Store(tmp_path / "s.db") as store:
@@ -29,3 +34,22 @@ def test_readiness_says_why_not(tmp_path: Path) -> None:
         assert readiness(cfg, store, now) == (True, "ready")
         store.subscription_alive(sub, now - 60)  # the listener's heartbeat went stale
         assert readiness(cfg, store, now) == (False, "listener is not subscribed")
+
+
+def test_readiness_names_a_wrong_dataset_and_a_vanished_store(tmp_path: Path) -> None:
+    env = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local"}
+    cfg = config.load(env)
+    now = time.time()
+    path = tmp_path / "s.db"
+    with Store(path) as store:
+        store.set_note("listener", "dataset probe-dataset is not known to the subscription (http_404)")
+        assert readiness(cfg, store, now) == (
+            False,
+            "listener is not subscribed: dataset probe-dataset is not known to the subscription (http_404)",
+        )
+        store.set_note("listener", None)
+        assert readiness(cfg, store, now) == (False, "listener is not subscribed")
+        path.rename(tmp_path / "moved.db")
+        assert readiness(cfg, store, now) == (False, f"store {path} was deleted while the stack runs")
+        Store(path).close()
+        assert readiness(cfg, store, now) == (False, f"store {path} was replaced by another file while the stack runs")

@@ -27,7 +27,7 @@ def run_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    return {**env, "PROBE_CONFIG": str(ROOT / "probe.yaml"), **extra}
+    return {**env, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local", **extra}
 
 
 def test_a_metrics_directory_holding_the_store_is_refused_and_nothing_is_deleted(tmp_path: Path) -> None:

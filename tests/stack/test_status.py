@@ -13,7 +13,12 @@ from tests.helpers import ROOT, probe_cmd
 
 
 def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PROBE_CONFIG": str(ROOT / "probe.yaml"), "PROBE_DB_PATH": str(db)}
+    env = {
+        **os.environ,
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
+        "PROBE_DB_PATH": str(db),
+    }
     return subprocess.run(probe_cmd("status", *args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
 

@@ -1,5 +1,7 @@
-# The original service's targets (init, format, format-diff, lint, run-app, run-script)
-# plus run, test and bench. `make test` and `make run` install what is missing themselves.
+# The original service's targets init, format, format-diff, lint, run-app, run-script,
+# run-dp and upgrade-deps keep their meaning; its local-env targets (stand-ins run in docker
+# compose) are replaced by `make run` (the emulator). Plus run, test, bench and deploy.
+# `make test` and `make run` install what is missing themselves. `make help` lists them all.
 SHELL := /bin/bash
 export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
@@ -10,7 +12,7 @@ RUN := $(VENV)/bin
 PIPENV := $(shell command -v pipenv 2>/dev/null || echo "python3 -m pipenv")
 ENV_FILE ?= probe.env
 
-.PHONY: help init format format-diff lint test test-deps run run-app run-script bench deploy clean
+.PHONY: help init format format-diff lint test test-deps run run-app run-dp run-script upgrade-deps bench deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -59,6 +61,12 @@ run: init ## the demo: the emulator plus the supervised stack against it (profil
 
 run-app: init ## the supervised stack against the configured real platform
 	$(RUN)/probe run
+
+run-dp: run-app ## the original's name of run-app: the stack against the dataplatform
+
+upgrade-deps: ## update the locked dependencies (Pipfile.lock) to their newest allowed versions
+	@command -v pipenv >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
+	$(PIPENV) update --dev
 
 run-script: init ## the same, with settings from probe.env (copy probe.env.example)
 	@test -f "$(ENV_FILE)" || { echo "$(ENV_FILE) is missing: cp probe.env.example $(ENV_FILE) and fill it in" >&2; exit 2; }

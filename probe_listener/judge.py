@@ -52,12 +52,18 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
             counts = store.judge_overdue(time.time(), cfg.loss_timeout_seconds)
             if counts["lost"]:
                 lost.inc(counts["lost"])
-                log.warning("%d event(s) lost: missing after %gs", counts["lost"], cfg.loss_timeout_seconds)
+                log.warning(
+                    "%d event(s) lost: missing after %gs",
+                    counts["lost"],
+                    cfg.loss_timeout_seconds,
+                    extra={"dataset": ds, "count": counts["lost"]},
+                )
             if counts["unobserved"]:
                 unobserved.inc(counts["unobserved"])
                 log.info(
                     "%d event(s) unobserved: missing, but the listener was not subscribed all along",
                     counts["unobserved"],
+                    extra={"dataset": ds, "count": counts["unobserved"]},
                 )
             in_flight.set(store.in_flight())
             set_missing_shares(store, cfg, time.time())

@@ -38,7 +38,12 @@ class Receiver:
         message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id)
         if message.kind is Kind.MALFORMED:
             metrics.events_malformed.labels(self.ds, message.reason).inc()
-            log.warning("malformed message skipped: reason=%s size=%d", message.reason, len(payload))
+            log.warning(
+                "malformed message skipped: reason=%s size=%d",
+                message.reason,
+                len(payload),
+                extra={"dataset": self.ds, "reason": message.reason, "size": len(payload)},
+            )
             return
         if message.kind is Kind.WRONG_APPID:
             self._wrong_appid.inc()
@@ -59,12 +64,17 @@ class Receiver:
             return
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
-            log.warning("event unknown to the store: seqno=%d", seqno)
+            log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
             return
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()
             self._duplicates.inc()
-            log.info("duplicate seqno=%d latency=%.3fs", seqno, result.latency)
+            log.info(
+                "duplicate seqno=%d latency=%.3fs",
+                seqno,
+                result.latency,
+                extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency},
+            )
             return
         if result.clamped:
             self._clamped.inc()
@@ -77,6 +87,18 @@ class Receiver:
             self._out_of_order.inc()
         if result.kind is Arrival.LATE:
             self._late.inc()
-            log.warning("late seqno=%d latency=%.3fs (was judged %s)", seqno, result.latency, result.judged_as)
+            log.warning(
+                "late seqno=%d latency=%.3fs (was judged %s)",
+                seqno,
+                result.latency,
+                result.judged_as,
+                extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency, "judged_as": result.judged_as},
+            )
         else:
-            log.log(self._event_level, "received seqno=%d latency=%.3fs", seqno, result.latency)
+            log.log(
+                self._event_level,
+                "received seqno=%d latency=%.3fs",
+                seqno,
+                result.latency,
+                extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency},
+            )

@@ -128,7 +128,7 @@ class Sender:
 
     def _store_failed(self, operation: StoreOperation, exc: sqlite3.Error) -> None:
         metrics.store_errors.labels(self.cfg.dataset_id, operation).inc()
-        log.error("store write failed (%s): %s; is the disk full?", operation, exc)
+        log.error("store write failed (%s): %s; is the disk full?", operation, exc, extra={"operation": operation})
 
     def _post(self, event: dict) -> None:
         try:
@@ -155,7 +155,12 @@ class Sender:
                 self._noted = False
                 self.store.set_note("sender", None)
                 log.info("posts succeed again")
-            log.debug("posted seqno=%d in %.3fs", seqno, result.duration)
+            log.debug(
+                "posted seqno=%d in %.3fs",
+                seqno,
+                result.duration,
+                extra={"dataset": self.cfg.dataset_id, "seqno": seqno, "duration": result.duration},
+            )
             return
         metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
         if not self._noted:
@@ -170,6 +175,14 @@ class Sender:
             result.status,
             result.attempts,
             result.duration,
+            extra={
+                "dataset": self.cfg.dataset_id,
+                "seqno": seqno,
+                "reason": result.reason,
+                "status": result.status,
+                "attempts": result.attempts,
+                "duration": result.duration,
+            },
         )
         if self.fail_outs.failure():
             metrics.fail_outs.labels(self.cfg.dataset_id).inc()

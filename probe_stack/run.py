@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe_stack import metrics_dir, stack_lock
+from shared import log as log_mod
 from shared.config import DEFAULT_CONFIG_PATH, Config
 from shared.exits import ExitStatus
 from shared.lifecycle import die_with_parent, load_config_or_exit
@@ -57,12 +58,12 @@ def prepare(cfg: Config) -> int:
     try:
         Store(cfg.db_path).close()
     except StoreError as exc:
-        print(f"probe: {exc}", file=sys.stderr)
+        _say(f"probe: {exc}")
         return ExitStatus.STORE
     try:
         metrics_dir.reset(Path(cfg.metrics_dir))
     except metrics_dir.MetricsDirError as exc:
-        print(f"probe: {exc}", file=sys.stderr)
+        _say(f"probe: {exc}")
         return ExitStatus.CONFIG
     return ExitStatus.OK
 
@@ -72,7 +73,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
 
     parts = urlsplit(cfg.websocket_url)
     if parts.hostname not in ("127.0.0.1", "localhost"):
-        print("probe run --with-emulator: WEBSOCKET_URL must point at 127.0.0.1", file=sys.stderr)
+        _say("probe run --with-emulator: WEBSOCKET_URL must point at 127.0.0.1")
         raise SystemExit(ExitStatus.CONFIG)
     port = parts.port or 80
     cmd = [
@@ -106,7 +107,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
             break
         time.sleep(0.1)
     emulator.kill()
-    print(f"probe run: the emulator did not start on port {port}", file=sys.stderr)
+    _say(f"probe run: the emulator did not start on port {port}")
     raise SystemExit(ExitStatus.FATAL)
 
 
@@ -120,6 +121,8 @@ def _supervisor_env(cfg: Config, rdir: Path) -> dict[str, str]:
         PROMETHEUS_MULTIPROC_DIR=str(Path(cfg.metrics_dir).resolve()),
         SUPERVISOR_USER="probe",
         SUPERVISOR_PASSWORD=secrets.token_urlsafe(24),
+        # supervisord's own lines are not JSON: with LOG_FORMAT=json only its warnings remain.
+        SUPERVISOR_LOGLEVEL="warn" if cfg.log_format == "json" else "info",
     )
     return env
 
@@ -153,6 +156,14 @@ def private_dir(path: Path) -> str | None:
     return None
 
 
+_json_output = False  # LOG_FORMAT=json: our own lines are JSON too
+
+
+def _say(text: str, level: str = "ERROR") -> None:
+    """A line of `probe run` for the operator, on stderr: plain, or JSON with LOG_FORMAT=json."""
+    print(log_mod.json_line(level, "run", text) if _json_output else text, file=sys.stderr, flush=True)
+
+
 def port_in_use(host: str, port: int) -> str | None:
     """Whether something already answers on host:port (then starting would only fail later, or
     worse, talk to a stranger); the reason, or None."""
@@ -178,37 +189,37 @@ def _die_with_me() -> None:
 
 
 def run(with_emulator: bool = False) -> int:
+    global _json_output
     _append_to_stdout()
     cfg = load_config_or_exit()
+    _json_output = cfg.log_format == "json"
     for warning in cfg.warnings:
-        print(f"probe: warning: {warning}", file=sys.stderr, flush=True)
+        _say(f"probe: warning: {warning}", "WARNING")
     config_path = os.environ.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH
     try:
         lock = stack_lock.acquire(cfg.db_path, str(Path(config_path).resolve()))
     except stack_lock.StackRunning as exc:
-        print(f"probe: {exc}", file=sys.stderr)
+        _say(f"probe: {exc}")
         return ExitStatus.BUSY
     rdir = run_dir(cfg)
     problem = private_dir(rdir)
     if problem:
-        print(f"probe: the run directory {rdir} {problem}; remove it or set PROBE_RUN_DIR", file=sys.stderr)
+        _say(f"probe: the run directory {rdir} {problem}; remove it or set PROBE_RUN_DIR")
         return ExitStatus.CONFIG
     busy = port_in_use(cfg.metrics_host, cfg.metrics_port)
     if busy:
-        print(
+        _say(
             f"probe: METRICS_PORT {cfg.metrics_port} on {cfg.metrics_host} is in use ({busy}); "
-            "stop what listens there or set METRICS_PORT",
-            file=sys.stderr,
+            "stop what listens there or set METRICS_PORT"
         )
         return ExitStatus.CONFIG
     if with_emulator:
         port = urlsplit(cfg.websocket_url).port or 80
         busy = port_in_use("127.0.0.1", port)
         if busy:
-            print(
+            _say(
                 f"probe run --with-emulator: the emulator's port {port} (WEBSOCKET_URL) is in use ({busy}); "
-                "stop what listens there, or point the URLs at another port",
-                file=sys.stderr,
+                "stop what listens there, or point the URLs at another port"
             )
             return ExitStatus.CONFIG
     code = prepare(cfg)
@@ -231,11 +242,16 @@ def run(with_emulator: bool = False) -> int:
         f"  store    {Path(cfg.db_path).resolve()}  ->  probe status",
         "  control  probe ctl status | probe ctl restart sender",
     ]
+    banner = {"metrics_url": f"http://{host}:{cfg.metrics_port}/metrics", "store": str(Path(cfg.db_path).resolve())}
     if emulator is not None:
         base = cfg.keycloak_server.rsplit("/auth", 1)[0]
+        banner["emulator_url"] = base
         lines.append(f"  truth    {base}/_emulator/truth")
         lines.append(f"""  faults   curl -X PUT {base}/_emulator/faults -d '{{"drop_rate": 0.3}}'""")
-    print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
+    if _json_output:
+        print(log_mod.json_line("INFO", "run", "stack starting", supervisord_pid=supervisord.pid, **banner), flush=True)
+    else:
+        print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
     def forward(sig: int, _frame: object) -> None:
         # Every stop signal stops the stack cleanly; SIGHUP too (a closed terminal), where
@@ -252,10 +268,10 @@ def run(with_emulator: bool = False) -> int:
     os.close(lock)
     fatal = rdir / "fatal"
     if fatal.exists():
-        print(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped", file=sys.stderr)
+        _say(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped")
         return ExitStatus.FATAL
     if code != 0:
-        print(f"probe: supervisord ended unexpectedly (status {code})", file=sys.stderr)
+        _say(f"probe: supervisord ended unexpectedly (status {code})")
         return ExitStatus.FATAL
     return ExitStatus.OK
 
@@ -280,7 +296,7 @@ def ctl(args: list[str]) -> int:
     cfg = load_config_or_exit()
     conf = run_dir(cfg) / "supervisorctl.conf"
     if not conf.exists():
-        print(f"probe ctl: no running stack found ({conf} is missing)", file=sys.stderr)
+        _say(f"probe ctl: no running stack found ({conf} is missing)")
         return ExitStatus.FATAL
     # Without arguments supervisorctl would open an interactive shell; an operator wants the status.
     return subprocess.call([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])])

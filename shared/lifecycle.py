@@ -38,7 +38,10 @@ def load_config_or_exit(prog: str = "probe") -> config_mod.Config:
     try:
         return config_mod.load()
     except config_mod.ConfigError as exc:
-        print(f"{prog}: config error: {exc}", file=sys.stderr, flush=True)
+        line = f"{prog}: config error: {exc}"
+        if os.environ.get("LOG_FORMAT", "").strip() == "json":
+            line = log_mod.json_line("ERROR", prog, line)
+        print(line, file=sys.stderr, flush=True)
         raise SystemExit(ExitStatus.CONFIG) from None
 
 

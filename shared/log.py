@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable
+from enum import Enum
 
 REDACTED = "<redacted>"
 
@@ -58,17 +59,38 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Fields a log call may pass with `extra=`: they become JSON keys (and stay in the text message too).
+FIELDS = (
+    "dataset",
+    "seqno",
+    "app_id",
+    "reason",
+    "status",
+    "latency",
+    "attempts",
+    "duration",
+    "count",
+    "operation",
+    "judged_as",
+    "size",
+)
+
+
+def json_line(level: str, logger: str, msg: str, created: float | None = None, **fields: object) -> str:
+    """One JSON log line, as every process and `probe run` write them with LOG_FORMAT=json."""
+    created = time.time() if created is None else created
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    doc: dict[str, object] = {"ts": stamp, "level": level, "logger": logger, "msg": msg}
+    doc.update({k: (v.value if isinstance(v, Enum) else v) for k, v in fields.items() if v is not None})
+    return json.dumps(doc)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        fields = {name: getattr(record, name) for name in FIELDS if hasattr(record, name)}
         if record.exc_text:
-            doc["exc"] = record.exc_text
-        return json.dumps(doc)
+            fields["exc"] = record.exc_text
+        return json_line(record.levelname, record.name, record.getMessage(), record.created, **fields)
 
 
 def setup(process: str, fmt: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> Redactor:

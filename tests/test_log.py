@@ -47,3 +47,48 @@ def test_json_lines(captured: io.StringIO) -> None:
     logging.getLogger("t").warning("posting failed seqno=%d secret=%s", 7, SECRET)
     doc = json.loads(buffer.getvalue())
     assert doc["level"] == "WARNING" and doc["msg"] == "posting failed seqno=7 secret=<redacted>"
+
+
+def test_json_lines_carry_the_fields_as_keys(tmp_path) -> None:
+    buffer = io.StringIO()
+    log_mod.setup("test", fmt="json", secrets=[SECRET])
+    logging.getLogger().handlers[0].setStream(buffer)
+    logging.getLogger("sender").warning(
+        "post failed seqno=%d reason=%s secret=%s",
+        7,
+        "http_5xx",
+        SECRET,
+        extra={"seqno": 7, "reason": "http_5xx", "status": 503, "latency": 0.25},
+    )
+    doc = json.loads(buffer.getvalue())
+    assert (doc["seqno"], doc["reason"], doc["status"], doc["latency"]) == (7, "http_5xx", 503, 0.25)
+    assert doc["level"] == "WARNING" and doc["logger"] == "sender" and SECRET not in buffer.getvalue()
+
+
+def test_probe_run_speaks_json_with_log_format_json(tmp_path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    from tests.helpers import ROOT, probe_cmd
+
+    base = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local", "LOG_FORMAT": "json"}
+    env = {**os.environ, **base, "EVENT_INTERVAL_SECONDS": "abc"}
+    bad = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    doc = json.loads(bad.stderr)
+    assert doc["level"] == "ERROR" and "EVENT_INTERVAL_SECONDS" in doc["msg"]
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        env = {
+            **os.environ,
+            **base,
+            "METRICS_HOST": "127.0.0.1",
+            "METRICS_PORT": str(busy.getsockname()[1]),
+            "PROBE_DB_PATH": str(tmp_path / "p.sqlite3"),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "PROBE_RUN_DIR": str(tmp_path / "run"),
+            "EVENT_INTERVAL_SECOND": "1",
+        }
+        result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [d["level"] for d in lines] == ["WARNING", "ERROR"], result.stderr
+    assert "METRICS_PORT" in lines[1]["msg"]

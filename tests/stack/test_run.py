@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -170,3 +171,72 @@ def test_kill_9_of_supervisord_stops_its_programs_and_fails_the_stack(
     os.kill(supervisord, signal.SIGKILL)
     assert stack.proc.popen.wait(30) == ExitStatus.FATAL
     wait_until(lambda: not any(alive(p) for p in programs), 30, "every program gone with supervisord")
+
+
+def test_the_demo_emulator_gets_no_secret_on_its_command_line_and_output_to_a_file_stays_whole(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    secret = "a-client-secret-4711"
+    env = base_env(
+        tmp_path,
+        KEYCLOAK_SERVER=f"{base}/auth",
+        COLLECTOR_URL=f"{base}/event-collector/event/{{dataset_id}}/{{version}}",
+        WEBSOCKET_URL=f"ws://127.0.0.1:{port}/event-data-subscription",
+        ORIGO_CLIENT_SECRET=secret,
+        PROBE_DB_PATH=str(tmp_path / "probe.sqlite3"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        PROBE_RUN_DIR=tempfile.mkdtemp(prefix="pe-"),
+        METRICS_PORT=str(free_port()),
+        METRICS_HOST="127.0.0.1",
+        EVENT_INTERVAL_SECONDS="0.2",
+        STARTUP_WAIT_SECONDS="5",
+    )
+    out = tmp_path / "out.txt"
+    with open(out, "w") as plain_file:  # not opened for appending, as `probe run > out.txt` is
+        popen = subprocess.Popen(
+            probe_cmd("run", "--with-emulator"), env=env, stdout=plain_file, stderr=subprocess.STDOUT
+        )
+    proc = Proc(popen, out)
+    try:
+
+        def emulator_pid() -> int | None:
+            for child in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmdline = (child / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"emulator" in cmdline and str(port).encode() in cmdline:
+                    return int(child.name)
+            return None
+
+        pid = wait_until(emulator_pid, 30, "the demo emulator")
+        assert secret.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        wait_until(
+            lambda: (
+                "received seqno" in out.read_text()
+                or "posted" in out.read_text()
+                or "listener is subscribed" in out.read_text()
+            ),
+            30,
+            "the stack at work",
+        )
+
+        def ctl_without_arguments() -> str:
+            return subprocess.run(probe_cmd("ctl"), env=env, capture_output=True, text=True, timeout=30).stdout
+
+        # no arguments: the status, not an interactive shell (stdin is not even open here)
+        wait_until(lambda: re.search(r"^sender\s+RUNNING", ctl_without_arguments(), flags=re.M), 30, "status")
+    finally:
+        assert proc.stop(signal.SIGTERM, timeout=60) == ExitStatus.OK
+    text = out.read_text()
+    # Our banner and the programs' lines all survive: none overwrote another (O_APPEND on the file).
+    assert "\x00" not in text and text.count("probe: stack starting") == 1 and "  stop     Ctrl-C\n" in text
+    assert "sender: stopped" in text and "listener: stopped" in text
+
+
+def test_probe_version() -> None:
+    result = subprocess.run(probe_cmd("--version"), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip().startswith("probe ")
+    assert result.stdout.split()[1][0].isdigit()

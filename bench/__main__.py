@@ -258,7 +258,7 @@ def markdown(results: dict) -> str:
     if "emulator" in results:
         e = results["emulator"]
         lines.append(
-            f"EmulatorClient: accepted {e['accepted_per_s']:.0f} ev/s, delivered {e['delivered']} of {e['sent']} "
+            f"Emulator: accepted {e['accepted_per_s']:.0f} ev/s, delivered {e['delivered']} of {e['sent']} "
             f"to one subscriber ({e['delivered_per_s']:.0f} ev/s), batches of {e['batch']}."
         )
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ eventlistener can miss an exit (BACKOFF events carry no pid; its buffer can fill
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import selectors
@@ -48,15 +49,23 @@ class BoundedServer(ThreadingHTTPServer):
         self._arrivals: queue.SimpleQueue[tuple[socket.socket, tuple[str, int]]] = queue.SimpleQueue()
         self._waiting: dict[socket.socket, tuple[float, tuple[str, int]]] = {}
         self._selector = selectors.DefaultSelector()
+        # A new connection wakes the watcher at once (a scrape must not wait for a poll).
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._closed = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="http-wait", daemon=True)
         self._watcher.start()
 
     def process_request(self, request: socket.socket, client_address: tuple[str, int]) -> None:
         self._arrivals.put((request, client_address))
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
 
     def server_close(self) -> None:
         self._closed.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
         self._watcher.join(2)
         super().server_close()
 
@@ -74,8 +83,12 @@ class BoundedServer(ThreadingHTTPServer):
                     self._drop(min(self._waiting, key=lambda s: self._waiting[s][0]))
                 self._waiting[sock] = (time.monotonic() + IDLE_TIMEOUT, address)
                 self._selector.register(sock, selectors.EVENT_READ)
-            for key, _ in self._selector.select(timeout=0.05):
+            for key, _ in self._selector.select(timeout=0.5):
                 sock = key.fileobj
+                if sock is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    continue
                 _, address = self._waiting.pop(sock)
                 self._selector.unregister(sock)
                 if self._slots.acquire(blocking=False):

@@ -28,7 +28,8 @@ from probe_stack import metrics_dir, stack_lock
 from shared import log as log_mod
 from shared.config import DEFAULT_CONFIG_PATH, Config
 from shared.exits import ExitStatus
-from shared.lifecycle import die_with_parent, load_config_or_exit
+from shared.lifecycle import load_config_or_exit
+from shared.parent import die_with_parent
 from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent

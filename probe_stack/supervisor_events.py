@@ -13,7 +13,7 @@ from pathlib import Path
 
 from supervisor import childutils
 
-from shared.lifecycle import die_with_parent
+from shared.parent import die_with_parent
 
 
 def log(message: str) -> None:

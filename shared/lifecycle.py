@@ -8,7 +8,6 @@ interrupts a metric update deadlocks prometheus_client's non-reentrant lock
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 from shared import config as config_mod
 from shared import log as log_mod
 from shared.exits import ExitStatus
+from shared.parent import die_with_parent
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -43,17 +43,6 @@ def load_config_or_exit(prog: str = "probe") -> config_mod.Config:
             line = log_mod.json_line("ERROR", prog, line)
         print(line, file=sys.stderr, flush=True)
         raise SystemExit(ExitStatus.CONFIG) from None
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask the kernel to send `sig` when the parent dies, so that a kill -9 of supervisord
-    (or of `probe run`) never leaves orphans holding ports and the store. Linux only."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    if libc.prctl(pr_set_pdeathsig, int(sig), 0, 0, 0) != 0:
-        return
-    if os.getppid() == 1:  # the parent died before the request took effect
-        os.kill(os.getpid(), sig)
 
 
 def start_process(name: str) -> config_mod.Config:

@@ -48,7 +48,8 @@ class _Alarms:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if self._heap[0][2] is dog:  # only an earlier deadline changes how long the thread sleeps
+                self._wake.notify()
 
     def _run(self) -> None:
         while True:

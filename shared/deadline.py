@@ -10,7 +10,6 @@ once, and the caller reports a timeout.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import socket
 import threading
@@ -34,31 +33,43 @@ def shut(sock: socket.socket | None) -> None:
 
 class _Alarms:
     """One thread for every watchdog of the process: a thread per call would cost more than the
-    post it guards (at 1,000 events a second, thread starts alone took a core's tenth)."""
+    post it guards. It sleeps until the earliest deadline of the calls still running, so it wakes
+    about once per deadline period, not once per call."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Watchdog]] = []
+        self._active: dict[int, tuple[float, Watchdog]] = {}
         self._wake = threading.Condition()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
 
-    def add(self, due: float, dog: Watchdog) -> None:
+    def add(self, due: float, dog: Watchdog) -> int:
         with self._wake:
-            heapq.heappush(self._heap, (due, next(self._ids), dog))
+            key = next(self._ids)
+            earliest = min((d for d, _ in self._active.values()), default=None)
+            self._active[key] = (due, dog)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            if self._heap[0][2] is dog:  # only an earlier deadline changes how long the thread sleeps
+            if earliest is None or due < earliest:
                 self._wake.notify()
+            return key
+
+    def remove(self, key: int) -> None:
+        with self._wake:
+            self._active.pop(key, None)
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._wake.wait(timeout)
-                _, _, dog = heapq.heappop(self._heap)
-            dog._expire()  # outside the lock: an action may take a moment
+                now = time.monotonic()
+                expired = [k for k, (due, _) in self._active.items() if due <= now]
+                dogs = [self._active.pop(k)[1] for k in expired]
+                if not dogs:
+                    earliest = min((d for d, _ in self._active.values()), default=None)
+                    self._wake.wait(None if earliest is None else earliest - now)
+                    continue
+            for dog in dogs:  # outside the lock: an action may take a moment
+                dog._expire()
 
 
 _alarms = _Alarms()
@@ -82,12 +93,13 @@ class Watchdog:
         self._action()
 
     def __enter__(self) -> Watchdog:
-        _alarms.add(time.monotonic() + self._seconds, self)
+        self._key = _alarms.add(time.monotonic() + self._seconds, self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._done = True
+        _alarms.remove(self._key)
 
 
 @contextlib.contextmanager

@@ -70,6 +70,11 @@ def per_minute(metric: str) -> str:
     return f"sum by (dataset) (increase({metric}{{{SEL}}}[1m]))"
 
 
+def by_label(metric: str, label: str) -> tuple[str, str]:
+    """A counter per minute, one series per value of `label` (reason, result)."""
+    return f"sum by (dataset, {label}) (increase({metric}{{{SEL}}}[1m]))", f"{{{{{label}}}}} {{{{dataset}}}}"
+
+
 def quantile(q: float) -> str:
     return (
         f"histogram_quantile({q}, sum by (dataset, le) "
@@ -155,12 +160,7 @@ def panels() -> list[dict[str, Any]]:
         timeseries(
             "Post errors by reason",
             "Events whose post failed for good, per minute.",
-            [
-                (
-                    f"sum by (dataset, reason) (increase(probe_event_post_errors_total{{{SEL}}}[1m]))",
-                    "{{reason}} {{dataset}}",
-                )
-            ],
+            [by_label("probe_event_post_errors_total", "reason")],
             (12, 15, 12, 8),
         ),
     ]
@@ -174,12 +174,7 @@ def panels() -> list[dict[str, Any]]:
         timeseries(
             "Disconnects by reason",
             "Ends of a subscription, per minute.",
-            [
-                (
-                    f"sum by (dataset, reason) (increase(probe_websocket_disconnects_total{{{SEL}}}[1m]))",
-                    "{{reason}} {{dataset}}",
-                )
-            ],
+            [by_label("probe_websocket_disconnects_total", "reason")],
             (8, 24, 8, 7),
         ),
         timeseries(
@@ -200,23 +195,13 @@ def panels() -> list[dict[str, Any]]:
         timeseries(
             "Skipped send slots",
             "Slots not used, per minute: stall or backpressure.",
-            [
-                (
-                    f"sum by (dataset, reason) (increase(probe_sender_skipped_slots_total{{{SEL}}}[1m]))",
-                    "{{reason}} {{dataset}}",
-                )
-            ],
+            [by_label("probe_sender_skipped_slots_total", "reason")],
             (8, 32, 8, 7),
         ),
         timeseries(
             "Token requests",
             "Token requests to Keycloak per minute, by result.",
-            [
-                (
-                    f"sum by (dataset, result) (increase(probe_token_requests_total{{{SEL}}}[1m]))",
-                    "{{result}} {{dataset}}",
-                )
-            ],
+            [by_label("probe_token_requests_total", "result")],
             (16, 32, 8, 7),
         ),
         timeseries(

@@ -76,13 +76,17 @@ def start_prometheus(
         ],
         tmp / "prometheus.log",
     )
-    url = f"http://127.0.0.1:{port}"
+    return wait_ready(proc, port, "prometheus"), f"http://127.0.0.1:{port}"
+
+
+def wait_ready(proc: Proc, port: int, what: str) -> Proc:
+    """Wait for a Prometheus-style /-/ready on the port; show the log when it never comes."""
     try:
-        wait_until(lambda: requests.get(f"{url}/-/ready", timeout=1).ok, 30, "prometheus ready")
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, f"{what} ready")
     except AssertionError:
         proc.stop()
-        raise AssertionError("prometheus did not start:\n" + proc.output()[-3000:]) from None
-    return proc, url
+        raise AssertionError(f"{what} did not start:\n" + proc.output()[-3000:]) from None
+    return proc
 
 
 def start_alertmanager(tmp: Path, webhook_url: str) -> tuple[Proc, int]:
@@ -105,12 +109,7 @@ def start_alertmanager(tmp: Path, webhook_url: str) -> tuple[Proc, int]:
         ],
         tmp / "alertmanager.log",
     )
-    try:
-        wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok, 30, "alertmanager ready")
-    except AssertionError:
-        proc.stop()
-        raise AssertionError("alertmanager did not start:\n" + proc.output()[-3000:]) from None
-    return proc, port
+    return wait_ready(proc, port, "alertmanager"), port
 
 
 def stack_env(

@@ -171,7 +171,8 @@ def test_max_consecutive_errors_exits_after_exactly_that_many_posts(emulator: Em
     assert len(sent) == 3 and {r.post_state for r in sent} == {"failed"}
 
 
-def test_a_restart_after_a_fail_out_backs_off_until_a_post_succeeds(emulator: EmulatorClient, tmp_path: Path) -> None:
+def failed_out_and_restarted(emulator: EmulatorClient, tmp_path: Path) -> tuple[Proc, dict[str, str]]:
+    """A sender that failed out against a failing collector, and its restart, now backing off."""
     emulator.faults(collector_error_rate=1.0)
     proc, env = run_sender(
         emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.2, POST_TIMEOUT_SECONDS=0.1, MAX_CONSECUTIVE_ERRORS=2
@@ -179,6 +180,11 @@ def test_a_restart_after_a_fail_out_backs_off_until_a_post_succeeds(emulator: Em
     assert proc.popen.wait(20) == ExitStatus.FAILED_OUT
     again = start_probe("sender", env, tmp_path, tag="-2")
     wait_until(lambda: "waiting 10s before sending" in again.output(), 20, "the restart backoff")
+    return again, env
+
+
+def test_a_restart_after_a_fail_out_backs_off_until_a_post_succeeds(emulator: EmulatorClient, tmp_path: Path) -> None:
+    again, env = failed_out_and_restarted(emulator, tmp_path)
     backing_off = time.monotonic()
     emulator.faults(collector_error_rate=0.0)  # the collector recovers while the sender waits
     assert len(rows(env)) == 2  # nothing sent while backing off
@@ -190,13 +196,7 @@ def test_a_restart_after_a_fail_out_backs_off_until_a_post_succeeds(emulator: Em
 
 
 def test_sigterm_stops_a_sender_that_is_backing_off(emulator: EmulatorClient, tmp_path: Path) -> None:
-    emulator.faults(collector_error_rate=1.0)
-    proc, env = run_sender(
-        emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.2, POST_TIMEOUT_SECONDS=0.1, MAX_CONSECUTIVE_ERRORS=2
-    )
-    assert proc.popen.wait(20) == ExitStatus.FAILED_OUT
-    again = start_probe("sender", env, tmp_path, tag="-2")
-    wait_until(lambda: "waiting 10s before sending" in again.output(), 20, "the restart backoff")
+    again, _ = failed_out_and_restarted(emulator, tmp_path)
     started = time.monotonic()
     assert again.stop() == ExitStatus.OK
     assert time.monotonic() - started < 3

@@ -7,10 +7,12 @@ Everything runs on loopback; each run is bounded in count and time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -107,6 +109,42 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         "sqlite_wal_bytes": wal_bytes,
         "scrape_ms": scrape,
     }
+
+
+def run_tracing_memory(seconds: float, tmp: Path) -> dict:
+    """Peak RSS of sender and listener at 10 ev/s with X-Ray tracing off, then on (a UDP sink as daemon)."""
+    out = {}
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        for tracing in (False, True):
+            run_tmp = tmp / ("on" if tracing else "off")
+            run_tmp.mkdir()
+            emulator = start_emulator(run_tmp)
+            stack = BenchStack.create(
+                emulator,
+                run_tmp,
+                EVENT_INTERVAL_SECONDS=0.1,
+                AWS_XRAY_SDK_ENABLED=str(tracing).lower(),
+                AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{sink.getsockname()[1]}",
+            )
+            try:
+                stack.start()
+                wait_until(lambda s=stack: s.events(), 30, "the first event")
+                peaks = dict.fromkeys(("sender", "listener"), 0)
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    for name in peaks:
+                        with contextlib.suppress(psutil.Error, OSError):
+                            peaks[name] = max(peaks[name], psutil.Process(stack.pid(name)).memory_info().rss)
+                    time.sleep(0.5)
+            finally:
+                stack.stop()
+                emulator.proc.stop()
+            out["on" if tracing else "off"] = {name: rss / 2**20 for name, rss in peaks.items()}
+    finally:
+        sink.close()
+    return out
 
 
 def run_idle(seconds: float, tmp: Path) -> dict:
@@ -241,6 +279,13 @@ def markdown(results: dict) -> str:
         "Capacity (achieved rate within 1% of the target, skipped slots included; exact accounting): "
         f"**{results['capacity']} ev/s** (highest tested rate that met both)."
     )
+    if "tracing_rss_mb" in results:
+        t = results["tracing_rss_mb"]
+        lines.append(
+            "Peak RSS at 10 ev/s, X-Ray tracing off / on: "
+            f"sender {t['off']['sender']:.0f} / {t['on']['sender']:.0f} MB, "
+            f"listener {t['off']['listener']:.0f} / {t['on']['listener']:.0f} MB."
+        )
     if "idle" in results:
         i = results["idle"]
         lines.append(
@@ -268,6 +313,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rates", default="1,10,100,500,1000", help="events per second, comma-separated")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of steady traffic per rate")
+    parser.add_argument(
+        "--tracing-seconds", type=float, default=15.0, help="peak memory with tracing off and on (0 skips it)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle measurement (0 skips it)")
     parser.add_argument("--kills", type=int, default=5, help="listener SIGKILLs to time (0 skips restarts)")
     parser.add_argument("--sender-restarts", type=int, default=100, help="sender restarts before the scrape timing")
@@ -291,6 +339,10 @@ def main() -> int:
             results["rates"].append(result)
         held = [r["rate"] for r in results["rates"] if r["schedule_holds"] and r["mismatches"] == 0]
         results["capacity"] = max(held, default=0)
+        if args.tracing_seconds > 0:
+            (tmp / "tracing").mkdir()
+            results["tracing_rss_mb"] = run_tracing_memory(args.tracing_seconds, tmp / "tracing")
+            print(json.dumps(results["tracing_rss_mb"]), flush=True)
         if args.idle_seconds > 0:
             (tmp / "idle").mkdir()
             results["idle"] = run_idle(args.idle_seconds, tmp / "idle")

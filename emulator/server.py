@@ -52,6 +52,7 @@ class Record:
     version: str
     event: dict
     accepted_at: float
+    trace_header: str | None = None  # the X-Amzn-Trace-Id the post carried, as the platform would see it
     fate: str = "pending"  # delivered / dropped / held (paused, not yet delivered)
     delays_ms: list[float] = field(default_factory=list)  # one per copy
     writes: list[tuple[int, float]] = field(default_factory=list)  # (subscriber id, time)
@@ -65,6 +66,7 @@ class Record:
             "app_id": self.event.get("app_id"),
             "seqno": self.event.get("seqno"),
             "accepted_at": self.accepted_at,
+            "trace_header": self.trace_header,
             "fate": self.fate,
             "copies": len(self.delays_ms) if self.fate != "dropped" else 0,
             "delays_ms": self.delays_ms,
@@ -203,17 +205,17 @@ class Emulator:
         if self.dice.chance(faults.collector_error_rate):
             status = self.dice.status(faults)
             if self.dice.chance(faults.collector_error_written_rate):
-                self._accept(dataset, version, events)
+                self._accept(dataset, version, events, request.headers.get("X-Amzn-Trace-Id"))
             message = "Too Many Requests" if status == 429 else "Internal server error"
             return web.json_response({"message": message}, status=status)
-        self._accept(dataset, version, events)
+        self._accept(dataset, version, events, request.headers.get("X-Amzn-Trace-Id"))
         return web.json_response({"message": "Ok"})
 
-    def _accept(self, dataset: str, version: str, events: list[dict]) -> None:
+    def _accept(self, dataset: str, version: str, events: list[dict], trace_header: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         now = time.time()
         for event in events:
-            record = Record(len(self.records), dataset, version, event, now)
+            record = Record(len(self.records), dataset, version, event, now, trace_header)
             self.records.append(record)
             if self.dice.chance(self.faults.drop_rate):
                 record.fate = "dropped"

@@ -18,6 +18,7 @@ def main() -> int:
     from probe_listener.subscription import Subscription
     from shared import metrics
     from shared.store import Store
+    from shared.tracing import make_tracer
 
     log = logging.getLogger("listener")
     try:
@@ -31,7 +32,8 @@ def main() -> int:
         log.info("closed %d subscription interval(s) left open by a previous run at their last heartbeat", closed)
     metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     stop = threading.Event()
-    receiver = Receiver(cfg, store, app_id)
+    tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
+    receiver = Receiver(cfg, store, app_id, tracer)
     subscription = Subscription(cfg, store, receiver.handle, stop)
     threads = [
         threading.Thread(target=subscription.run, name="subscription"),

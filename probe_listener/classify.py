@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from shared.tracing import TRACE_FIELD, TRACE_ID
+
 # seqnos are SQLite integers: anything larger cannot be ours, and must not reach the store.
 MAX_SEQNO = 2**63 - 1
 
@@ -36,6 +38,7 @@ class Message:
     app_id: str | None = None
     seqno: int | None = None
     time_sent: float | None = None  # Unix time
+    trace_id: str | None = None  # the X-Ray trace the sender recorded the event in, when tracing is on
 
 
 def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Message:
@@ -69,7 +72,11 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if app_id != own_app_id:
         return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
-    return Message(Kind.OURS, app_id=app_id, seqno=seqno, time_sent=sent)
+    # Optional: events of the original service, or of a probe with tracing off, carry none.
+    trace_id = doc.get(TRACE_FIELD)
+    if not isinstance(trace_id, str) or not TRACE_ID.match(trace_id):
+        trace_id = None
+    return Message(Kind.OURS, app_id=app_id, seqno=seqno, time_sent=sent, trace_id=trace_id)
 
 
 def parse_time(text: str) -> float | None:

@@ -9,12 +9,14 @@ from probe_listener.classify import Kind, MalformedReason, parse
 from shared import metrics
 from shared.config import Config
 from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
+from shared.tracing import NoTracer
 
 log = logging.getLogger("listener")
 
 
 class Receiver:
-    def __init__(self, cfg: Config, store: Store, app_id: str) -> None:
+    def __init__(self, cfg: Config, store: Store, app_id: str, tracer: NoTracer | None = None) -> None:
+        self.tracer = tracer or NoTracer()
         self.cfg = cfg
         self.store = store
         self.app_id = app_id
@@ -66,6 +68,8 @@ class Receiver:
             self._unknown.inc()
             log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
             return
+        if self.tracer.enabled:
+            self.tracer.arrival(message.trace_id, self.ds, seqno, result.kind, result.latency)
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()
             self._duplicates.inc()

@@ -24,6 +24,7 @@ def main() -> int:
     from shared.auth import TokenProvider
     from shared.deadline import guard
     from shared.store import Store
+    from shared.tracing import make_tracer
 
     log = logging.getLogger("sender")
     try:
@@ -33,6 +34,7 @@ def main() -> int:
         log.error("%s", exc)
         return ExitStatus.STORE
     metrics.build_info.labels(lifecycle.version(), app_id).set(1)
+    tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     tokens = None
     if cfg.auth_enabled:
         tokens = TokenProvider(
@@ -43,6 +45,7 @@ def main() -> int:
             cfg.token_refresh_margin_seconds,
             on_request=lambda result: metrics.token_requests.labels(cfg.dataset_id, result).inc(),
             timeout=cfg.post_timeout_seconds,
+            trace=tracer.token_request,
         )
     session = requests.Session()
     # Proxy settings are read from the environment once, not on every post: requests' per-request
@@ -53,7 +56,8 @@ def main() -> int:
     # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
     session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
     session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
-    sender = Sender(cfg, store, Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session), app_id)
+    collector = Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer)
+    sender = Sender(cfg, store, collector, app_id, tracer)
     log.info(
         "sending to %s every %gs as app_id=%s dataset=%s/%s",
         cfg.collector_endpoint(),

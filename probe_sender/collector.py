@@ -17,6 +17,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_
 
 from shared.auth import AuthError, TokenProvider
 from shared.deadline import http_deadline
+from shared.tracing import NoTracer
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONNECT_TIMEOUT = 3.0
@@ -76,11 +77,19 @@ def _is_collector_answer(response: requests.Response) -> bool:
 
 
 class Collector:
-    def __init__(self, url: str, tokens: TokenProvider | None, deadline: float, session: requests.Session) -> None:
+    def __init__(
+        self,
+        url: str,
+        tokens: TokenProvider | None,
+        deadline: float,
+        session: requests.Session,
+        tracer: NoTracer | None = None,
+    ) -> None:
         self.url = url
         self.tokens = tokens
         self.deadline = deadline
         self.session = session
+        self.tracer = tracer or NoTracer()
 
     def post(self, event: dict) -> PostResult:
         body = json.dumps(event)
@@ -90,7 +99,7 @@ class Collector:
         def attempt() -> int:
             nonlocal attempts
             attempts += 1
-            return self._attempt(body, started)
+            return self._attempt(body, started, attempts)
 
         retrying = Retrying(
             stop=stop_before_delay(self.deadline),
@@ -104,9 +113,11 @@ class Collector:
             return PostResult(False, exc.reason, exc.status, attempts, time.monotonic() - started)
         return PostResult(True, None, status, attempts, time.monotonic() - started)
 
-    def _send(self, body: str, headers: dict[str, str], remaining: float) -> tuple[int, bool]:
+    def _send(self, body: str, headers: dict[str, str], remaining: float, number: int) -> tuple[int, bool]:
         """One POST within `remaining` seconds in all: (status, whether it is the collector's acceptance)."""
-        with http_deadline(remaining) as dog:
+        with self.tracer.attempt(self.url, number) as trace, http_deadline(remaining) as dog:
+            if trace.header:  # the collector's own traces continue the probe's
+                headers = {**headers, "X-Amzn-Trace-Id": trace.header}
             try:
                 response = self.session.post(
                     self.url,
@@ -118,16 +129,20 @@ class Collector:
                 )
                 try:
                     status = response.status_code
+                    trace.status(status)
                     return status, 200 <= status < 300 and _is_collector_answer(response)
                 finally:
                     response.close()
             except requests.Timeout:
+                trace.failed(PostError.TIMEOUT)
                 raise _Retriable(PostError.TIMEOUT) from None
             except (requests.RequestException, OSError):
                 # A read cut short by the deadline's watchdog is a timeout, not a connection error.
-                raise _Retriable(PostError.TIMEOUT if dog.fired else PostError.CONNECTION) from None
+                reason = PostError.TIMEOUT if dog.fired else PostError.CONNECTION
+                trace.failed(reason)
+                raise _Retriable(reason) from None
 
-    def _attempt(self, body: str, started: float) -> int:
+    def _attempt(self, body: str, started: float, number: int) -> int:
         renewed = False
         while True:
             remaining = self.deadline - (time.monotonic() - started)
@@ -144,7 +159,7 @@ class Collector:
                     raise _Retriable(PostError.AUTH) from None
                 headers["Authorization"] = f"Bearer {token}"
                 remaining = self.deadline - (time.monotonic() - started)
-            status, accepted = self._send(body, headers, remaining)
+            status, accepted = self._send(body, headers, remaining, number)
             if 300 <= status < 400:
                 raise _Final(PostError.REDIRECT, status)
             if status == 401 and token is not None and not renewed:

@@ -16,12 +16,16 @@ from shared import metrics
 from shared.auth import AuthError, TokenResult
 from shared.config import Config
 from shared.store import Store, StoreOperation
+from shared.tracing import NoTracer
 
 log = logging.getLogger("sender")
 
 
 class Sender:
-    def __init__(self, cfg: Config, store: Store, collector: Collector, app_id: str) -> None:
+    def __init__(
+        self, cfg: Config, store: Store, collector: Collector, app_id: str, tracer: NoTracer | None = None
+    ) -> None:
+        self.tracer = tracer or NoTracer()
         self.cfg = cfg
         self.store = store
         self.collector = collector
@@ -132,7 +136,9 @@ class Sender:
 
     def _post(self, event: dict) -> None:
         try:
-            result = self.collector.post(event)
+            with self.tracer.event(event, self.cfg.dataset_id) as segment:
+                result = self.collector.post(event)
+                self.tracer.outcome(segment, "posted" if result.ok else str(result.reason), not result.ok)
             try:
                 self.store.record_post(self.app_id, event["seqno"], result.ok, result.reason, time.time())
             except sqlite3.Error as exc:  # the event stays pending, and is judged unobserved, never lost

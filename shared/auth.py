@@ -7,11 +7,13 @@ get an AuthError at once and count a failed post, never a tight loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from enum import StrEnum
 
 from keycloak import KeycloakOpenID
@@ -72,6 +74,7 @@ class TokenProvider:
         refresh_margin: float,
         on_request: Callable[[TokenResult], None] = lambda result: None,
         timeout: float = 10.0,
+        trace: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
         # python-keycloak joins paths with urljoin: without a trailing slash "/auth" would be dropped.
         self._client = KeycloakOpenID(
@@ -88,6 +91,7 @@ class TokenProvider:
         for adapter in session.adapters.values():  # so that a token request ends by its deadline in all
             guard(adapter)
         self._timeout = timeout
+        self._trace = trace  # a tracing subsegment around each token request
         self._margin = refresh_margin
         self._on_request = on_request
         self._lock = threading.Lock()
@@ -124,7 +128,7 @@ class TokenProvider:
 
     def _fetch(self, now: float) -> str:
         try:
-            with http_deadline(self._timeout) as dog:
+            with self._trace(), http_deadline(self._timeout) as dog:
                 answer = self._client.token(grant_type="client_credentials")
             token, lifetime = parse_token_answer(answer)
         except (KeycloakError, KeyError, ValueError, TypeError, OSError, RecursionError) as exc:

@@ -12,6 +12,7 @@ selected environment (local/dev/prod), the built-in default.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import socket
@@ -129,6 +130,8 @@ class Config:
     client_secret: str
     authorizer_api: str
     xray_enabled: bool
+    xray_service_name: str
+    xray_sampling_rules: str
     event_interval_seconds: float
     max_consecutive_errors: int
     post_timeout_seconds: float
@@ -433,15 +436,31 @@ FIELDS: tuple[Field, ...] = (
         "AUTHORIZER_API",
         "str",
         "",
-        "Accepted for compatibility with the original; the probe never calls it.",
+        "The original service's authorizer URL: read, never called (the platform checks webhook tokens itself).",
     ),
     _f(
         "xray_enabled",
-        "aws_xray_sdk_enabled",
+        "tracing.xray.enabled",
         "AWS_XRAY_SDK_ENABLED",
         "bool",
         False,
-        "Accepted for compatibility; X-Ray tracing is not built in (a warning is logged when true).",
+        "Trace every event with AWS X-Ray, from its post to its arrival (segments to AWS_XRAY_DAEMON_ADDRESS).",
+    ),
+    _f(
+        "xray_service_name",
+        "tracing.xray.service_name",
+        "XRAY_SERVICE_NAME",
+        "str",
+        "dataplatform-probe",
+        "Name of the probe's segments in X-Ray (the arrival's is this plus ` listener`).",
+    ),
+    _f(
+        "xray_sampling_rules",
+        "tracing.xray.sampling_rules",
+        "XRAY_SAMPLING_RULES",
+        "str",
+        "",
+        "A file of the X-Ray SDK's local sampling rules (JSON); empty: every event is traced.",
     ),
     _f(
         "event_interval_seconds",
@@ -589,6 +608,7 @@ OTHER_VARIABLES = frozenset(
         "SUPERVISOR_USER",
         "SUPERVISOR_PASSWORD",
         "SUPERVISOR_LOGLEVEL",
+        "AWS_XRAY_DAEMON_ADDRESS",
     }
 )
 OUR_PREFIXES = ("PROBE_", "ORIGO_", "OKDATA_")
@@ -785,6 +805,13 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
         value = getattr(cfg, f.name)
         if isinstance(value, str) and value in PLACEHOLDERS:
             raise fail(f.name, "is still the placeholder of probe.env.example; fill in the real value")
+    if cfg.xray_sampling_rules:
+        try:
+            rules = json.loads(Path(cfg.xray_sampling_rules).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            rules = None
+        if not isinstance(rules, dict):
+            raise fail("xray_sampling_rules", "must name a readable JSON file of X-Ray local sampling rules")
     try:
         socket.getaddrinfo(cfg.metrics_host, None)
     except (socket.gaierror, UnicodeError):

@@ -8,7 +8,6 @@ interrupts a metric update deadlocks prometheus_client's non-reentrant lock
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -52,8 +51,6 @@ def start_process(name: str) -> config_mod.Config:
     cfg = load_config_or_exit(f"probe {name}")
     log_mod.setup(name, cfg.log_format, cfg.log_level, cfg.secrets())
     prepare_metrics_dir(cfg.metrics_dir)
-    if cfg.xray_enabled:
-        logging.getLogger(name).warning("AWS_XRAY_SDK_ENABLED is set, but X-Ray tracing is not built in; ignored")
     return cfg
 
 

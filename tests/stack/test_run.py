@@ -8,7 +8,7 @@ import signal
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -116,21 +116,27 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def stacks(emulator: EmulatorClient, tmp_path: Path) -> Iterator[list[Running]]:
+def launch(emulator: EmulatorClient, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start a stack (and, unless told not to, wait until it runs); every one is stopped afterwards."""
     made: list[Running] = []
-    yield made
+
+    def make(tag: str, wait: bool = True) -> Running:
+        stack = Running(emulator, tmp_path, tag)
+        made.append(stack)
+        if wait:
+            stack.wait_running()
+        return stack
+
+    yield make
     for stack in made:
         stack.proc.stop(signal.SIGTERM, timeout=60)
 
 
 def test_a_second_stack_on_the_same_store_is_refused_and_the_first_keeps_running(
-    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+    launch: Callable[..., Running],
 ) -> None:
-    first = Running(emulator, tmp_path, "first")
-    stacks.append(first)
-    first.wait_running()
-    second = Running(emulator, tmp_path, "second")  # same store, its own port and run directory
-    stacks.append(second)
+    first = launch("first")
+    second = launch("second", wait=False)  # same store, its own port and run directory
     assert second.proc.popen.wait(30) == ExitStatus.BUSY
     out = second.proc.output().strip().splitlines()
     assert len(out) == 1 and f"pid {first.proc.popen.pid}" in out[0], out
@@ -145,27 +151,21 @@ def test_a_second_stack_on_the_same_store_is_refused_and_the_first_keeps_running
 
 
 def test_kill_9_of_probe_run_leaves_no_orphans_and_the_next_start_runs(
-    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+    launch: Callable[..., Running],
 ) -> None:
-    first = Running(emulator, tmp_path, "first")
-    stacks.append(first)
-    first.wait_running()
+    first = launch("first")
     pids = first.pids()
     assert len(pids) == 5  # supervisord, lifecycle, metrics, listener, sender
     first.proc.popen.send_signal(signal.SIGKILL)
     first.proc.popen.wait(10)
     wait_until(lambda: not any(alive(p) for p in pids), 30, "supervisord and every program gone with probe run")
-    again = Running(emulator, tmp_path, "again")
-    stacks.append(again)
-    again.wait_running()
+    launch("again")
 
 
 def test_kill_9_of_supervisord_stops_its_programs_and_fails_the_stack(
-    emulator: EmulatorClient, tmp_path: Path, stacks: list[Running]
+    launch: Callable[..., Running],
 ) -> None:
-    stack = Running(emulator, tmp_path, "one")
-    stacks.append(stack)
-    stack.wait_running()
+    stack = launch("one")
     supervisord = int(stack.ctl("pid").strip())
     programs = {int(p) for p in stack.ctl("pid", "all").split()}
     os.kill(supervisord, signal.SIGKILL)

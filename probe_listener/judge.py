@@ -45,7 +45,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     in_flight = metrics.in_flight.labels(ds)
     period = min(1.0, cfg.loss_timeout_seconds / 4)
     next_prune = time.monotonic() + 60
-    store_errors = metrics.store_errors.labels(ds, StoreOperation.JUDGE)
+    metrics.store_errors.labels(ds, StoreOperation.JUDGE)  # present from the start
     reported: str | None = None
     while not stop.is_set():
         try:
@@ -74,8 +74,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
                     log.info("pruned %d events older than %gs", removed, cfg.retention_seconds)
                 next_prune = time.monotonic() + PRUNE_EVERY
         except sqlite3.Error as exc:  # keep judging; the next round retries the same rows
-            store_errors.inc()
-            log.error("store write failed (judge): %s; is the disk full?", exc)
+            metrics.count_store_error(ds, StoreOperation.JUDGE, exc)
         except Exception:
             log.exception("judgement round failed")
         problem = store.vanished()

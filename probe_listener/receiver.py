@@ -56,8 +56,7 @@ class Receiver:
         except sqlite3.Error as exc:
             # An arrival that cannot be recorded leaves the probe blind: the subscription ends (and
             # its interval with it), so that nothing sent meanwhile is judged lost.
-            metrics.store_errors.labels(self.ds, StoreOperation.CLASSIFY).inc()
-            log.error("store write failed (classify seqno=%d): %s; is the disk full?", message.seqno, exc)
+            metrics.count_store_error(self.ds, StoreOperation.CLASSIFY, exc)
             raise StoreWriteFailed(StoreOperation.CLASSIFY) from None
         seqno = message.seqno
         if result.kind is Arrival.FORGED:

@@ -24,7 +24,7 @@ from probe_listener.liveness import Due, Liveness
 from shared import metrics
 from shared.config import Config
 from shared.deadline import Watchdog, shut
-from shared.store import Store, StoreOperation, StoreWriteFailed
+from shared.store import Note, Store, StoreOperation, StoreWriteFailed
 
 log = logging.getLogger("listener")
 
@@ -88,7 +88,7 @@ class Subscription:
         self.stop = stop
         self.url = subscription_url(cfg)
         self.rng = random.Random()
-        self._noted = False  # a problem of the subscription is on record for /readyz
+        self._note = Note(store, "listener")  # a problem of the subscription, on record for /readyz
         ds = cfg.dataset_id
         self._connected = metrics.ws_connected.labels(ds)
         self._state_connected = metrics.connection_state.labels(ds, "connected")
@@ -113,8 +113,7 @@ class Subscription:
             except StoreWriteFailed:  # counted where it happened
                 lived = None
             except sqlite3.Error as exc:
-                metrics.store_errors.labels(self.cfg.dataset_id, StoreOperation.SUBSCRIPTION).inc()
-                log.error("store write failed (subscription): %s; is the disk full?", exc)
+                metrics.count_store_error(self.cfg.dataset_id, StoreOperation.SUBSCRIPTION, exc)
                 lived = None
             except Exception:  # a bug must not end the subscription for good
                 log.exception("subscription loop failed; reconnecting")
@@ -154,14 +153,12 @@ class Subscription:
             ws.close(timeout=0)
         metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
         if reason in ("http_400", "http_403", "http_404"):
-            if not self._noted:
-                self._noted = True
-                note = (
-                    f"dataset {self.cfg.dataset_id} is not known to the subscription, "
-                    f"or WEBHOOK_TOKEN does not open it ({reason})"
-                )
-                log.error("%s", note)
-                self.store.set_note("listener", note)
+            problem = (
+                f"dataset {self.cfg.dataset_id} is not known to the subscription, "
+                f"or WEBHOOK_TOKEN does not open it ({reason})"
+            )
+            if self._note.record(problem):
+                log.error("%s", problem)
         elif reason.startswith("http_"):
             log.warning("connect refused: %s", reason)
         return None
@@ -175,9 +172,7 @@ class Subscription:
         # An interval a failed write left open ends at its last heartbeat, not now.
         self.store.close_dangling_subscriptions()
         sub_id = self.store.subscription_opened(self.cfg.dataset_id, opened)
-        if self._noted:
-            self._noted = False
-            self.store.set_note("listener", None)
+        self._note.clear()
         self._set_connected(True)
         self._connects.inc()
         log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)

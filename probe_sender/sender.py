@@ -15,7 +15,7 @@ from probe_sender.schedule import SkipReason, next_slot
 from shared import metrics
 from shared.auth import AuthError, TokenResult
 from shared.config import Config
-from shared.store import Store, StoreOperation
+from shared.store import Note, Store, StoreOperation
 from shared.tracing import NoTracer
 
 log = logging.getLogger("sender")
@@ -31,7 +31,7 @@ class Sender:
         self.collector = collector
         self.app_id = app_id
         self.stop = threading.Event()
-        self._noted = False  # a problem of the posts is on record for /readyz
+        self._note = Note(store, "sender")  # a problem of the posts, on record for /readyz
         self.fail_outs = FailOutTracker(cfg.max_consecutive_errors, on_record=store.fail_outs()[0] > 0)
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix="post")
@@ -108,7 +108,7 @@ class Sender:
         except sqlite3.Error as exc:
             # Record before send: an event the store cannot hold is not posted at all.
             self._slots.release()
-            self._store_failed(StoreOperation.RECORD_SEND, exc)
+            metrics.count_store_error(self.cfg.dataset_id, StoreOperation.RECORD_SEND, exc)
             metrics.skipped_slots.labels(self.cfg.dataset_id, SkipReason.STORE).inc()
             return
         event = {
@@ -130,10 +130,6 @@ class Sender:
             return "posts fail for want of a token the collector accepts (see the token errors)"
         return f"posts fail ({result.reason}{f', status {result.status}' if result.status else ''})"
 
-    def _store_failed(self, operation: StoreOperation, exc: sqlite3.Error) -> None:
-        metrics.store_errors.labels(self.cfg.dataset_id, operation).inc()
-        log.error("store write failed (%s): %s; is the disk full?", operation, exc, extra={"operation": operation})
-
     def _post(self, event: dict) -> None:
         try:
             with self.tracer.event(event, self.cfg.dataset_id) as segment:
@@ -142,7 +138,7 @@ class Sender:
             try:
                 self.store.record_post(self.app_id, event["seqno"], result.ok, result.reason, time.time())
             except sqlite3.Error as exc:  # the event stays pending, and is judged unobserved, never lost
-                self._store_failed(StoreOperation.RECORD_POST, exc)
+                metrics.count_store_error(self.cfg.dataset_id, StoreOperation.RECORD_POST, exc)
             self._account(event["seqno"], result)
         except Exception:  # a bug here must not kill the pool silently
             log.exception("post of seqno=%s failed unexpectedly", event["seqno"])
@@ -157,9 +153,7 @@ class Sender:
             self._posted.inc()
             if self.fail_outs.success():
                 self.store.clear_fail_outs()
-            if self._noted:
-                self._noted = False
-                self.store.set_note("sender", None)
+            if self._note.clear():
                 log.info("posts succeed again")
             log.debug(
                 "posted seqno=%d in %.3fs",
@@ -169,11 +163,9 @@ class Sender:
             )
             return
         metrics.post_errors.labels(self.cfg.dataset_id, result.reason).inc()
-        if not self._noted:
-            self._noted = True
-            note = self._problem(result)
-            log.error("%s", note)
-            self.store.set_note("sender", note)
+        problem = self._problem(result)
+        if self._note.record(problem):
+            log.error("%s", problem)
         log.warning(
             "post failed seqno=%d reason=%s status=%s attempts=%d after %.2fs",
             seqno,

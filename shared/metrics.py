@@ -12,6 +12,7 @@ values vanish with the process (being connected, events in flight).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -34,6 +35,21 @@ store_errors = Counter(
     "Store writes that failed (disk full, file gone), by operation: the probe's own trouble, not the pipeline's.",
     [*D, "operation"],
 )
+
+_store_log = logging.getLogger("store")
+
+
+def count_store_error(dataset: str, operation: str, exc: Exception) -> None:
+    """A store write that failed: counted under its operation and logged as what it is (the probe's
+    own trouble, a full disk most likely), never as a pipeline or connection problem."""
+    store_errors.labels(dataset, operation).inc()
+    _store_log.error(
+        "store write failed (%s): %s; is the disk full?",
+        operation,
+        exc,
+        extra={"dataset": dataset, "operation": operation},
+    )
+
 
 # ---- sender ----
 events_posted = Counter("probe_events_posted", "Events the collector accepted (2xx).", D)

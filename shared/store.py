@@ -528,3 +528,32 @@ class Store:
             "SELECT COALESCE(SUM(receive_count - 1), 0) FROM events WHERE receive_count > 1"
         )[0][0]
         return counts
+
+
+class Note:
+    """One process's problem on record for /readyz (a wrong dataset, say), written when it begins
+    and when it ends rather than at every failed post or refused handshake. Safe across threads."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._lock = threading.Lock()
+        self._on = False
+
+    def record(self, text: str) -> bool:
+        """Put the problem on record; True only for the first call of a streak (log it then)."""
+        with self._lock:
+            if self._on:
+                return False
+            self._on = True
+        self._store.set_note(self._key, text)
+        return True
+
+    def clear(self) -> bool:
+        """The problem ended; True when there was one on record."""
+        with self._lock:
+            if not self._on:
+                return False
+            self._on = False
+        self._store.set_note(self._key, None)
+        return True

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import SCHEMA_VERSION, Arrival, EventRow, EventState, PostState, Store, StoreError
+from shared.store import SCHEMA_VERSION, Arrival, EventRow, EventState, Note, PostState, Store, StoreError
 from tests.helpers import PYTHON, ROOT, wait_until
 
 # The schema of version 1, as stores written by earlier releases have it.
@@ -260,3 +260,18 @@ def test_a_file_claiming_our_schema_without_our_tables_is_refused(tmp_path: Path
     db.close()
     with pytest.raises(StoreError, match="lacks the probe's tables"):
         Store(path)
+
+
+def test_a_note_is_written_once_per_streak_from_any_number_of_threads(store: Store) -> None:
+    import threading
+
+    note = Note(store, "sender")
+    firsts: list[bool] = []
+    threads = [threading.Thread(target=lambda: firsts.append(note.record("posts fail"))) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert firsts.count(True) == 1 and store.note("sender") == "posts fail"
+    assert note.clear() is True and store.note("sender") is None
+    assert note.clear() is False

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from probe_stack import metrics_dir, stack_lock
 from shared import log as log_mod
-from shared.config import DEFAULT_CONFIG_PATH, Config
+from shared.config import Config
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
 from shared.parent import die_with_parent
@@ -94,7 +94,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
     ]
     # Secrets through the environment, never the command line (which every user sees in ps).
     env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: cfg.webhook_token}
-    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_me)
+    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent)
     import requests
 
     deadline = time.monotonic() + 20
@@ -184,11 +184,6 @@ def _append_to_stdout() -> None:
             fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_APPEND)
 
 
-def _die_with_me() -> None:
-    """preexec_fn of our children: they get SIGTERM when `probe run` dies, even by kill -9."""
-    die_with_parent()
-
-
 def run(with_emulator: bool = False) -> int:
     global _json_output
     _append_to_stdout()
@@ -196,9 +191,8 @@ def run(with_emulator: bool = False) -> int:
     _json_output = cfg.log_format == "json"
     for warning in cfg.warnings:
         _say(f"probe: warning: {warning}", "WARNING")
-    config_path = os.environ.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH
     try:
-        lock = stack_lock.acquire(cfg.db_path, str(Path(config_path).resolve()))
+        lock = stack_lock.acquire(cfg.db_path, cfg.config_file or "none (defaults and environment)")
     except stack_lock.StackRunning as exc:
         _say(f"probe: {exc}")
         return ExitStatus.BUSY
@@ -234,7 +228,7 @@ def run(with_emulator: bool = False) -> int:
         [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_me,
+        preexec_fn=die_with_parent,  # it gets SIGTERM when we die, even by kill -9, and stops its programs
     )
     host = "127.0.0.1" if cfg.metrics_host in ("0.0.0.0", "::") else cfg.metrics_host
     lines = [

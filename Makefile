@@ -41,17 +41,19 @@ test: init test-deps ## the whole test suite (installs what it needs first)
 	$(RUN)/pytest
 
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
-# tests and the end-to-end tests; installed when missing and we may (root with apt-get).
-TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool
-test-deps: ## install Prometheus and Alertmanager (Debian packages) when missing
+# tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in
+# the container tests. Installed when missing and we may (root with apt-get).
+TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap
+TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark uidmap mmdebstrap
+test-deps: ## install Prometheus, Alertmanager, podman and mmdebstrap (Debian packages) when missing
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing prometheus and prometheus-alertmanager (missing: $$(echo $$missing))"; \
+	    echo "installing $(TEST_PACKAGES) (missing: $$(echo $$missing))"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
 	  else \
-	    echo "make test needs $$(echo $$missing): run 'sudo apt-get install prometheus prometheus-alertmanager' (Debian/Ubuntu)" >&2; \
+	    echo "make test needs $$(echo $$missing): run 'sudo apt-get install $(TEST_PACKAGES)' (Debian/Ubuntu)" >&2; \
 	    exit 2; \
 	  fi; \
 	fi

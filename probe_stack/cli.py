@@ -52,6 +52,12 @@ def _status(args: argparse.Namespace) -> int:
     return main(limit=args.last, as_json=args.json)
 
 
+def _health(args: argparse.Namespace) -> int:
+    from probe_stack.healthcheck import check
+
+    return check(load_config_or_exit("probe health"), "/readyz" if args.ready else "/healthz")
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from emulator.__main__ import main
 
@@ -112,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--last", type=int, default=20, metavar="N", help="how many recent events (default 20)")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(func=_status)
+
+    health = add("health", "ask the running stack's metrics program: exit 0 when healthy (the container's HEALTHCHECK)")
+    health.add_argument("--ready", action="store_true", help="ask /readyz (events flowing) instead of /healthz")
+    health.set_defaults(func=_health)
 
     run = add("run", "run the supervised stack (sender, listener, metrics) in the foreground")
     run.add_argument(

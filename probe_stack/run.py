@@ -25,11 +25,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe_stack import metrics_dir, stack_lock
+from probe_stack.healthcheck import metrics_address, url_host
 from shared import log as log_mod
 from shared.config import Config
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
-from shared.parent import die_with_parent
+from shared.parent import child_dies_with_us
 from shared.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
     ]
     # Secrets through the environment, never the command line (which every user sees in ps).
     env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: cfg.webhook_token}
-    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=die_with_parent)
+    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=child_dies_with_us())
     import requests
 
     deadline = time.monotonic() + 20
@@ -228,12 +229,12 @@ def run(with_emulator: bool = False) -> int:
         [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
         env=env,
         start_new_session=True,
-        preexec_fn=die_with_parent,  # it gets SIGTERM when we die, even by kill -9, and stops its programs
+        preexec_fn=child_dies_with_us(),  # it gets SIGTERM when we die, even by kill -9, and stops its programs
     )
-    host = "127.0.0.1" if cfg.metrics_host in ("0.0.0.0", "::") else cfg.metrics_host
+    host, port = metrics_address(cfg)
     lines = [
         f"probe: stack starting (supervisord pid {supervisord.pid})",
-        f"  metrics  http://{host}:{cfg.metrics_port}/metrics  (also /healthz, /readyz)",
+        f"  metrics  http://{url_host(host)}:{port}/metrics  (also /healthz, /readyz)",
         f"  store    {Path(cfg.db_path).resolve()}  ->  probe status",
         "  control  probe ctl status | probe ctl restart sender",
     ]

@@ -84,8 +84,10 @@ class EmulatorClient:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def faults(self, **changes: Any) -> dict:
-        r = self.session.put(f"{self.base}/_emulator/faults", json=changes, timeout=5)
+    def faults(self, dataset: str | None = None, **changes: Any) -> dict:
+        """Change the faults of every dataset, or of `dataset` only."""
+        params = {"dataset": dataset} if dataset else None
+        r = self.session.put(f"{self.base}/_emulator/faults", json=changes, params=params, timeout=5)
         r.raise_for_status()
         return r.json()
 

@@ -32,6 +32,7 @@ class Faults:
     duplicate_gap_ms: float = 5.0  # how long after the first copy the second one goes out
     reorder_rate: float = 0.0  # chance an event is held back so that later ones overtake it
     reorder_ms: float = 50.0
+    corrupt_rate: float = 0.0  # chance a delivered copy is altered (a character of its padding, or a field added)
     # collector
     collector_error_rate: float = 0.0
     collector_error_statuses: tuple[int, ...] = (503,)
@@ -85,6 +86,7 @@ class Faults:
             "drop_rate",
             "duplicate_rate",
             "reorder_rate",
+            "corrupt_rate",
             "collector_error_rate",
             "collector_error_written_rate",
         ):

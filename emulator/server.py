@@ -57,6 +57,7 @@ class Record:
     delays_ms: list[float] = field(default_factory=list)  # one per copy
     writes: list[tuple[int, float]] = field(default_factory=list)  # (subscriber id, time)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (subscriber id, why not written)
+    corrupted: list[int] = field(default_factory=list)  # which copies (0, 1) went out altered
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class Record:
             "delays_ms": self.delays_ms,
             "writes": [{"subscriber": s, "at": t} for s, t in self.writes],
             "skipped": [{"subscriber": s, "why": w} for s, w in self.skipped],
+            "corrupted_copies": self.corrupted,
         }
 
 
@@ -105,6 +107,8 @@ class Emulator:
         self.subscribers: dict[int, Subscriber] = {}
         self.history: list[Subscriber] = []
         self.held: list[tuple[Record, str]] = []
+        # Faults of one dataset, where they differ from the emulator-wide ones (PUT ...?dataset=).
+        self.dataset_faults: dict[str, Faults] = {}
         self._ids = itertools.count(1)
         self._closer: asyncio.Task | None = None
 
@@ -136,6 +140,9 @@ class Emulator:
         if self._closer:
             self._closer.cancel()
         await self._close_all(1001, "emulator shutting down")
+
+    def faults_for(self, dataset: str | None) -> Faults:
+        return self.dataset_faults.get(dataset or "", self.faults)
 
     # ---- token endpoint ----
 
@@ -180,7 +187,7 @@ class Emulator:
         return True
 
     async def collect(self, request: web.Request) -> web.Response:
-        faults = self.faults
+        faults = self.faults_for(request.match_info["dataset"])
         if faults.collector_delay_ms:
             await asyncio.sleep(faults.collector_delay_ms / 1000)
         if self.settings.collector_auth and not self._authorized(request.headers.get("Authorization")):
@@ -214,24 +221,40 @@ class Emulator:
     def _accept(self, dataset: str, version: str, events: list[dict], trace_header: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         now = time.time()
+        faults = self.faults_for(dataset)
         for event in events:
             record = Record(len(self.records), dataset, version, event, now, trace_header)
             self.records.append(record)
-            if self.dice.chance(self.faults.drop_rate):
+            if self.dice.chance(faults.drop_rate):
                 record.fate = "dropped"
                 continue
-            copies = 2 if self.dice.chance(self.faults.duplicate_rate) else 1
+            copies = 2 if self.dice.chance(faults.duplicate_rate) else 1
             text = json.dumps(event) + "\n"
-            base = self.dice.delay_ms(self.faults)
-            if self.dice.chance(self.faults.reorder_rate):
-                base += self.faults.reorder_ms
+            base = self.dice.delay_ms(faults)
+            if self.dice.chance(faults.reorder_rate):
+                base += faults.reorder_ms
             for copy in range(copies):
-                delay = base + copy * self.faults.duplicate_gap_ms
+                delay = base + copy * faults.duplicate_gap_ms
                 record.delays_ms.append(round(delay, 3))
-                loop.call_later(delay / 1000, self._deliver, record, text)
+                sent = text
+                if self.dice.chance(faults.corrupt_rate):
+                    record.corrupted.append(copy)
+                    sent = json.dumps(self._altered(event)) + "\n"
+                loop.call_later(delay / 1000, self._deliver, record, sent)
+
+    def _altered(self, event: dict) -> dict:
+        """A copy changed on the way: one character of its padding, or else a field added."""
+        copy = dict(event)
+        padding = copy.get("padding")
+        if isinstance(padding, str) and padding:
+            at = self.dice.rng.randrange(len(padding))
+            copy["padding"] = padding[:at] + ("0" if padding[at] != "0" else "1") + padding[at + 1 :]
+        else:
+            copy["emulator_altered"] = True
+        return copy
 
     def _deliver(self, record: Record, text: str) -> None:
-        if self.faults.paused:
+        if self.faults_for(record.dataset).paused:
             record.fate = "held"
             self.held.append((record, text))
             return
@@ -246,7 +269,7 @@ class Emulator:
         dataset = request.query.get("dataset_id")
         token = request.query.get("webhook_token")
         header = request.headers.get("Authorization")
-        if self.faults.refuse_connections:
+        if self.faults_for(dataset).refuse_connections:
             return web.json_response({"message": "Internal server error"}, status=500)
         if not dataset or (not token and not header):
             return web.json_response({"message": "Bad Request"}, status=400)
@@ -289,7 +312,7 @@ class Emulator:
                 await ws.close(code=1001, message=b"Going away")
                 break
             if msg.type == WSMsgType.PING:
-                if not self.faults.half_open:
+                if not self.faults_for(sub.dataset).half_open:
                     await ws.pong(msg.data)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 break
@@ -302,7 +325,7 @@ class Emulator:
                 while sub.ws is None:
                     await asyncio.sleep(0.001)
                 ws = sub.ws
-            if self.faults.half_open:
+            if self.faults_for(sub.dataset).half_open:
                 record.skipped.append((sub.id, "half-open"))
                 continue
             try:
@@ -316,8 +339,8 @@ class Emulator:
             record, _ = sub.queue.get_nowait()
             record.skipped.append((sub.id, why))
 
-    async def _close_all(self, code: int, reason: str) -> int:
-        subs = [s for s in self.subscribers.values() if s.ws is not None]
+    async def _close_all(self, code: int, reason: str, dataset: str | None = None) -> int:
+        subs = [s for s in self.subscribers.values() if s.ws is not None and dataset in (None, s.dataset)]
         for sub in subs:
             sub.close_code = code
             await sub.ws.close(code=code, message=reason.encode())
@@ -332,32 +355,41 @@ class Emulator:
 
     # ---- controls ----
 
-    async def get_faults(self, _: web.Request) -> web.Response:
-        return web.json_response(self.faults.as_json())
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self.faults_for(request.query.get("dataset")).as_json())
 
     async def put_faults(self, request: web.Request) -> web.Response:
+        """Change the faults of every dataset, or with ?dataset=ID of that one only."""
+        dataset = request.query.get("dataset")
+        before = self.faults_for(dataset)
         try:
             changes = await request.json()
             if not isinstance(changes, dict):
                 raise FaultError("expected a JSON object of fault settings")
-            faults = self.faults.updated(changes)
+            faults = before.updated(changes)
         except (ValueError, FaultError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        was_paused = self.faults.paused
-        self.faults = faults
+        if dataset is None:
+            self.faults = faults
+        else:
+            self.dataset_faults[dataset] = faults
         if "seed" in changes:
             self.dice.reseed(faults.seed)
-        if was_paused and not faults.paused:
-            held, self.held = self.held, []
-            for record, text in held:
+        if before.paused and not faults.paused:
+            keep: list[tuple[Record, str]] = []
+            release: list[tuple[Record, str]] = []
+            for record, text in self.held:
+                (keep if self.faults_for(record.dataset).paused else release).append((record, text))
+            self.held = keep
+            for record, text in release:
                 self._deliver(record, text)
-        log.info("faults updated: %s", changes)
-        return web.json_response(self.faults.as_json())
+        log.info("faults updated%s: %s", f" for {dataset}" if dataset else "", changes)
+        return web.json_response(faults.as_json())
 
     async def close_now(self, request: web.Request) -> web.Response:
         body = await request.json() if request.can_read_body else {}
         code = int(body.get("code", self.faults.close_code))
-        closed = await self._close_all(code, str(body.get("reason", "Going away")))
+        closed = await self._close_all(code, str(body.get("reason", "Going away")), body.get("dataset"))
         return web.json_response({"closed": closed})
 
     async def revoke_tokens(self, _: web.Request) -> web.Response:

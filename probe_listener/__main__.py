@@ -1,4 +1,7 @@
-"""`python -m probe_listener`: wire the listener's parts together and run until told to stop."""
+"""`python -m probe_listener`: wire the listener's parts together and run until told to stop.
+
+One subscription thread per dataset, each reconnecting on its own, and one judge for all.
+"""
 
 from __future__ import annotations
 
@@ -33,15 +36,15 @@ def main() -> int:
     metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     stop = threading.Event()
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
-    receiver = Receiver(cfg, store, app_id, tracer)
-    subscription = Subscription(cfg, store, receiver.handle, stop)
-    threads = [
-        threading.Thread(target=subscription.run, name="subscription"),
-        threading.Thread(target=judge_loop, args=(cfg, stop), name="judge"),
-    ]
+    threads = [threading.Thread(target=judge_loop, args=(cfg, stop), name="judge")]
+    for ds in cfg.datasets:
+        siblings = frozenset(d.name for d in cfg.datasets if d.id == ds.id and d.name != ds.name)
+        receiver = Receiver(cfg, ds, store, app_id, tracer, siblings)
+        subscription = Subscription(cfg, ds, store, receiver.handle, stop)
+        threads.append(threading.Thread(target=subscription.run, name=f"subscription-{ds.name}"))
+        log.info("listening as app_id=%s dataset=%s loss timeout %gs", app_id, ds.name, ds.loss_timeout_seconds)
     for thread in threads:
         thread.start()
-    log.info("listening as app_id=%s dataset=%s loss timeout %gs", app_id, cfg.dataset_id, cfg.loss_timeout_seconds)
     sig = lifecycle.wait_for_stop(stop, lambda: all(t.is_alive() for t in threads))
     if sig is not None:
         log.info("signal %d: stopping", sig)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from shared.event import DATASET_FIELD, Integrity, integrity
 from shared.tracing import TRACE_FIELD, TRACE_ID
 
 # seqnos are SQLite integers: anything larger cannot be ours, and must not reach the store.
@@ -39,6 +40,9 @@ class Message:
     seqno: int | None = None
     time_sent: float | None = None  # Unix time
     trace_id: str | None = None  # the X-Ray trace the sender recorded the event in, when tracing is on
+    dataset: str | None = None  # the probe's dataset entry it was sent for (None: an event of an older probe)
+    integrity: Integrity = Integrity.UNSEALED
+    doc: dict | None = None  # the event itself, kept only when it arrived altered (to say what differed)
 
 
 def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Message:
@@ -76,7 +80,20 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
     trace_id = doc.get(TRACE_FIELD)
     if not isinstance(trace_id, str) or not TRACE_ID.match(trace_id):
         trace_id = None
-    return Message(Kind.OURS, app_id=app_id, seqno=seqno, time_sent=sent, trace_id=trace_id)
+    dataset = doc.get(DATASET_FIELD)
+    if dataset is not None and not isinstance(dataset, str):
+        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
+    sealed = integrity(doc)
+    return Message(
+        Kind.OURS,
+        app_id=app_id,
+        seqno=seqno,
+        time_sent=sent,
+        trace_id=trace_id,
+        dataset=dataset,
+        integrity=sealed,
+        doc=doc if sealed is Integrity.ALTERED else None,
+    )
 
 
 def parse_time(text: str) -> float | None:

@@ -14,7 +14,7 @@ import time
 
 from shared import metrics
 from shared.config import Config
-from shared.store import Store, StoreOperation
+from shared.store import EventState, Store, StoreOperation
 
 log = logging.getLogger("listener")
 
@@ -22,15 +22,33 @@ PRUNE_EVERY = 600.0
 
 
 def set_missing_shares(store: Store, cfg: Config, now: float) -> None:
-    """The original service's probe_events_missing_*_share gauges, from the store.
+    """The original service's probe_events_missing_*_share gauges, from the store, per dataset.
 
     Events younger than MISSING_GRACE_SECONDS are left out: they may still be on
     their way, and counting them would make a healthy pipeline look lossy.
     """
     until = now - cfg.missing_grace_seconds
-    for name, window in metrics.MISSING_SHARE_WINDOWS.items():
-        missing, accepted = store.missing_share(until - window, until)
-        metrics.missing_share[name].labels(cfg.dataset_id).set(missing / accepted if accepted else 0.0)
+    for ds in cfg.datasets:
+        for name, window in metrics.MISSING_SHARE_WINDOWS.items():
+            missing, accepted = store.missing_share(ds.name, until - window, until)
+            metrics.missing_share[name].labels(ds.name).set(missing / accepted if accepted else 0.0)
+
+
+def report_judged(ds: str, counts: dict[EventState, int], timeout: float) -> None:
+    lost, unobserved = counts[EventState.LOST], counts[EventState.UNOBSERVED]
+    if lost:
+        metrics.events_lost.labels(ds).inc(lost)
+        log.warning(
+            "%d event(s) of %s lost: missing after %gs", lost, ds, timeout, extra={"dataset": ds, "count": lost}
+        )
+    if unobserved:
+        metrics.events_unobserved.labels(ds).inc(unobserved)
+        log.info(
+            "%d event(s) of %s unobserved: missing, but the listener was not subscribed to it all along",
+            unobserved,
+            ds,
+            extra={"dataset": ds, "count": unobserved},
+        )
 
 
 def judge_loop(cfg: Config, stop: threading.Event) -> None:
@@ -40,32 +58,23 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     classification of arriving messages, whose receive times would then be late.
     """
     store = Store(cfg.db_path, create=False)
-    ds = cfg.dataset_id
-    lost, unobserved = metrics.events_lost.labels(ds), metrics.events_unobserved.labels(ds)
-    in_flight = metrics.in_flight.labels(ds)
-    period = min(1.0, cfg.loss_timeout_seconds / 4)
+    timeouts = {ds.name: ds.loss_timeout_seconds for ds in cfg.datasets}
+    first = cfg.datasets[0].name
+    period = min(1.0, min(timeouts.values()) / 4)
     next_prune = time.monotonic() + 60
-    metrics.store_errors.labels(ds, StoreOperation.JUDGE)  # present from the start
+    for name in timeouts:
+        metrics.events_lost.labels(name)
+        metrics.events_unobserved.labels(name)
+        metrics.store_errors.labels(name, StoreOperation.JUDGE)  # present from the start
     reported: str | None = None
     while not stop.is_set():
         try:
-            counts = store.judge_overdue(time.time(), cfg.loss_timeout_seconds)
-            if counts["lost"]:
-                lost.inc(counts["lost"])
-                log.warning(
-                    "%d event(s) lost: missing after %gs",
-                    counts["lost"],
-                    cfg.loss_timeout_seconds,
-                    extra={"dataset": ds, "count": counts["lost"]},
-                )
-            if counts["unobserved"]:
-                unobserved.inc(counts["unobserved"])
-                log.info(
-                    "%d event(s) unobserved: missing, but the listener was not subscribed all along",
-                    counts["unobserved"],
-                    extra={"dataset": ds, "count": counts["unobserved"]},
-                )
-            in_flight.set(store.in_flight())
+            judged = store.judge_overdue(time.time(), timeouts, cfg.loss_timeout_seconds)
+            for ds, counts in judged.items():
+                report_judged(ds, counts, timeouts.get(ds, cfg.loss_timeout_seconds))
+            open_events = store.in_flight()
+            for name in timeouts:
+                metrics.in_flight.labels(name).set(open_events.get(name, 0))
             set_missing_shares(store, cfg, time.time())
             store.checkpoint()
             if time.monotonic() >= next_prune:
@@ -74,7 +83,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
                     log.info("pruned %d events older than %gs", removed, cfg.retention_seconds)
                 next_prune = time.monotonic() + PRUNE_EVERY
         except sqlite3.Error as exc:  # keep judging; the next round retries the same rows
-            metrics.count_store_error(ds, StoreOperation.JUDGE, exc)
+            metrics.count_store_error(first, StoreOperation.JUDGE, exc)
         except Exception:
             log.exception("judgement round failed")
         problem = store.vanished()

@@ -6,8 +6,9 @@ import logging
 import sqlite3
 
 from probe_listener.classify import Kind, MalformedReason, parse
+from shared import event as event_mod
 from shared import metrics
-from shared.config import Config
+from shared.config import Config, Dataset
 from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
 from shared.tracing import NoTracer
 
@@ -15,12 +16,24 @@ log = logging.getLogger("listener")
 
 
 class Receiver:
-    def __init__(self, cfg: Config, store: Store, app_id: str, tracer: NoTracer | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: Dataset,
+        store: Store,
+        app_id: str,
+        tracer: NoTracer | None = None,
+        siblings: frozenset[str] = frozenset(),
+    ) -> None:
+        """`siblings`: the names of the other entries with the same dataset id, whose events this
+        subscription sees too and leaves to their own subscriptions."""
         self.tracer = tracer or NoTracer()
         self.cfg = cfg
+        self.dataset = dataset
         self.store = store
         self.app_id = app_id
-        ds = cfg.dataset_id
+        self.siblings = siblings
+        ds = dataset.name
         self.ds = ds
         self._event_level = logging.INFO if cfg.log_events else logging.DEBUG
         metrics.precreate(metrics.events_malformed, ds, MalformedReason)
@@ -35,6 +48,7 @@ class Receiver:
         self._wrong_appid = metrics.wrong_appid.labels(ds)
         self._clamped = metrics.latency_clamped.labels(ds)
         self._last_received = metrics.last_received.labels(ds)
+        self._corrupted = metrics.events_corrupted.labels(ds)
 
     def handle(self, payload: bytes, binary: bool, received_at: float) -> None:
         message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id)
@@ -51,8 +65,14 @@ class Receiver:
             self._wrong_appid.inc()
             log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
             return
+        if message.dataset is not None and message.dataset != self.ds:
+            if message.dataset in self.siblings:
+                return  # counted by the subscription of its own entry
+            self._unknown.inc()  # ours by app_id, but of no entry on this dataset (one since removed, say)
+            log.warning("event of a dataset entry not watched here: %s seqno=%s", message.dataset, message.seqno)
+            return
         try:
-            result = self.store.classify_arrival(self.app_id, message.seqno, received_at, message.time_sent)
+            result = self.store.classify_arrival(self.app_id, self.ds, message.seqno, received_at, message.time_sent)
         except sqlite3.Error as exc:
             # An arrival that cannot be recorded leaves the probe blind: the subscription ends (and
             # its interval with it), so that nothing sent meanwhile is judged lost.
@@ -63,6 +83,15 @@ class Receiver:
             metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
             log.warning("seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno)
             return
+        if message.integrity is event_mod.Integrity.ALTERED:
+            self._corrupted.inc()
+            what = event_mod.differences(message.doc or {}, self.dataset.payload_bytes > 0)
+            log.warning(
+                "seqno=%d arrived altered (%s); its arrival is still counted",
+                seqno,
+                "; ".join(what),
+                extra={"dataset": self.ds, "seqno": seqno, "differences": what},
+            )
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
             log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})

@@ -22,8 +22,9 @@ from websocket._abnf import frame_buffer
 from probe_listener.classify import MalformedReason
 from probe_listener.liveness import Due, Liveness
 from shared import metrics
-from shared.config import Config
+from shared.config import Config, Dataset
 from shared.deadline import Watchdog, shut
+from shared.log import DatasetLog
 from shared.store import Note, Store, StoreOperation, StoreWriteFailed
 
 log = logging.getLogger("listener")
@@ -69,9 +70,9 @@ class BoundedFrames(frame_buffer):
             raise FrameTooLarge(f"a frame of {self.length} bytes (limit {self.max_bytes})")
 
 
-def subscription_url(cfg: Config) -> str:
-    query = urlencode({"dataset_id": cfg.dataset_id, "webhook_token": cfg.webhook_token})
-    return f"{cfg.websocket_url}{'&' if '?' in cfg.websocket_url else '?'}{query}"
+def subscription_url(ds: Dataset) -> str:
+    query = urlencode({"dataset_id": ds.id, "webhook_token": ds.webhook_token})
+    return f"{ds.websocket_url}{'&' if '?' in ds.websocket_url else '?'}{query}"
 
 
 def backoff_delay(attempt: int, cap: float, rng: random.Random) -> float:
@@ -81,15 +82,19 @@ def backoff_delay(attempt: int, cap: float, rng: random.Random) -> float:
 
 
 class Subscription:
-    def __init__(self, cfg: Config, store: Store, on_frame: FrameHandler, stop: threading.Event) -> None:
+    def __init__(
+        self, cfg: Config, dataset: Dataset, store: Store, on_frame: FrameHandler, stop: threading.Event
+    ) -> None:
         self.cfg = cfg
+        self.dataset = dataset
         self.store = store
         self.on_frame = on_frame
         self.stop = stop
-        self.url = subscription_url(cfg)
+        self.url = subscription_url(dataset)
         self.rng = random.Random()
-        self._note = Note(store, "listener")  # a problem of the subscription, on record for /readyz
-        ds = cfg.dataset_id
+        self._note = Note(store, f"listener:{dataset.name}")  # a problem of the subscription, for /readyz
+        ds = dataset.name
+        self.log = DatasetLog(log, ds)
         self._connected = metrics.ws_connected.labels(ds)
         self._state_connected = metrics.connection_state.labels(ds, "connected")
         self._state_disconnected = metrics.connection_state.labels(ds, "disconnected")
@@ -113,17 +118,17 @@ class Subscription:
             except StoreWriteFailed:  # counted where it happened
                 lived = None
             except sqlite3.Error as exc:
-                metrics.count_store_error(self.cfg.dataset_id, StoreOperation.SUBSCRIPTION, exc)
+                metrics.count_store_error(self.dataset.name, StoreOperation.SUBSCRIPTION, exc)
                 lived = None
             except Exception:  # a bug must not end the subscription for good
-                log.exception("subscription loop failed; reconnecting")
-                metrics.ws_connect_failures.labels(self.cfg.dataset_id, CONNECT_ERROR).inc()
+                self.log.exception("subscription to %s failed; reconnecting", self.dataset.name)
+                metrics.ws_connect_failures.labels(self.dataset.name, CONNECT_ERROR).inc()
                 lived = None
             if self.stop.is_set():
                 break
             attempt = 0 if lived is not None and lived >= STABLE_AFTER else attempt + 1
             delay = backoff_delay(max(0, attempt - 1), self.cfg.reconnect_max_seconds, self.rng)
-            log.info("reconnecting in %.2fs (attempt %d)", delay, attempt + 1)
+            self.log.info("reconnecting %s in %.2fs (attempt %d)", self.dataset.name, delay, attempt + 1)
             self.stop.wait(delay)
 
     def _connect(self) -> websocket.WebSocket | None:
@@ -142,25 +147,25 @@ class Subscription:
         except (OSError, websocket.WebSocketException) as exc:
             if dog.fired:
                 reason = CONNECT_TIMEOUT_REASON
-                log.warning("connect failed: no subscription within %.0fs", CONNECT_TIMEOUT)
+                self.log.warning("connect failed: no subscription within %.0fs", CONNECT_TIMEOUT)
             elif "Redirect" in str(exc):
                 reason = CONNECT_REDIRECT
-                log.warning("connect refused: the server redirects the subscription; not followed")
+                self.log.warning("connect refused: the server redirects the subscription; not followed")
             else:
                 reason = CONNECT_ERROR
-                log.warning("connect failed: %s", exc)
+                self.log.warning("connect failed: %s", exc)
         with contextlib.suppress(Exception):
             ws.close(timeout=0)
-        metrics.ws_connect_failures.labels(self.cfg.dataset_id, reason).inc()
+        metrics.ws_connect_failures.labels(self.dataset.name, reason).inc()
         if reason in ("http_400", "http_403", "http_404"):
             problem = (
-                f"dataset {self.cfg.dataset_id} is not known to the subscription, "
-                f"or WEBHOOK_TOKEN does not open it ({reason})"
+                f"dataset {self.dataset.id} is not known to the subscription, "
+                f"or the webhook token of {self.dataset.name} does not open it ({reason})"
             )
             if self._note.record(problem):
-                log.error("%s", problem)
+                self.log.error("%s", problem)
         elif reason.startswith("http_"):
-            log.warning("connect refused: %s", reason)
+            self.log.warning("connect refused: %s", reason)
         return None
 
     def _connect_and_listen(self) -> float | None:
@@ -170,22 +175,22 @@ class Subscription:
             return None
         opened = time.time()
         # An interval a failed write left open ends at its last heartbeat, not now.
-        self.store.close_dangling_subscriptions()
-        sub_id = self.store.subscription_opened(self.cfg.dataset_id, opened)
+        self.store.close_dangling_subscriptions(self.dataset.name)
+        sub_id = self.store.subscription_opened(self.dataset.name, opened)
         self._note.clear()
         self._set_connected(True)
         self._connects.inc()
-        log.info("subscribed to %s dataset=%s", self.cfg.websocket_url, self.cfg.dataset_id)
+        self.log.info("subscribed to %s dataset=%s", self.dataset.websocket_url, self.dataset.id)
         reason, ended = DisconnectReason.ERROR, opened
         try:
             reason, ended = self._listen(ws, sub_id, opened)
         finally:
             self._set_connected(False)
-            metrics.ws_disconnects.labels(self.cfg.dataset_id, reason).inc()
+            metrics.ws_disconnects.labels(self.dataset.name, reason).inc()
             with contextlib.suppress(Exception):  # already gone; nothing to tell
                 ws.close(timeout=1)
             self.store.subscription_closed(sub_id, ended)
-        log.info("subscription ended: %s after %.1fs", reason, ended - opened)
+        self.log.info("subscription to %s ended: %s after %.1fs", self.dataset.name, reason, ended - opened)
         return ended - opened
 
     def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[DisconnectReason, float]:
@@ -199,7 +204,7 @@ class Subscription:
             now = time.monotonic()
             due = alive.due(now)
             if due is Due.DEAD:
-                log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
+                self.log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
                 return DisconnectReason.PONG_TIMEOUT, alive.last_alive
             if due is Due.PING:
                 ws.ping()
@@ -212,12 +217,12 @@ class Subscription:
             except websocket.WebSocketTimeoutException:
                 continue
             except FrameTooLarge as exc:
-                metrics.events_malformed.labels(cfg.dataset_id, MalformedReason.TOO_LARGE).inc()
-                log.warning("refused %s unread; reconnecting", exc)
+                metrics.events_malformed.labels(self.dataset.name, MalformedReason.TOO_LARGE).inc()
+                self.log.warning("refused %s unread; reconnecting", exc)
                 ws.shutdown()  # no closing handshake: that would read the rest of the frame
                 return DisconnectReason.TOO_LARGE, time.time()
             except (websocket.WebSocketConnectionClosedException, OSError, websocket.WebSocketException) as exc:
-                log.warning("connection lost: %s", exc)
+                self.log.warning("connection lost: %s", exc)
                 return DisconnectReason.ERROR, time.time()
             received_at = time.time()
             if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
@@ -227,6 +232,6 @@ class Subscription:
                 alive.pong(received_at)
             elif opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-                log.info("server closed the connection (code %s)", code)
+                self.log.info("server closed the connection (code %s)", code)
                 return DisconnectReason.SERVER_CLOSE, received_at
         return DisconnectReason.SHUTDOWN, time.time()

@@ -1,10 +1,14 @@
-"""`python -m probe_sender`: wire the sender's parts together and run until told to stop."""
+"""`python -m probe_sender`: wire the sender's parts together and run until told to stop.
+
+One schedule thread per dataset, sharing the store, the token and the HTTP connections.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
+import time
 
 import requests
 
@@ -15,13 +19,14 @@ from shared.store import StoreError
 
 def main() -> int:
     cfg = lifecycle.start_process("sender")
-    # The schedule thread must get the GIL back promptly from busy post threads (default: 5 ms).
+    # The schedule threads must get the GIL back promptly from busy post threads (default: 5 ms).
     sys.setswitchinterval(0.0005)
     # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR, set by start_process.
     from probe_sender.collector import Collector
+    from probe_sender.fail_out import FailOutGroup, fail_out_delay
     from probe_sender.sender import Sender
     from shared import metrics
-    from shared.auth import TokenProvider
+    from shared.auth import AuthError, TokenProvider
     from shared.deadline import guard
     from shared.store import Store
     from shared.tracing import make_tracer
@@ -35,58 +40,93 @@ def main() -> int:
         return ExitStatus.STORE
     metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
+    first = cfg.datasets[0].name
     tokens = None
     if cfg.auth_enabled:
+        # One client and one token for every dataset; its requests are counted under the first.
         tokens = TokenProvider(
             cfg.keycloak_server,
             cfg.keycloak_realm,
             cfg.client_id,
             cfg.client_secret,
             cfg.token_refresh_margin_seconds,
-            on_request=lambda result: metrics.token_requests.labels(cfg.dataset_id, result).inc(),
+            on_request=lambda result: metrics.token_requests.labels(first, result).inc(),
             timeout=cfg.post_timeout_seconds,
             trace=tracer.token_request,
         )
     session = requests.Session()
     # Proxy settings are read from the environment once, not on every post: requests' per-request
     # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
-    session.proxies.update(requests.utils.get_environ_proxies(cfg.collector_endpoint()))
+    session.proxies.update(requests.utils.get_environ_proxies(cfg.datasets[0].collector_endpoint()))
     session.trust_env = False
     session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
     # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
-    session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
-    session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=cfg.post_concurrency)))
-    collector = Collector(cfg.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer)
-    sender = Sender(cfg, store, collector, app_id, tracer)
-    log.info(
-        "sending to %s every %gs as app_id=%s dataset=%s/%s",
-        cfg.collector_endpoint(),
-        cfg.event_interval_seconds,
-        app_id,
-        cfg.dataset_id,
-        cfg.dataset_version,
+    pool = min(256, cfg.post_concurrency * len(cfg.datasets))
+    session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
+    session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
+    stop = threading.Event()
+    fail_outs = FailOutGroup(
+        cfg.max_consecutive_errors, [ds.name for ds in cfg.datasets], on_record=store.fail_outs()[0] > 0
     )
+    senders = []
+    for ds in cfg.datasets:
+        collector = Collector(
+            ds.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer, as_list=ds.posts_a_list()
+        )
+        senders.append(Sender(cfg, ds, store, collector, app_id, fail_outs, stop, tracer))
+        log.info(
+            "sending to %s every %gs as app_id=%s dataset=%s (%s/%s)",
+            ds.collector_endpoint(),
+            ds.interval_seconds,
+            app_id,
+            ds.name,
+            ds.id,
+            ds.version,
+        )
 
     crashed = threading.Event()
 
-    def work() -> None:
+    ready = threading.Event()
+
+    def prepare() -> None:
+        """After earlier fail-outs, wait (longer each time) before sending; then fetch the first token,
+        whose first request is slow (imports, TLS) and would otherwise stall the first slots."""
+        count, last_at = store.fail_outs()
+        delay = fail_out_delay(count, last_at, time.time())
+        if delay > 0:
+            log.warning("restart backoff: %d fail-out(s) in a row; waiting %.0fs before sending", count, delay)
+            stop.wait(delay)
+        if tokens is not None and not stop.is_set():
+            try:
+                tokens.get()
+            except AuthError as exc:
+                log.warning("no token yet (%s); the first posts will retry", exc)
+        ready.set()
+
+    def work(sender: Sender) -> None:
         try:
-            sender.back_off_after_fail_out()
-            sender.warm_up()
+            while not ready.wait(1.0) and starter.is_alive():
+                pass
             sender.wait_for_listener()
             sender.run()
         except Exception:  # e.g. the store stayed locked: exit non-zero so supervisord restarts us
-            log.exception("the schedule stopped unexpectedly")
+            log.exception("the schedule of %s stopped unexpectedly", sender.ds.name)
             crashed.set()
+            stop.set()
 
-    worker = threading.Thread(target=work, name="schedule")
-    worker.start()
-    sig = lifecycle.wait_for_stop(sender.stop, worker.is_alive)
+    workers = [threading.Thread(target=work, args=(s,), name=f"schedule-{s.ds.name}") for s in senders]
+    # In a thread of its own: the main thread must stay free to take the stop signal.
+    starter = threading.Thread(target=prepare, name="prepare")
+    for thread in [starter, *workers]:
+        thread.start()
+    sig = lifecycle.wait_for_stop(stop, lambda: all(w.is_alive() for w in workers))
     if sig is not None:
         log.info("signal %d: stopping; in-flight posts finish within %.0fs", sig, cfg.post_timeout_seconds)
-    worker.join()
+    stop.set()
+    for thread in [starter, *workers]:
+        thread.join()
     store.close()
-    if sender.fail_outs.failed_out:
+    if fail_outs.failed_out:
         return ExitStatus.FAILED_OUT
     if crashed.is_set():
         return ExitStatus.FATAL

@@ -84,15 +84,17 @@ class Collector:
         deadline: float,
         session: requests.Session,
         tracer: NoTracer | None = None,
+        as_list: bool = False,
     ) -> None:
         self.url = url
+        self.as_list = as_list  # the collector's /events/ endpoint takes a list of events
         self.tokens = tokens
         self.deadline = deadline
         self.session = session
         self.tracer = tracer or NoTracer()
 
     def post(self, event: dict) -> PostResult:
-        body = json.dumps(event)
+        body = json.dumps([event] if self.as_list else event)
         started = time.monotonic()
         attempts = 0
 

@@ -30,10 +30,20 @@ def _config_check(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, default=list))
         return ExitStatus.OK
     print(f"config file: {cfg.config_file or '(none found; defaults and environment only)'}")
+    datasets = effective.pop("datasets")
     width = max(len(k) for k in effective)
     value_width = min(60, max(len(str(v)) for v in effective.values()))
     for key, value in effective.items():
         print(f"{key:<{width}}  {value!s:<{value_width}}  ({cfg.origin.get(key, 'default')})")
+    where = cfg.origin.get("datasets", "the single-dataset settings above").removeprefix("in ")
+    print(f"datasets ({len(datasets)}, from {where}):")
+    for ds in datasets:
+        print(
+            f"  {ds['name']}: {ds['id']}/{ds['version']} every {ds['interval_seconds']:g}s, "
+            f"loss timeout {ds['loss_timeout_seconds']:g}s, payload {ds['payload_bytes']} bytes, "
+            f"post {ds['collector_url'].format(dataset_id=ds['id'], version=ds['version'])}, "
+            f"subscribe {ds['websocket_url']}"
+        )
     print("configuration OK")
     return ExitStatus.OK
 
@@ -49,7 +59,7 @@ def _config_docs(_: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from probe_stack.status import main
 
-    return main(limit=args.last, as_json=args.json)
+    return main(limit=args.last, as_json=args.json, dataset=args.dataset)
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -117,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = add("status", "show recent events and totals from the store")
     status.add_argument("--last", type=int, default=20, metavar="N", help="how many recent events (default 20)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument("--dataset", metavar="NAME", help="only this dataset (its name in the configuration)")
     status.set_defaults(func=_status)
 
     health = add("health", "ask the running stack's metrics program: exit 0 when healthy (the container's HEALTHCHECK)")

@@ -73,11 +73,17 @@ def prepare(cfg: Config) -> int:
 def _start_emulator(cfg: Config) -> subprocess.Popen:
     from emulator.options import SECRET_ENV, TOKEN_ENV
 
-    parts = urlsplit(cfg.websocket_url)
-    if parts.hostname not in ("127.0.0.1", "localhost"):
-        _say("probe run --with-emulator: WEBSOCKET_URL must point at 127.0.0.1")
+    ports = {urlsplit(ds.websocket_url).port or 80 for ds in cfg.datasets}
+    hosts = {urlsplit(ds.websocket_url).hostname for ds in cfg.datasets}
+    if not hosts <= {"127.0.0.1", "localhost"} or len(ports) != 1:
+        _say("probe run --with-emulator: every dataset's WEBSOCKET_URL must point at one port of 127.0.0.1")
         raise SystemExit(ExitStatus.CONFIG)
-    port = parts.port or 80
+    tokens = {ds.webhook_token for ds in cfg.datasets}
+    if len(tokens) != 1:
+        _say("probe run --with-emulator: the emulator has one webhook token; give every dataset the same one")
+        raise SystemExit(ExitStatus.CONFIG)
+    port = ports.pop()
+    datasets = sorted({f"{ds.id}/{ds.version}" for ds in cfg.datasets})
     cmd = [
         sys.executable,
         "-m",
@@ -88,13 +94,12 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
         cfg.keycloak_realm,
         "--client-id",
         cfg.client_id,
-        "--dataset",
-        f"{cfg.dataset_id}/{cfg.dataset_version}",
+        *(arg for ds in datasets for arg in ("--dataset", ds)),
         "--faults",
         os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS),
     ]
     # Secrets through the environment, never the command line (which every user sees in ps).
-    env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: cfg.webhook_token}
+    env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: tokens.pop()}
     emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=child_dies_with_us())
     import requests
 
@@ -210,7 +215,7 @@ def run(with_emulator: bool = False) -> int:
         )
         return ExitStatus.CONFIG
     if with_emulator:
-        port = urlsplit(cfg.websocket_url).port or 80
+        port = urlsplit(cfg.datasets[0].websocket_url).port or 80
         busy = port_in_use("127.0.0.1", port)
         if busy:
             _say(

@@ -12,7 +12,7 @@ from shared.lifecycle import load_config_or_exit
 from shared.store import Store, StoreError
 
 
-def main(limit: int, as_json: bool) -> int:
+def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     cfg = load_config_or_exit()
     if not Path(cfg.db_path).exists():
         print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
@@ -22,9 +22,22 @@ def main(limit: int, as_json: bool) -> int:
     except StoreError as exc:
         print(f"probe status: {exc}", file=sys.stderr)
         return ExitStatus.STORE
-    rows = store.recent_events(limit)
+    rows = store.recent_events(limit, dataset)
     totals = store.totals()
     app_id = store.app_id()
+    configured = [ds.name for ds in cfg.datasets]
+    if dataset is not None:
+        if dataset not in configured and dataset not in totals:
+            known = ", ".join(sorted(set(configured) | set(totals)))
+            print(
+                f"probe status: no dataset {dataset!r} in the configuration or the store (known: {known})",
+                file=sys.stderr,
+            )
+            return ExitStatus.CONFIG
+        totals = {dataset: totals.get(dataset, {})}
+    else:
+        for name in configured:  # a configured dataset with no events yet still shows, with zeros
+            totals.setdefault(name, {})
     if as_json:
         doc = {
             "app_id": app_id,
@@ -34,13 +47,15 @@ def main(limit: int, as_json: bool) -> int:
         }
         print(json.dumps(doc, indent=2))
         return ExitStatus.OK
-    print(f"store {cfg.db_path}  app_id {app_id}  dataset {cfg.dataset_id}/{cfg.dataset_version}")
-    print(f"{'seqno':>8}  {'sent (UTC)':<23}  {'state':<11}  {'latency':>9}  {'copies':>6}  note")
+    print(f"store {cfg.db_path}  app_id {app_id}  datasets {', '.join(configured)}")
+    print(f"{'dataset':<20}  {'seqno':>8}  {'sent (UTC)':<23}  {'state':<11}  {'latency':>9}  {'copies':>6}  note")
     for row in rows:
         sent = datetime.fromtimestamp(row.sent_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         latency = f"{row.latency * 1000:.1f}ms" if row.latency is not None else "-"
         print(
-            f"{row.seqno:>8}  {sent:<23}  {row.state:<11}  {latency:>9}  {row.receive_count:>6}  {row.post_error or ''}"
+            f"{row.dataset[:20]:<20}  {row.seqno:>8}  {sent:<23}  {row.state:<11}  {latency:>9}  "
+            f"{row.receive_count:>6}  {row.post_error or ''}"
         )
-    print("totals: " + "  ".join(f"{state}={count}" for state, count in totals.items()))
+    for name, counts in sorted(totals.items()):
+        print(f"totals {name}: " + "  ".join(f"{state}={count}" for state, count in counts.items() if count))
     return ExitStatus.OK

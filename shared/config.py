@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import os
+import re
 import socket
 import stat
 import string
@@ -36,6 +37,8 @@ LOCAL_CLIENT_ID = "dataplatform-probe"
 LOCAL_CLIENT_SECRET = "local-demo-secret"
 LOCAL_WEBHOOK_TOKEN = "00000000-0000-4000-8000-000000000001"
 LOCAL_EMULATOR_PORT = 8081
+MAX_EVENT_BYTES = 1_048_576  # the collector's limit per event (docs/platform.md)
+MAX_DATASETS = 200
 
 # Platform URLs per ORIGO_ENVIRONMENT, as the platform contract gives them (docs/platform.md).
 PRESETS: dict[str, dict[str, str]] = {
@@ -116,6 +119,55 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Dataset:
+    """One dataset the probe watches: one schedule in the sender, one subscription in the listener.
+
+    `name` is its key in the store and its `dataset` label; it defaults to the dataset id, so
+    the single-dataset form keeps the series and the store rows it always had.
+    """
+
+    name: str
+    id: str
+    version: str
+    interval_seconds: float
+    webhook_token: str
+    collector_url: str  # template with {dataset_id} and {version}
+    websocket_url: str
+    loss_timeout_seconds: float
+    payload_bytes: int
+
+    def collector_endpoint(self) -> str:
+        return self.collector_url.format(dataset_id=self.id, version=self.version)
+
+    def posts_a_list(self) -> bool:
+        """The collector's `/events/` endpoint takes a list of events, `/event/` one event."""
+        return "/events/" in urlsplit(self.collector_url).path
+
+    def redacted(self) -> dict[str, Any]:
+        shown = {k: getattr(self, k) for k in DATASET_KEYS if k != "webhook_token_file"}
+        shown["webhook_token"] = REDACTED if self.webhook_token else ""
+        shown["collector_url"] = redact_url(self.collector_url)
+        shown["websocket_url"] = redact_url(self.websocket_url)
+        return shown
+
+
+# The keys of one entry of `datasets:` in probe.yaml, with the setting each one defaults to.
+DATASET_KEYS: dict[str, str] = {
+    "name": "",
+    "id": "dataset_id",
+    "version": "dataset_version",
+    "interval_seconds": "event_interval_seconds",
+    "webhook_token": "webhook_token",
+    "webhook_token_file": "",
+    "collector_url": "collector_url",
+    "websocket_url": "websocket_url",
+    "loss_timeout_seconds": "loss_timeout_seconds",
+    "payload_bytes": "payload_bytes",
+}
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,99}")
+
+
+@dataclass(frozen=True)
 class Config:
     environment: str
     dataset_id: str
@@ -133,6 +185,7 @@ class Config:
     xray_service_name: str
     xray_sampling_rules: str
     event_interval_seconds: float
+    payload_bytes: int
     max_consecutive_errors: int
     post_timeout_seconds: float
     post_concurrency: int
@@ -158,13 +211,16 @@ class Config:
     origin: Mapping[str, str] = dc_field(default_factory=dict, compare=False)
     config_file: str = ""  # the YAML file read, or "" when none was
     warnings: tuple[str, ...] = ()
+    # The datasets watched: the `datasets:` list, or one made of the top-level settings.
+    datasets: tuple[Dataset, ...] = ()
 
     def collector_endpoint(self) -> str:
         return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
 
     def secrets(self) -> list[str]:
         """Values that must never be printed (fed to the log redaction filter)."""
-        return [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
+        values = [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
+        return values + [d.webhook_token for d in self.datasets if d.webhook_token]
 
     def redacted(self) -> dict[str, Any]:
         """Every setting as `probe config check` shows it: secrets hidden, credentials cut out of URLs."""
@@ -176,6 +232,7 @@ class Config:
             elif f.kind == "url" or f.name == "authorizer_api":
                 value = redact_url(value)
             shown[f.name] = value
+        shown["datasets"] = [d.redacted() for d in self.datasets]
         return shown
 
 
@@ -474,6 +531,16 @@ FIELDS: tuple[Field, ...] = (
         maximum=86400,
     ),
     _f(
+        "payload_bytes",
+        "sender.payload_bytes",
+        "PAYLOAD_BYTES",
+        "int",
+        0,
+        "Pad each event to about this many bytes (0: no padding); at most the collector's 1 MiB and MAX_MESSAGE_BYTES.",
+        minimum=0,
+        maximum=MAX_EVENT_BYTES,
+    ),
+    _f(
         "max_consecutive_errors",
         "sender.max_consecutive_errors",
         "MAX_CONSECUTIVE_ERRORS",
@@ -617,6 +684,7 @@ PLACEHOLDERS = frozenset({"replace-me", "your-client-id", "your-dataset-id"})
 MAX_SECRET_FILE_BYTES = 65536
 
 _BY_YAML = {f.yaml: f for f in FIELDS}
+_BY_NAME = {f.name: f for f in FIELDS}
 
 
 def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -643,7 +711,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], list[Any] | None]:
+    """(the settings by dotted key, the raw `datasets:` list or None)."""
     try:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
@@ -659,38 +728,41 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {path}{where}: not valid YAML; fix the syntax") from None
     if doc is None:
-        return {}
+        return {}, None
     if not isinstance(doc, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
+    datasets = doc.pop("datasets", None)
+    if "datasets" in {str(k) for k in doc} or (datasets is not None and not isinstance(datasets, list)):
+        raise ConfigError(f"datasets (in {path}): expected a list of entries, each a mapping with at least id")
     values = _flatten(doc)
     for key in values:
         if key not in _BY_YAML:
             raise ConfigError(f"{key} (in {path}): unknown setting; see the configuration table in README.md")
-    return values
+    return values, datasets
 
 
 def _show(field: Field, raw: Any) -> str:
     return REDACTED if field.secret else repr(raw)
 
 
-def _read_secret_file(variable: str, file_path: str) -> str:
+def _read_secret_file(label: str, file_path: str) -> str:
     """A secret from a file, refusing what cannot be a secret file; never shows a byte of it."""
     try:
         info = os.stat(file_path)
     except OSError as exc:
-        raise ConfigError(f"{variable} (environment variable): cannot read {file_path} ({exc.strerror})") from None
+        raise ConfigError(f"{label}: cannot read {file_path} ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{variable} (environment variable): {file_path} is not a regular file")
+        raise ConfigError(f"{label}: {file_path} is not a regular file")
     if info.st_size > MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"{variable} (environment variable): {file_path} is too large to be a secret")
+        raise ConfigError(f"{label}: {file_path} is too large to be a secret")
     try:
         data = Path(file_path).read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{variable} (environment variable): cannot read {file_path} ({exc.strerror})") from None
+        raise ConfigError(f"{label}: cannot read {file_path} ({exc.strerror})") from None
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        raise ConfigError(f"{variable} (environment variable): {file_path} is not UTF-8 text") from None
+        raise ConfigError(f"{label}: {file_path} is not UTF-8 text") from None
 
 
 def _environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str], list[str]]:
@@ -734,14 +806,15 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
     config_path = Path(path or env.get("PROBE_CONFIG") or DEFAULT_CONFIG_PATH)
     explicit = bool(path or env.get("PROBE_CONFIG"))
     read_file = explicit or config_path.exists()
-    from_file = _read_yaml(config_path) if read_file else {}
+    from_file, dataset_list = _read_yaml(config_path) if read_file else ({}, None)
 
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for field in FIELDS:
         raw, where = None, ""
         if field.file_env and env.get(field.file_env):
-            raw, where = _read_secret_file(field.file_env, env[field.file_env]), f"file named by {field.file_env}"
+            raw = _read_secret_file(f"{field.file_env} (environment variable)", env[field.file_env])
+            where = f"file named by {field.file_env}"
         elif field.env in env:
             raw, where = env[field.env], "environment variable"
             if field.env in renamed:
@@ -771,13 +844,99 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
             value = values[name]
             if value and value != ":memory:" and not value.startswith("file:") and not Path(value).is_absolute():
                 values[name] = os.path.normpath(base / value)
+    if dataset_list is None:
+        datasets = (_single_dataset(values),)
+    else:
+        for name in ("dataset_id", "dataset_version"):
+            where = origin[name]
+            if where.startswith("in ") or "environment" in where:
+                field = _BY_NAME[name]
+                label = field.yaml if where.startswith("in ") else field.env
+                raise ConfigError(
+                    f"datasets (in {config_path}) and {label} ({where}) are both given: use one form, "
+                    "the datasets list or the single dataset"
+                )
+        datasets = _dataset_list(dataset_list, values, config_path)
+        origin["datasets"] = f"in {config_path}"
     cfg = Config(
         **values,
         origin=origin,
         config_file=str(config_path.resolve()) if read_file else "",
         warnings=tuple(warnings),
+        datasets=datasets,
     )
     return _validate(cfg, origin, config_path)
+
+
+def _single_dataset(values: Mapping[str, Any]) -> Dataset:
+    """The single-dataset form (DATASET_ID, the `dataset:` key) is a list of one, named by its id."""
+    return Dataset(
+        name=values["dataset_id"],
+        id=values["dataset_id"],
+        version=values["dataset_version"],
+        interval_seconds=values["event_interval_seconds"],
+        webhook_token=values["webhook_token"] or "",
+        collector_url=values["collector_url"] or "",
+        websocket_url=values["websocket_url"] or "",
+        loss_timeout_seconds=values["loss_timeout_seconds"],
+        payload_bytes=values["payload_bytes"],
+    )
+
+
+def _dataset_list(entries: list[Any], top: Mapping[str, Any], config_path: Path) -> tuple[Dataset, ...]:
+    """Each entry of `datasets:`, what it leaves out taken from the top-level settings."""
+    if not entries:
+        raise ConfigError(f"datasets (in {config_path}): the list is empty; give at least one entry with its id")
+    if len(entries) > MAX_DATASETS:
+        raise ConfigError(f"datasets (in {config_path}): {len(entries)} entries; at most {MAX_DATASETS} are allowed")
+    out: list[Dataset] = []
+    names: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        label = f"datasets[{index}] (in {config_path})"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{label}: expected a mapping with at least id")
+        for key in entry:
+            if key not in DATASET_KEYS:
+                close = difflib.get_close_matches(str(key), list(DATASET_KEYS), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else f"; the keys are {', '.join(DATASET_KEYS)}"
+                raise ConfigError(f"{label}: {key!r} is not a key of a dataset entry{hint}")
+        if "id" not in entry:
+            raise ConfigError(f"{label}: id is missing; every entry names its dataset id")
+        values: dict[str, Any] = {}
+        for key, setting in DATASET_KEYS.items():
+            if not setting:
+                continue
+            field = _BY_NAME[setting]
+            if key in entry:
+                try:
+                    values[key] = field.parse(entry[key])
+                except (ValueError, TypeError):
+                    raise ConfigError(
+                        f"{label}: {key} = {_show(field, entry[key])}: expected {field.expected()}"
+                    ) from None
+            else:
+                values[key] = top[setting] if top[setting] is not None else ""
+        if "webhook_token_file" in entry:
+            if "webhook_token" in entry:
+                raise ConfigError(f"{label}: give webhook_token or webhook_token_file, not both")
+            token_path = Path(_text(entry["webhook_token_file"]))
+            if not token_path.is_absolute():
+                token_path = config_path.resolve().parent / token_path
+            values["webhook_token"] = _read_secret_file(f"{label}: webhook_token_file", str(token_path))
+        name = _text(entry["name"]) if "name" in entry else values["id"]
+        if not DATASET_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{label}: name {name!r} is not a usable name: letters, digits and . _ / : - only, "
+                "at most 100, starting with a letter or digit (the name is the `dataset` label)"
+            )
+        if name in names:
+            raise ConfigError(
+                f"{label}: name {name!r} is also the name of datasets[{names[name]}]; "
+                "give each entry a distinct name (two entries of one dataset id need a name each)"
+            )
+        names[name] = index
+        out.append(Dataset(name=name, **values))
+    return tuple(out)
 
 
 def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
@@ -789,18 +948,23 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
         label = field.yaml if where.startswith("in ") else field.env
         return ConfigError(f"{label} ({where}): {message}")
 
-    for name in ("dataset_id", "dataset_version", "keycloak_realm"):
+    listed = "datasets" in origin
+    names = ("keycloak_realm",) if listed else ("dataset_id", "dataset_version", "keycloak_realm")
+    for name in names:
         if not getattr(cfg, name):
             raise fail(name, f"must not be empty; set {by_name[name].env}")
     _check_paths(cfg, fail, config_path)
-    required = ["webhook_token", "collector_url", "websocket_url"]
+    required = [] if listed else ["webhook_token", "collector_url", "websocket_url"]
     if cfg.auth_enabled:
         required += ["client_id", "client_secret", "keycloak_server"]
     missing = [by_name[name] for name in required if not getattr(cfg, name)]
     if missing:
-        names = ", ".join(f.env + (f" (or {f.file_env})" if f.file_env else "") for f in missing)
+        names_ = ", ".join(f.env + (f" (or {f.file_env})" if f.file_env else "") for f in missing)
         hint = "; or AUTH_ENABLED=false for a collector without auth" if cfg.auth_enabled else ""
-        raise ConfigError(f"missing for ORIGO_ENVIRONMENT={cfg.environment}: {names}{hint} (the demo: make run)")
+        raise ConfigError(f"missing for ORIGO_ENVIRONMENT={cfg.environment}: {names_}{hint} (the demo: make run)")
+    if listed:
+        for index, dataset in enumerate(cfg.datasets):
+            _check_entry(cfg, dataset, f"datasets[{index}] ({dataset.name}, in {config_path})")
     for f in FIELDS:
         value = getattr(cfg, f.name)
         if isinstance(value, str) and value in PLACEHOLDERS:
@@ -831,7 +995,47 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
         )
     if cfg.retention_seconds <= cfg.loss_timeout_seconds:
         raise fail("retention_seconds", "must exceed LOSS_TIMEOUT_SECONDS, or events are pruned before judged")
+    if not listed:
+        _check_payload(cfg, cfg.payload_bytes, f"{_label(by_name['payload_bytes'], origin)}")
     return cfg
+
+
+def _label(field: Field, origin: Mapping[str, str]) -> str:
+    where = origin.get(field.name, "default")
+    return f"{field.yaml if where.startswith('in ') else field.env} ({where})"
+
+
+def _check_entry(cfg: Config, ds: Dataset, label: str) -> None:
+    """One entry of the datasets list: what the top-level checks say of the single dataset, per entry."""
+    for key in ("id", "version", "webhook_token", "collector_url", "websocket_url"):
+        if not getattr(ds, key):
+            setting = _BY_NAME[DATASET_KEYS[key]]
+            also = f" (or {setting.file_env})" if setting.file_env else ""
+            raise ConfigError(f"{label}: {key} is missing: give it in the entry, or set {setting.env}{also} for all")
+        if getattr(ds, key) in PLACEHOLDERS:
+            raise ConfigError(f"{label}: {key} is still the placeholder of probe.env.example; fill in the real value")
+    try:
+        placeholders = {p for _, p, _, _ in string.Formatter().parse(ds.collector_url) if p is not None}
+    except ValueError:
+        placeholders = {"?"}
+    if placeholders - {"dataset_id", "version"}:
+        raise ConfigError(f"{label}: collector_url: only the placeholders {{dataset_id}} and {{version}} are allowed")
+    if ds.loss_timeout_seconds <= cfg.post_timeout_seconds:
+        raise ConfigError(
+            f"{label}: loss_timeout_seconds must exceed POST_TIMEOUT_SECONDS, "
+            "or an event still being posted would be judged"
+        )
+    if cfg.retention_seconds <= ds.loss_timeout_seconds:
+        raise ConfigError(f"{label}: loss_timeout_seconds must be below RETENTION_SECONDS, or events are pruned first")
+    _check_payload(cfg, ds.payload_bytes, f"{label}: payload_bytes")
+
+
+def _check_payload(cfg: Config, payload_bytes: int, label: str) -> None:
+    if payload_bytes > cfg.max_message_bytes:
+        raise ConfigError(
+            f"{label} = {payload_bytes}: the listener refuses messages over MAX_MESSAGE_BYTES "
+            f"({cfg.max_message_bytes}); pad less or raise MAX_MESSAGE_BYTES"
+        )
 
 
 def _check_paths(cfg: Config, fail: Any, config_path: Path) -> None:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterable
 from enum import Enum
+from typing import Any
 
 REDACTED = "<redacted>"
 
@@ -73,6 +74,7 @@ FIELDS = (
     "operation",
     "judged_as",
     "size",
+    "differences",
 )
 
 
@@ -108,3 +110,14 @@ def setup(process: str, fmt: str = "text", level: str = "INFO", secrets: Iterabl
     # urllib3 logs full URLs at DEBUG; keep it quiet unless asked for.
     logging.getLogger("urllib3").setLevel(max(logging.INFO, root.level))
     return redact
+
+
+class DatasetLog(logging.LoggerAdapter):
+    """The listener's log with the dataset in every line: one process holds many subscriptions."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        kwargs.setdefault("extra", {}).setdefault("dataset", self.extra["dataset"])
+        return f"[{self.extra['dataset']}] {msg}", kwargs
+
+    def __init__(self, logger: logging.Logger, dataset: str) -> None:
+        super().__init__(logger, {"dataset": dataset})

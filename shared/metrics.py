@@ -116,6 +116,11 @@ missing_share = {
 events_out_of_order = Counter(
     "probe_events_out_of_order", "First arrivals with a seqno older than the newest one already received.", D
 )
+events_corrupted = Counter(
+    "probe_events_corrupted",
+    "Arrivals of our events whose content no longer matches its digest: altered on the way (still classified).",
+    D,
+)
 events_malformed = Counter(
     "probe_events_malformed", "Messages that are not a well-formed probe event, by reason; skipped.", [*D, "reason"]
 )

@@ -9,10 +9,11 @@ says why IMMEDIATE, WAL and autocommit).
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -78,6 +79,7 @@ class ArrivalResult:
 
 @dataclass(frozen=True)
 class EventRow:
+    dataset: str
     seqno: int
     sent_at: float
     state: EventState
@@ -87,15 +89,17 @@ class EventRow:
     receive_count: int
 
 
-_EVENT_COLUMNS = "seqno, sent_at, state, post_state, post_error, latency, receive_count"
+_EVENT_COLUMNS = "dataset, seqno, sent_at, state, post_state, post_error, latency, receive_count"
 
 
 def _event_row(row: tuple) -> EventRow:
-    seqno, sent_at, state, post_state, post_error, latency, receive_count = row
-    return EventRow(seqno, sent_at, EventState(state), PostState(post_state), post_error, latency, receive_count)
+    dataset, seqno, sent_at, state, post_state, post_error, latency, receive_count = row
+    return EventRow(
+        dataset, seqno, sent_at, EventState(state), PostState(post_state), post_error, latency, receive_count
+    )
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OUR_TABLES = frozenset({"meta", "events", "subscriptions"})
 # time_sent carries microseconds; the send time on record is a float of the same instant.
 SENT_AT_TOLERANCE = 0.001
@@ -132,6 +136,44 @@ _MIGRATIONS: dict[int, str] = {
     # The missing-share gauges read the newest events by send time, every judgement round.
     2: """
     CREATE INDEX events_sent ON events (sent_at);
+    """,
+    # Many datasets in one store: seqnos, the newest received seqno and every judgement are per
+    # dataset (the `dataset` column holds the dataset's name, which is its id in the single form).
+    # SQLite cannot change a primary key, so the table is copied; the counters move under keys
+    # of the datasets the events belong to, and the old per-process notes go.
+    3: """
+    CREATE TABLE events_v3 (
+        app_id        TEXT    NOT NULL,
+        seqno         INTEGER NOT NULL,
+        dataset       TEXT    NOT NULL,
+        version       TEXT    NOT NULL,
+        sent_at       REAL    NOT NULL,
+        post_state    TEXT    NOT NULL DEFAULT 'pending',
+        post_error    TEXT,
+        posted_at     REAL,
+        state         TEXT    NOT NULL DEFAULT 'pending',
+        received_at   REAL,
+        latency       REAL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        judged_at     REAL,
+        PRIMARY KEY (app_id, dataset, seqno)
+    );
+    INSERT INTO events_v3 SELECT app_id, seqno, dataset, version, sent_at, post_state, post_error, posted_at,
+        state, received_at, latency, receive_count, judged_at FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v3 RENAME TO events;
+    CREATE INDEX events_open ON events (state, sent_at);
+    CREATE INDEX events_sent ON events (dataset, sent_at);
+    CREATE INDEX subscriptions_dataset ON subscriptions (dataset, connected_at);
+    INSERT OR IGNORE INTO meta (key, value)
+        SELECT 'next_seqno:' || d.dataset, m.value FROM meta m, (SELECT DISTINCT dataset FROM events) d
+        WHERE m.key = 'next_seqno';
+    INSERT OR IGNORE INTO meta (key, value)
+        SELECT m.key || ':' || d.dataset, m.value FROM meta m, (SELECT DISTINCT dataset FROM events) d
+        WHERE m.key LIKE 'max_received_seqno:%' AND m.key NOT LIKE 'max_received_seqno:%:%';
+    DELETE FROM meta WHERE key = 'next_seqno'
+        OR (key LIKE 'max_received_seqno:%' AND key NOT LIKE 'max_received_seqno:%:%')
+        OR key IN ('note:sender', 'note:listener');
     """,
 }
 
@@ -277,11 +319,12 @@ class Store:
     # ---- sender side ----
 
     def record_send(self, app_id: str, dataset: str, version: str, sent_at: float) -> int:
-        """Allocate the next seqno and record the event before it is posted."""
+        """Allocate the dataset's next seqno and record the event before it is posted."""
+        key = f"next_seqno:{dataset}"
         with self._write() as db:
-            row = db.execute("SELECT value FROM meta WHERE key='next_seqno'").fetchone()
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             seqno = int(row[0]) if row else 1
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seqno', ?)", (str(seqno + 1),))
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(seqno + 1)))
             db.execute(
                 """INSERT INTO events (app_id, seqno, dataset, version, sent_at, post_state, state)
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -289,14 +332,15 @@ class Store:
             )
             return seqno
 
-    def record_post(self, app_id: str, seqno: int, ok: bool, error: str | None, at: float) -> None:
+    def record_post(self, app_id: str, dataset: str, seqno: int, ok: bool, error: str | None, at: float) -> None:
         """Store a post's outcome; an event already received keeps its state."""
         with self._write() as db:
             db.execute(
                 """UPDATE events SET post_state = :post_state, post_error = :error, posted_at = :at,
                           state = CASE WHEN state = :pending THEN :state ELSE state END
-                   WHERE app_id = :app_id AND seqno = :seqno""",
+                   WHERE app_id = :app_id AND dataset = :dataset AND seqno = :seqno""",
                 {
+                    "dataset": dataset,
                     "post_state": PostState.OK if ok else PostState.FAILED,
                     "error": error,
                     "at": at,
@@ -327,14 +371,17 @@ class Store:
         with self._write() as db:
             db.execute("DELETE FROM meta WHERE key = 'fail_outs'")
 
-    def last_post(self) -> tuple[float | None, float | None]:
-        """(time of the newest successful post, time of the newest failed post)."""
-        row = self._read(
-            """SELECT (SELECT MAX(posted_at) FROM events WHERE post_state = ?),
-                      (SELECT MAX(posted_at) FROM events WHERE post_state = ?)""",
-            (PostState.OK, PostState.FAILED),
-        )[0]
-        return row[0], row[1]
+    def last_post(self, dataset: str) -> tuple[float | None, float | None]:
+        """(post time of the dataset's newest successful event, and of its newest failed one).
+
+        By send order, walking the (dataset, sent_at) index back from the newest event: /readyz
+        asks at every probe, and a scan of a week of events per dataset would not do.
+        """
+        sql = """SELECT posted_at FROM events INDEXED BY events_sent
+                 WHERE dataset = ? AND post_state = ? ORDER BY sent_at DESC LIMIT 1"""
+        ok = self._read(sql, (dataset, PostState.OK))
+        failed = self._read(sql, (dataset, PostState.FAILED))
+        return (ok[0][0] if ok else None), (failed[0][0] if failed else None)
 
     # ---- listener side: subscriptions ----
 
@@ -360,27 +407,33 @@ class Store:
                 (at, at, sub_id),
             )
 
-    def close_dangling_subscriptions(self) -> int:
-        """A listener killed while subscribed left its interval open: end it at its last heartbeat.
+    def close_dangling_subscriptions(self, dataset: str | None = None) -> int:
+        """A listener killed while subscribed left its interval open: end it at its last heartbeat
+        (of one dataset, or of all at the listener's start).
 
         Claiming more would blame the pipeline for events sent while nobody listened.
         """
         with self._write() as db:
-            cur = db.execute("UPDATE subscriptions SET disconnected_at = last_seen WHERE disconnected_at IS NULL")
+            cur = db.execute(
+                """UPDATE subscriptions SET disconnected_at = last_seen
+                   WHERE disconnected_at IS NULL AND (:dataset IS NULL OR dataset = :dataset)""",
+                {"dataset": dataset},
+            )
             return cur.rowcount
 
-    def subscribed_since(self, max_age: float, now: float) -> float | None:
-        """Start of the open subscription whose heartbeat is fresher than max_age, else None."""
+    def subscribed_since(self, dataset: str, max_age: float, now: float) -> float | None:
+        """Start of the dataset's open subscription whose heartbeat is fresher than max_age, else None."""
         rows = self._read(
-            "SELECT MIN(connected_at) FROM subscriptions WHERE disconnected_at IS NULL AND last_seen >= ?",
-            (now - max_age,),
+            """SELECT MIN(connected_at) FROM subscriptions
+               WHERE dataset = ? AND disconnected_at IS NULL AND last_seen >= ?""",
+            (dataset, now - max_age),
         )
         return rows[0][0]
 
     # ---- listener side: arrivals and judgements ----
 
     def classify_arrival(
-        self, app_id: str, seqno: int, received_at: float, time_sent: float | None = None
+        self, app_id: str, dataset: str, seqno: int, received_at: float, time_sent: float | None = None
     ) -> ArrivalResult:
         """Classify one arrival of our own event, exactly once, in one transaction.
 
@@ -389,8 +442,8 @@ class Store:
         """
         with self._write() as db:
             row = db.execute(
-                "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND seqno = ?",
-                (app_id, seqno),
+                "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?",
+                (app_id, dataset, seqno),
             ).fetchone()
             if row is None:
                 return ArrivalResult(Arrival.UNKNOWN)
@@ -402,21 +455,22 @@ class Store:
             latency = max(0.0, latency)
             if count > 0:
                 db.execute(
-                    "UPDATE events SET receive_count = receive_count + 1 WHERE app_id = ? AND seqno = ?",
-                    (app_id, seqno),
+                    """UPDATE events SET receive_count = receive_count + 1
+                       WHERE app_id = ? AND dataset = ? AND seqno = ?""",
+                    (app_id, dataset, seqno),
                 )
                 return ArrivalResult(Arrival.DUPLICATE, latency, clamped)
             late = state in (EventState.LOST, EventState.UNOBSERVED)
             new_state = EventState.LATE if late else EventState.RECEIVED
-            key = f"max_received_seqno:{app_id}"
+            key = f"max_received_seqno:{app_id}:{dataset}"
             newest = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             out_of_order = newest is not None and seqno < int(newest[0])
             if newest is None or seqno > int(newest[0]):
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(seqno)))
             db.execute(
                 """UPDATE events SET state = ?, received_at = ?, latency = ?, receive_count = 1
-                   WHERE app_id = ? AND seqno = ?""",
-                (new_state, received_at, latency, app_id, seqno),
+                   WHERE app_id = ? AND dataset = ? AND seqno = ?""",
+                (new_state, received_at, latency, app_id, dataset, seqno),
             )
             return ArrivalResult(
                 Arrival.LATE if late else Arrival.RECEIVED,
@@ -426,39 +480,50 @@ class Store:
                 EventState(state) if late else None,
             )
 
-    def judge_overdue(self, now: float, timeout: float) -> dict[str, int]:
-        """Close every event still open `timeout` after its send: lost or unobserved.
+    def judge_overdue(
+        self, now: float, timeouts: Mapping[str, float], default_timeout: float
+    ) -> dict[str, dict[EventState, int]]:
+        """Close every event still open its dataset's timeout after its send: lost or unobserved.
 
-        Lost only when the post was accepted and one subscription covered the whole
-        window from send to judgement; otherwise the probe was blind (or never knew
-        whether the post went through) and the pipeline is not blamed.
+        Lost only when the post was accepted and one subscription *to the event's dataset*
+        covered the whole window from send to judgement; otherwise the probe was blind (or
+        never knew whether the post went through) and the pipeline is not blamed. Events of
+        datasets no longer configured are judged after `default_timeout`. One transaction.
+        Returns the counts by dataset (datasets with nothing judged are left out).
         """
-        with self._write() as db:
-            rows = db.execute(
-                """UPDATE events SET judged_at = :now, state = CASE
+        sql = """UPDATE events SET judged_at = :now, state = CASE
                        WHEN post_state = :ok AND EXISTS (
                            SELECT 1 FROM subscriptions s
-                           WHERE s.connected_at <= events.sent_at
+                           WHERE s.dataset = events.dataset
+                             AND s.connected_at <= events.sent_at
                              AND COALESCE(s.disconnected_at, :now) >= events.sent_at + :timeout)
                        THEN :lost ELSE :unobserved END
-                   WHERE state IN (:pending, :posted) AND sent_at <= :now - :timeout
-                   RETURNING state""",
-                {
-                    "now": now,
-                    "timeout": timeout,
-                    "ok": PostState.OK,
-                    "lost": EventState.LOST,
-                    "unobserved": EventState.UNOBSERVED,
-                    "pending": EventState.PENDING,
-                    "posted": EventState.POSTED,
-                },
+                   WHERE state IN (:pending, :posted) AND sent_at <= :now - :timeout AND {which}
+                   RETURNING dataset, state"""
+        params = {
+            "now": now,
+            "ok": PostState.OK,
+            "lost": EventState.LOST,
+            "unobserved": EventState.UNOBSERVED,
+            "pending": EventState.PENDING,
+            "posted": EventState.POSTED,
+        }
+        rows: list[tuple[str, str]] = []
+        with self._write() as db:
+            for dataset, timeout in timeouts.items():
+                query = sql.format(which="dataset = :dataset")
+                rows += db.execute(query, {**params, "timeout": timeout, "dataset": dataset}).fetchall()
+            rows += db.execute(
+                sql.format(which="dataset NOT IN (SELECT value FROM json_each(:names))"),
+                {**params, "timeout": default_timeout, "names": json.dumps(list(timeouts))},
             ).fetchall()
-        counts = {EventState.LOST: 0, EventState.UNOBSERVED: 0}
-        for (state,) in rows:
-            counts[EventState(state)] += 1
+        counts: dict[str, dict[EventState, int]] = {}
+        for dataset, state in rows:
+            per = counts.setdefault(dataset, {EventState.LOST: 0, EventState.UNOBSERVED: 0})
+            per[EventState(state)] += 1
         return counts
 
-    def missing_share(self, since: float, until: float) -> tuple[int, int]:
+    def missing_share(self, dataset: str, since: float, until: float) -> tuple[int, int]:
         """(missing, accepted) among the events sent in [since, until) that the collector accepted.
 
         Missing means not arrived (yet): neither received nor late. Posts that failed are
@@ -466,14 +531,15 @@ class Store:
         """
         row = self._read(
             """SELECT COALESCE(SUM(state NOT IN (?, ?)), 0), COUNT(*) FROM events
-               WHERE sent_at >= ? AND sent_at < ? AND post_state = ?""",
-            (EventState.RECEIVED, EventState.LATE, since, until, PostState.OK),
+               WHERE dataset = ? AND sent_at >= ? AND sent_at < ? AND post_state = ?""",
+            (EventState.RECEIVED, EventState.LATE, dataset, since, until, PostState.OK),
         )[0]
         return int(row[0]), int(row[1])
 
-    def in_flight(self) -> int:
-        """Events posted (or being posted) and neither received nor judged yet."""
-        return self._read("SELECT COUNT(*) FROM events WHERE state IN (?, ?)", _OPEN_STATES)[0][0]
+    def in_flight(self) -> dict[str, int]:
+        """Events posted (or being posted) and neither received nor judged yet, by dataset."""
+        rows = self._read("SELECT dataset, COUNT(*) FROM events WHERE state IN (?, ?) GROUP BY dataset", _OPEN_STATES)
+        return dict(rows)
 
     def prune(self, before: float, batch: int = 500) -> int:
         """Delete judged events and closed subscriptions older than `before`, in small batches."""
@@ -511,23 +577,37 @@ class Store:
 
     # ---- operators ----
 
-    def recent_events(self, limit: int) -> list[EventRow]:
-        rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY sent_at DESC LIMIT ?", (limit,))
+    def recent_events(self, limit: int, dataset: str | None = None) -> list[EventRow]:
+        rows = self._read(
+            f"""SELECT {_EVENT_COLUMNS} FROM events WHERE (:dataset IS NULL OR dataset = :dataset)
+                ORDER BY sent_at DESC LIMIT :limit""",
+            {"dataset": dataset, "limit": limit},
+        )
         return [_event_row(row) for row in rows]
 
-    def events(self, app_id: str) -> list[EventRow]:
-        """Every event of an instance, by seqno (tests, benchmarks, audits)."""
-        rows = self._read(f"SELECT {_EVENT_COLUMNS} FROM events WHERE app_id = ? ORDER BY seqno", (app_id,))
+    def events(self, app_id: str, dataset: str | None = None) -> list[EventRow]:
+        """Every event of an instance (of one dataset, or all), by dataset and seqno (tests, audits)."""
+        rows = self._read(
+            f"""SELECT {_EVENT_COLUMNS} FROM events
+                WHERE app_id = :app_id AND (:dataset IS NULL OR dataset = :dataset) ORDER BY dataset, seqno""",
+            {"app_id": app_id, "dataset": dataset},
+        )
         return [_event_row(row) for row in rows]
 
-    def totals(self) -> dict[str, int]:
-        counts: dict[str, int] = {s.value: 0 for s in EventState}
-        for state, n in self._read("SELECT state, COUNT(*) FROM events GROUP BY state"):
-            counts[state] = n
-        counts["duplicates"] = self._read(
-            "SELECT COALESCE(SUM(receive_count - 1), 0) FROM events WHERE receive_count > 1"
-        )[0][0]
-        return counts
+    def totals(self) -> dict[str, dict[str, int]]:
+        """Events by state, and copies received more than once, for each dataset in the store."""
+        out: dict[str, dict[str, int]] = {}
+
+        def of(dataset: str) -> dict[str, int]:
+            return out.setdefault(dataset, {**{s.value: 0 for s in EventState}, "duplicates": 0})
+
+        for dataset, state, n in self._read("SELECT dataset, state, COUNT(*) FROM events GROUP BY dataset, state"):
+            of(dataset)[state] = n
+        for dataset, n in self._read(
+            "SELECT dataset, SUM(receive_count - 1) FROM events WHERE receive_count > 1 GROUP BY dataset"
+        ):
+            of(dataset)["duplicates"] = n
+        return dict(sorted(out.items()))
 
 
 class Note:

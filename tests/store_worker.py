@@ -21,13 +21,13 @@ def main() -> int:
             if delay > 0:
                 time.sleep(delay)
             seqno = store.record_send(app_id, "ds", "1", time.time())
-            store.record_post(app_id, seqno, True, None, time.time())
+            store.record_post(app_id, "ds", seqno, True, None, time.time())
         print(f"sent {count} in {time.monotonic() - start:.2f}s", flush=True)
     else:
         done, seqno = 0, 1
         deadline = time.monotonic() + 60
         while done < count and time.monotonic() < deadline:
-            result = store.classify_arrival(app_id, seqno, time.time())
+            result = store.classify_arrival(app_id, "ds", seqno, time.time())
             if result.kind is Arrival.UNKNOWN:
                 time.sleep(0.0005)
                 continue

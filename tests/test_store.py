@@ -44,9 +44,15 @@ def by_seqno(store: Store, app_id: str) -> dict[int, EventRow]:
     return {e.seqno: e for e in store.events(app_id)}
 
 
+def judged(store: Store, now: float, timeout: float) -> tuple[int, int]:
+    """(lost, unobserved) of the judgement of dataset "ds" at `now`."""
+    counts = store.judge_overdue(now, {"ds": timeout}, timeout).get("ds", {})
+    return counts.get(EventState.LOST, 0), counts.get(EventState.UNOBSERVED, 0)
+
+
 def send(store: Store, app_id: str, sent_at: float, ok: bool = True) -> int:
     seqno = store.record_send(app_id, "ds", "1", sent_at)
-    store.record_post(app_id, seqno, ok, None if ok else "http_5xx", sent_at + 0.01)
+    store.record_post(app_id, "ds", seqno, ok, None if ok else "http_5xx", sent_at + 0.01)
     return seqno
 
 
@@ -67,25 +73,25 @@ def test_each_arrival_is_classified_once(store: Store) -> None:
     app = store.app_id()
     now = time.time()
     s1, s2, s3 = (send(store, app, now + i) for i in range(3))
-    first = store.classify_arrival(app, s1, now + 0.5)
+    first = store.classify_arrival(app, "ds", s1, now + 0.5)
     assert first.kind is Arrival.RECEIVED and first.latency == pytest.approx(0.5)
-    assert store.classify_arrival(app, s1, now + 0.7).kind is Arrival.DUPLICATE
-    assert store.classify_arrival(app, s3, now + 3.1).out_of_order is False
-    late_order = store.classify_arrival(app, s2, now + 3.2)
+    assert store.classify_arrival(app, "ds", s1, now + 0.7).kind is Arrival.DUPLICATE
+    assert store.classify_arrival(app, "ds", s3, now + 3.1).out_of_order is False
+    late_order = store.classify_arrival(app, "ds", s2, now + 3.2)
     assert late_order.kind is Arrival.RECEIVED and late_order.out_of_order is True
-    assert store.classify_arrival(app, 999, now).kind is Arrival.UNKNOWN
+    assert store.classify_arrival(app, "ds", 999, now).kind is Arrival.UNKNOWN
     clock_step = send(store, app, now + 100)
-    result = store.classify_arrival(app, clock_step, now + 99)
+    result = store.classify_arrival(app, "ds", clock_step, now + 99)
     assert result.latency == 0.0 and result.clamped is True
-    totals = store.totals()
+    totals = store.totals()["ds"]
     assert totals["received"] == 4 and totals["duplicates"] == 1
 
 
 def test_arrival_before_the_post_outcome_keeps_received(store: Store) -> None:
     app = store.app_id()
     seqno = store.record_send(app, "ds", "1", 10.0)
-    assert store.classify_arrival(app, seqno, 10.2).kind is Arrival.RECEIVED
-    store.record_post(app, seqno, True, None, 10.3)
+    assert store.classify_arrival(app, "ds", seqno, 10.2).kind is Arrival.RECEIVED
+    store.record_post(app, "ds", seqno, True, None, 10.3)
     row = by_seqno(store, app)[seqno]
     assert (row.state, row.receive_count, row.post_state) == (EventState.RECEIVED, 1, PostState.OK)
 
@@ -99,12 +105,12 @@ def test_loss_is_judged_only_when_the_listener_saw_the_whole_window(store: Store
     blind = send(store, app, 140.0)  # its window [140, 170] extends past the disconnect at 150
     store.subscription_opened("ds", 160.0)
     never_posted = store.record_send(app, "ds", "1", 161.0)  # the sender died mid-post
-    assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 1, "unobserved": 2}
+    assert judged(store, 200.0, 30.0) == (1, 2)
     rows = by_seqno(store, app)
     assert rows[covered].state is EventState.LOST and rows[blind].state is EventState.UNOBSERVED
     assert rows[failed].state is EventState.POST_FAILED and rows[never_posted].state is EventState.UNOBSERVED
-    assert store.judge_overdue(now=300.0, timeout=30.0) == {"lost": 0, "unobserved": 0}
-    late = store.classify_arrival(app, covered, 301.0)
+    assert judged(store, 300.0, 30.0) == (0, 0)
+    late = store.classify_arrival(app, "ds", covered, 301.0)
     assert late.kind is Arrival.LATE and late.judged_as is EventState.LOST
     assert by_seqno(store, app)[covered].state is EventState.LATE
 
@@ -115,8 +121,8 @@ def test_dangling_subscription_ends_at_its_last_heartbeat(store: Store) -> None:
     store.subscription_alive(sub, 120.0)  # then the listener was killed
     seqno = send(store, app, 115.0)
     assert store.close_dangling_subscriptions() == 1
-    assert store.subscribed_since(max_age=1e9, now=130.0) is None
-    assert store.judge_overdue(now=200.0, timeout=30.0) == {"lost": 0, "unobserved": 1}
+    assert store.subscribed_since("ds", max_age=1e9, now=130.0) is None
+    assert judged(store, 200.0, 30.0) == (0, 1)
     assert by_seqno(store, app)[seqno].state is EventState.UNOBSERVED
 
 
@@ -124,7 +130,7 @@ def test_prune_removes_only_old_final_events(store: Store) -> None:
     app = store.app_id()
     for i in range(1200):
         send(store, app, float(i))
-    store.judge_overdue(now=2000.0, timeout=1.0)
+    store.judge_overdue(2000.0, {"ds": 1.0}, 1.0)
     pending = store.record_send(app, "ds", "1", 5.0)
     assert store.prune(before=1000.0, batch=100) == 1000
     remaining = by_seqno(store, app)
@@ -200,16 +206,16 @@ def test_fail_outs_count_up_until_cleared(store: Store) -> None:
 def test_missing_share_counts_accepted_events_not_arrived_in_the_window(store: Store) -> None:
     app = store.app_id()
     arrived = send(store, app, 100.0)
-    store.classify_arrival(app, arrived, 100.5)
+    store.classify_arrival(app, "ds", arrived, 100.5)
     send(store, app, 110.0)  # accepted, never arrived
     send(store, app, 120.0, ok=False)  # failed posts were never expected
     late = send(store, app, 130.0)
     store.subscription_opened("ds", 0.0)
-    store.judge_overdue(now=500.0, timeout=300.0)
-    store.classify_arrival(app, late, 501.0)  # arrived after all: not missing
+    store.judge_overdue(500.0, {"ds": 300.0}, 300.0)
+    store.classify_arrival(app, "ds", late, 501.0)  # arrived after all: not missing
     send(store, app, 200.0)  # outside the window
-    assert store.missing_share(since=100.0, until=200.0) == (1, 3)
-    assert store.missing_share(since=300.0, until=400.0) == (0, 0)
+    assert store.missing_share("ds", since=100.0, until=200.0) == (1, 3)
+    assert store.missing_share("ds", since=300.0, until=400.0) == (0, 0)
 
 
 def test_a_version_1_store_is_brought_forward_with_its_events(tmp_path: Path) -> None:
@@ -265,13 +271,93 @@ def test_a_file_claiming_our_schema_without_our_tables_is_refused(tmp_path: Path
 def test_a_note_is_written_once_per_streak_from_any_number_of_threads(store: Store) -> None:
     import threading
 
-    note = Note(store, "sender")
+    note = Note(store, "sender:ds")
     firsts: list[bool] = []
     threads = [threading.Thread(target=lambda: firsts.append(note.record("posts fail"))) for _ in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert firsts.count(True) == 1 and store.note("sender") == "posts fail"
-    assert note.clear() is True and store.note("sender") is None
+    assert firsts.count(True) == 1 and store.note("sender:ds") == "posts fail"
+    assert note.clear() is True and store.note("sender:ds") is None
     assert note.clear() is False
+
+
+def test_datasets_have_their_own_seqnos_and_are_judged_by_their_own_subscriptions(store: Store) -> None:
+    app = store.app_id()
+    assert [store.record_send(app, name, "1", 100.0) for name in ("a", "b", "a")] == [1, 1, 2]
+    for name, seqno in (("a", 1), ("b", 1), ("a", 2)):
+        store.record_post(app, name, seqno, True, None, 100.1)
+    store.subscription_opened("a", 50.0)  # only a's subscription covered the window
+    counts = store.judge_overdue(200.0, {"a": 30.0, "b": 30.0}, 30.0)
+    assert counts == {
+        "a": {EventState.LOST: 2, EventState.UNOBSERVED: 0},
+        "b": {EventState.LOST: 0, EventState.UNOBSERVED: 1},
+    }
+    assert store.subscribed_since("b", 1e9, 200.0) is None and store.subscribed_since("a", 1e9, 200.0) == 50.0
+    # The same seqno of another dataset is another event.
+    assert store.classify_arrival(app, "b", 1, 201.0).kind is Arrival.LATE
+    assert store.classify_arrival(app, "a", 3, 201.0).kind is Arrival.UNKNOWN
+    totals = store.totals()
+    assert (totals["a"]["lost"], totals["b"]["late"], totals["b"]["lost"]) == (2, 1, 0)
+    assert [e.dataset for e in store.events(app, "b")] == ["b"]
+
+
+def test_each_dataset_is_judged_after_its_own_loss_timeout(store: Store) -> None:
+    app = store.app_id()
+    store.subscription_opened("fast", 0.0)
+    store.subscription_opened("slow", 0.0)
+    for name in ("fast", "slow", "gone"):  # "gone": a dataset since removed from the configuration
+        seqno = store.record_send(app, name, "1", 100.0)
+        store.record_post(app, name, seqno, True, None, 100.1)
+    counts = store.judge_overdue(200.0, {"fast": 60.0, "slow": 300.0}, 90.0)
+    assert set(counts) == {"fast", "gone"}
+    assert counts["gone"][EventState.UNOBSERVED] == 1  # no subscription of its own ever covered it
+    assert store.in_flight() == {"slow": 1}
+
+
+def test_a_store_of_schema_2_is_brought_forward_without_losing_an_event(tmp_path: Path) -> None:
+    """A file as the previous release left it: events of one dataset, its counters, its notes."""
+    from shared.store import _MIGRATIONS
+
+    path = tmp_path / "v2.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[1] + _MIGRATIONS[2])
+    db.execute("PRAGMA user_version=2")
+    db.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("app_id", "abcdef01"), ("next_seqno", "4"), ("max_received_seqno:abcdef01", "2"), ("note:sender", "x")],
+    )
+    db.executemany(
+        """INSERT INTO events (app_id, seqno, dataset, version, sent_at, post_state, state, receive_count)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+        [
+            ("abcdef01", 1, "probe-dataset", "1", 10.0, "ok", "received", 1),
+            ("abcdef01", 2, "probe-dataset", "1", 20.0, "ok", "received", 1),
+            ("abcdef01", 3, "probe-dataset", "1", 30.0, "ok", "posted", 0),
+        ],
+    )
+    db.execute("INSERT INTO subscriptions (dataset, connected_at, last_seen) VALUES ('probe-dataset', 5.0, 50.0)")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.app_id() == "abcdef01"
+        assert [(e.dataset, e.seqno, e.state) for e in store.events("abcdef01")] == [
+            ("probe-dataset", 1, EventState.RECEIVED),
+            ("probe-dataset", 2, EventState.RECEIVED),
+            ("probe-dataset", 3, EventState.POSTED),
+        ]
+        assert store.record_send("abcdef01", "probe-dataset", "1", 40.0) == 4  # the count goes on
+        assert store.record_send("abcdef01", "other", "1", 40.0) == 1  # a new dataset starts at 1
+        assert store.classify_arrival("abcdef01", "probe-dataset", 1, 60.0).kind is Arrival.DUPLICATE
+        assert store.classify_arrival("abcdef01", "probe-dataset", 3, 60.0).out_of_order is False  # newest was 2
+        assert store.note("sender") is None  # the old per-process notes are gone
+        store.close_dangling_subscriptions()
+        counts = store.judge_overdue(1000.0, {"probe-dataset": 30.0}, 30.0)
+        assert counts["probe-dataset"][EventState.UNOBSERVED] == 1  # seqno 4, sent after the interval
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    keys = {row[0] for row in check.execute("SELECT key FROM meta")}
+    check.close()
+    assert "next_seqno" not in keys and "next_seqno:probe-dataset" in keys
+    assert "max_received_seqno:abcdef01:probe-dataset" in keys

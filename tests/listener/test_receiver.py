@@ -29,7 +29,7 @@ class Bench:
 
     def send(self, sent_at: float) -> int:
         seqno = self.store.record_send(self.app_id, self.dataset, "1", sent_at)
-        self.store.record_post(self.app_id, seqno, True, None, sent_at + 0.01)
+        self.store.record_post(self.app_id, self.dataset, seqno, True, None, sent_at + 0.01)
         return seqno
 
     def frame(self, seqno: int, at: float, app_id: str | None = None, sent_at: float | None = None) -> None:
@@ -39,6 +39,9 @@ class Bench:
             sent_at = rows.get(seqno, 0.0)
         time_sent = datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="microseconds")
         event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": time_sent}
+        self.deliver(event, at)
+
+    def deliver(self, event: dict, at: float) -> None:
         self.receiver.handle((json.dumps(event) + "\n").encode(), False, at)
 
     def count(self, name: str, **labels: str) -> float:
@@ -55,7 +58,7 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
     cfg = config.load({**env, "MAX_MESSAGE_BYTES": "1024"})
     with Store(tmp_path / "probe.sqlite3") as store:
         app_id = store.app_id()
-        yield Bench(Receiver(cfg, store, app_id), store, app_id, dataset)
+        yield Bench(Receiver(cfg, cfg.datasets[0], store, app_id), store, app_id, dataset)
 
 
 def test_a_first_arrival_is_received_with_its_latency(bench: Bench) -> None:
@@ -88,7 +91,8 @@ def test_an_older_seqno_after_a_newer_one_is_out_of_order(bench: Bench) -> None:
 def test_an_arrival_after_the_judgement_is_late(bench: Bench) -> None:
     seqno = bench.send(1000.0)
     bench.store.subscription_opened(bench.dataset, 900.0)
-    assert bench.store.judge_overdue(now=1400.0, timeout=300.0)["lost"] == 1
+    judged = bench.store.judge_overdue(1400.0, {bench.dataset: 300.0}, 300.0)
+    assert judged[bench.dataset][EventState.LOST] == 1
     bench.frame(seqno, 1401.0)
     assert bench.state(seqno) is EventState.LATE
     assert bench.count("probe_events_late_total") == 1 and bench.count("probe_events_received_total") == 1
@@ -142,3 +146,53 @@ def test_hostile_frames_are_malformed_and_the_next_event_still_counts(bench: Ben
     seqno = bench.send(1000.0)
     bench.frame(seqno, 1000.1)
     assert bench.state(seqno) is EventState.RECEIVED
+
+
+def sealed(bench: Bench, seqno: int, payload_bytes: int = 600) -> dict:
+    from shared import event as event_mod
+
+    sent_at = next(e.sent_at for e in bench.store.events(bench.app_id) if e.seqno == seqno)
+    event = event_mod.build(bench.app_id, bench.dataset, seqno, sent_at, payload_bytes)
+    event_mod.seal(event)
+    return event
+
+
+def test_an_intact_sealed_event_is_received_and_not_corrupted(bench: Bench) -> None:
+    seqno = bench.send(1000.0)
+    bench.deliver(sealed(bench, seqno), 1000.5)
+    assert bench.state(seqno) is EventState.RECEIVED
+    assert bench.count("probe_events_corrupted_total") == 0
+
+
+def test_an_altered_copy_is_counted_corrupted_logged_with_what_differed_and_still_classified(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    seqno = bench.send(1000.0)
+    event = sealed(bench, seqno)
+    pad = event["padding"]
+    event["padding"] = pad[:10] + ("0" if pad[10] != "0" else "1") + pad[11:]
+    bench.deliver(event, 1000.5)
+    assert bench.state(seqno) is EventState.RECEIVED
+    assert bench.count("probe_events_corrupted_total") == 1
+    assert bench.count("probe_events_received_total") == 1
+    altered = [r.getMessage() for r in caplog.records if "altered" in r.getMessage()]
+    assert len(altered) == 1 and "padding: 1 character(s) differ, first at offset 10" in altered[0]
+
+
+def test_a_field_added_on_the_way_is_named(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:
+    seqno = bench.send(1000.0)
+    event = sealed(bench, seqno, payload_bytes=0)
+    event["injected"] = 1
+    bench.deliver(event, 1000.5)
+    assert bench.count("probe_events_corrupted_total") == 1
+    assert any("fields added: injected" in r.getMessage() for r in caplog.records)
+
+
+def test_an_event_of_a_sibling_entry_is_left_to_its_own_subscription(bench: Bench) -> None:
+    bench.receiver.siblings = frozenset({"sibling"})
+    seqno = bench.send(1000.0)
+    event = sealed(bench, seqno)
+    event["dataset"] = "sibling"  # the same seqno of the other entry on the same dataset id
+    bench.deliver(event, 1000.5)
+    assert bench.state(seqno) is EventState.POSTED  # untouched
+    assert bench.count("probe_events_received_total") == 0 and bench.count("probe_events_unknown_total") == 0

@@ -28,18 +28,18 @@ def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
         app = store.app_id()
         for i in range(5):
             seqno = store.record_send(app, "probe-dataset", "1", 1000.0 + i)
-            store.record_post(app, seqno, i != 3, None if i != 3 else "http_5xx", 1000.1 + i)
-        store.classify_arrival(app, 1, 1000.25)
-        store.classify_arrival(app, 1, 1000.5)
+            store.record_post(app, "probe-dataset", seqno, i != 3, None if i != 3 else "http_5xx", 1000.1 + i)
+        store.classify_arrival(app, "probe-dataset", 1, 1000.25)
+        store.classify_arrival(app, "probe-dataset", 1, 1000.5)
     table = run_status(db, "--last", "3")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert app in lines[0] and "seqno" in lines[1]
-    assert [line.split()[0] for line in lines[2:5]] == ["5", "4", "3"]
+    assert [line.split()[1] for line in lines[2:5]] == ["5", "4", "3"]
     assert "http_5xx" in lines[3] and "post_failed" in lines[3]
     assert "received=1" in lines[-1] and "duplicates=1" in lines[-1] and "posted=3" in lines[-1]
     doc = json.loads(run_status(db, "--json").stdout)
-    assert doc["app_id"] == app and doc["totals"]["post_failed"] == 1
+    assert doc["app_id"] == app and doc["totals"]["probe-dataset"]["post_failed"] == 1
     first = next(e for e in doc["events"] if e["seqno"] == 1)
     assert first["latency"] == 0.25 and first["receive_count"] == 2
 

@@ -90,9 +90,9 @@ def store_app_id(env: dict[str, str]) -> str:
 
 
 def store_in_flight(env: dict[str, str]) -> int:
-    """Events neither received nor judged yet."""
+    """Events neither received nor judged yet (of every dataset)."""
     with open_store(env) as store:
-        return store.in_flight()
+        return sum(store.in_flight().values())
 
 
 def read_events(env: dict[str, str]) -> list:

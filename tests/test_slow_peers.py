@@ -89,7 +89,8 @@ def listener_setup(tmp_path: Path, port: int) -> tuple[Subscription, Store, str]
         "MAX_MESSAGE_BYTES": "65536",
     }
     store = Store(tmp_path / "probe.sqlite3")
-    sub = Subscription(config.load(env), store, lambda *_: None, threading.Event())
+    cfg = config.load(env)
+    sub = Subscription(cfg, cfg.datasets[0], store, lambda *_: None, threading.Event())
     return sub, store, dataset
 
 

@@ -10,8 +10,6 @@ import sys
 import threading
 import time
 
-import requests
-
 from shared import lifecycle
 from shared.exits import ExitStatus
 from shared.store import StoreError
@@ -22,12 +20,11 @@ def main() -> int:
     # The schedule threads must get the GIL back promptly from busy post threads (default: 5 ms).
     sys.setswitchinterval(0.0005)
     # Imported only now: prometheus_client must see PROMETHEUS_MULTIPROC_DIR, set by start_process.
-    from probe_sender.collector import Collector
     from probe_sender.fail_out import FailOutGroup, fail_out_delay
     from probe_sender.sender import Sender
+    from probe_sender.wiring import collector_for, session_for, token_provider
     from shared import metrics
-    from shared.auth import AuthError, TokenProvider
-    from shared.deadline import guard
+    from shared.auth import AuthError
     from shared.store import Store
     from shared.tracing import make_tracer
 
@@ -40,39 +37,15 @@ def main() -> int:
         return ExitStatus.STORE
     metrics.build_info.labels(lifecycle.version(), app_id).set(1)
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
-    first = cfg.datasets[0].name
-    tokens = None
-    if cfg.auth_enabled:
-        # One client and one token for every dataset; its requests are counted under the first.
-        tokens = TokenProvider(
-            cfg.keycloak_server,
-            cfg.keycloak_realm,
-            cfg.client_id,
-            cfg.client_secret,
-            cfg.token_refresh_margin_seconds,
-            on_request=lambda result: metrics.token_requests.labels(first, result).inc(),
-            timeout=cfg.post_timeout_seconds,
-            trace=tracer.token_request,
-        )
-    session = requests.Session()
-    # Proxy settings are read from the environment once, not on every post: requests' per-request
-    # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
-    session.proxies.update(requests.utils.get_environ_proxies(cfg.datasets[0].collector_endpoint()))
-    session.trust_env = False
-    session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
-    # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
-    pool = min(256, cfg.post_concurrency * len(cfg.datasets))
-    session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
-    session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
+    tokens = token_provider(cfg, tracer)
+    session = session_for(cfg)
     stop = threading.Event()
     fail_outs = FailOutGroup(
         cfg.max_consecutive_errors, [ds.name for ds in cfg.datasets], on_record=store.fail_outs()[0] > 0
     )
     senders = []
     for ds in cfg.datasets:
-        collector = Collector(
-            ds.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer, as_list=ds.posts_a_list()
-        )
+        collector = collector_for(cfg, ds, tokens, session, tracer)
         senders.append(Sender(cfg, ds, store, collector, app_id, fail_outs, stop, tracer))
         log.info(
             "sending to %s every %gs as app_id=%s dataset=%s (%s/%s)",

@@ -62,6 +62,16 @@ def _status(args: argparse.Namespace) -> int:
     return main(limit=args.last, as_json=args.json, dataset=args.dataset)
 
 
+def _check(args: argparse.Namespace) -> int:
+    from probe_stack.check import run
+
+    cfg = load_config_or_exit("probe check")
+    if args.count < 1 or args.count > 1000 or not 0 < args.timeout <= 3600:
+        print("probe check: --count must be 1 to 1000 and --timeout 0 to 3600 seconds", file=sys.stderr)
+        return ExitStatus.CONFIG
+    return run(cfg, args.count, args.timeout, args.json, args.dataset)
+
+
 def _health(args: argparse.Namespace) -> int:
     from probe_stack.healthcheck import check
 
@@ -129,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument("--dataset", metavar="NAME", help="only this dataset (its name in the configuration)")
     status.set_defaults(func=_status)
+
+    check = add(
+        "check",
+        "post a few events to every dataset and wait for them: exit 0 when all arrived (deploy pipelines, on-call)",
+    )
+    check.add_argument("--count", type=int, default=3, help="events per dataset (default %(default)s)")
+    check.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for them (default %(default)s)")
+    check.add_argument("--dataset", metavar="NAME", help="only this dataset (its name in the configuration)")
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(func=_check)
 
     health = add("health", "ask the running stack's metrics program: exit 0 when healthy (the container's HEALTHCHECK)")
     health.add_argument("--ready", action="store_true", help="ask /readyz (events flowing) instead of /healthz")

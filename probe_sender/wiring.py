@@ -1,0 +1,55 @@
+"""How the collector client is put together: one HTTP session and one token for every dataset.
+
+Shared by the sender process and `probe check`, so that the check posts exactly as the
+sender does (the same redirect rule, deadline guard and token handling).
+"""
+
+from __future__ import annotations
+
+import requests
+
+from probe_sender.collector import Collector
+from shared import metrics
+from shared.auth import TokenProvider
+from shared.config import Config, Dataset
+from shared.deadline import guard
+from shared.tracing import NoTracer
+
+
+def session_for(cfg: Config) -> requests.Session:
+    session = requests.Session()
+    # Proxy settings are read from the environment once, not on every post: requests' per-request
+    # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
+    session.proxies.update(requests.utils.get_environ_proxies(cfg.datasets[0].collector_endpoint()))
+    session.trust_env = False
+    session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
+    # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
+    pool = min(256, cfg.post_concurrency * len(cfg.datasets))
+    session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
+    session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
+    return session
+
+
+def token_provider(cfg: Config, tracer: NoTracer) -> TokenProvider | None:
+    """One client and one token for every dataset; its requests are counted under the first."""
+    if not cfg.auth_enabled:
+        return None
+    first = cfg.datasets[0].name
+    return TokenProvider(
+        cfg.keycloak_server,
+        cfg.keycloak_realm,
+        cfg.client_id,
+        cfg.client_secret,
+        cfg.token_refresh_margin_seconds,
+        on_request=lambda result: metrics.token_requests.labels(first, result).inc(),
+        timeout=cfg.post_timeout_seconds,
+        trace=tracer.token_request,
+    )
+
+
+def collector_for(
+    cfg: Config, ds: Dataset, tokens: TokenProvider | None, session: requests.Session, tracer: NoTracer
+) -> Collector:
+    return Collector(
+        ds.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer, as_list=ds.posts_a_list()
+    )

@@ -1,0 +1,150 @@
+"""`probe check`: one end-to-end check for deploy pipelines and on-call, with no stack running.
+
+It posts a few events to every dataset and waits for them on the subscription, with the
+sender's and the listener's own code (collector client, subscription, classification), but
+with an app_id and a store of its own, in a temporary directory. So it never disturbs a
+running stack: that stack's listener sees the check's events as another instance's
+(`probe_events_wrong_appid`), and counts nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shared.config import Config, Dataset
+from shared.exits import ExitStatus
+
+if TYPE_CHECKING:  # imported for real only when the check runs, after PROMETHEUS_MULTIPROC_DIR is set
+    from probe_sender.collector import Collector
+    from shared.store import Store
+
+log = logging.getLogger("check")
+
+SPACING_SECONDS = 0.2  # between two events of one dataset: they are few, and need not be fast
+SUBSCRIBE_WAIT_SECONDS = 15.0
+
+
+@dataclass
+class Outcome:
+    dataset: str
+    seqno: int
+    outcome: str  # received, post_failed, missing, not_subscribed
+    latency_ms: float | None = None
+    detail: str = ""
+
+
+def run(cfg: Config, count: int, timeout: float, as_json: bool, only: str | None) -> int:
+    datasets = [ds for ds in cfg.datasets if only is None or ds.name == only]
+    if not datasets:
+        names = ", ".join(ds.name for ds in cfg.datasets)
+        print(f"probe check: no dataset {only!r} in the configuration (datasets: {names})", file=sys.stderr)
+        return ExitStatus.CONFIG
+    with tempfile.TemporaryDirectory(prefix="probe-check-") as tmp:
+        # Before prometheus_client is imported: the check's counters stay in its own directory,
+        # never in a running stack's.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(tmp) / "metrics")
+        (Path(tmp) / "metrics").mkdir()
+        outcomes = _check(cfg, datasets, Path(tmp) / "check.sqlite3", count, timeout)
+    ok = all(o.outcome == "received" for o in outcomes)
+    if as_json:
+        doc = {"ok": ok, "events": [asdict(o) for o in outcomes]}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{'dataset':<24}  {'seqno':>5}  {'outcome':<14}  {'latency':>10}  detail")
+        for o in outcomes:
+            latency = f"{o.latency_ms:.1f}ms" if o.latency_ms is not None else "-"
+            print(f"{o.dataset[:24]:<24}  {o.seqno:>5}  {o.outcome:<14}  {latency:>10}  {o.detail}")
+        missing = [f"{o.dataset}#{o.seqno}" for o in outcomes if o.outcome != "received"]
+        verdict = (
+            "all events arrived" if ok else f"{len(missing)} of {len(outcomes)} did not arrive: {' '.join(missing)}"
+        )
+        print(f"probe check: {verdict}")
+    return ExitStatus.OK if ok else ExitStatus.FATAL
+
+
+def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, timeout: float) -> list[Outcome]:
+    from probe_listener.receiver import Receiver
+    from probe_listener.subscription import Subscription
+    from probe_sender.wiring import collector_for, session_for, token_provider
+    from shared import event as event_mod
+    from shared.store import EventState, Store
+    from shared.tracing import NoTracer
+
+    tracer = NoTracer()
+    store = Store(db_path)
+    app_id = store.app_id()  # new: the check's own
+    stop = threading.Event()
+    threads = []
+    for ds in datasets:
+        siblings = frozenset(d.name for d in datasets if d.id == ds.id and d.name != ds.name)
+        receiver = Receiver(cfg, ds, store, app_id, tracer, siblings)
+        subscription = Subscription(cfg, ds, store, receiver.handle, stop)
+        threads.append(threading.Thread(target=subscription.run, name=f"check-{ds.name}", daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        fresh = cfg.ping_interval_seconds + cfg.pong_timeout_seconds + 2
+        deadline = time.monotonic() + SUBSCRIBE_WAIT_SECONDS
+        unsubscribed = {ds.name for ds in datasets}
+        while unsubscribed and time.monotonic() < deadline:
+            unsubscribed = {n for n in unsubscribed if store.subscribed_since(n, fresh, time.time()) is None}
+            time.sleep(0.05)
+        session = session_for(cfg)
+        tokens = token_provider(cfg, tracer)
+        posters = []
+        for ds in datasets:
+            collector = collector_for(cfg, ds, tokens, session, tracer)
+
+            def post_all(ds: Dataset = ds, collector: Collector = collector) -> None:
+                for _ in range(count):
+                    sent_at = time.time()
+                    seqno = store.record_send(app_id, ds.name, ds.version, sent_at)
+                    event = event_mod.build(app_id, ds.name, seqno, sent_at, ds.payload_bytes)
+                    event_mod.seal(event)
+                    result = collector.post(event)
+                    detail = None if result.ok else f"{result.reason}" + (f" {result.status}" if result.status else "")
+                    store.record_post(app_id, ds.name, seqno, result.ok, detail, time.time())
+                    time.sleep(SPACING_SECONDS)
+
+            posters.append(threading.Thread(target=post_all, name=f"check-post-{ds.name}", daemon=True))
+        for poster in posters:
+            poster.start()
+        for poster in posters:
+            poster.join()
+        deadline = time.monotonic() + timeout
+        open_states = (EventState.PENDING, EventState.POSTED)
+        while time.monotonic() < deadline and any(e.state in open_states for e in store.events(app_id)):
+            time.sleep(0.05)
+        outcomes = []
+        for row in store.events(app_id):
+            if row.state in (EventState.RECEIVED, EventState.LATE):
+                outcome = Outcome(row.dataset, row.seqno, "received", round((row.latency or 0.0) * 1000, 1))
+                if row.receive_count > 1:
+                    outcome.detail = f"{row.receive_count} copies"
+            elif row.state is EventState.POST_FAILED:
+                outcome = Outcome(row.dataset, row.seqno, "post_failed", detail=row.post_error or "")
+            elif row.dataset in unsubscribed:
+                outcome = Outcome(row.dataset, row.seqno, "not_subscribed", detail=_note(store, row.dataset))
+            else:
+                outcome = Outcome(row.dataset, row.seqno, "missing", detail=f"not arrived within {timeout:g}s")
+            outcomes.append(outcome)
+        return outcomes
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+        store.close()
+
+
+def _note(store: Store, dataset: str) -> str:
+    text = store.note(f"listener:{dataset}")
+    return text or "no subscription within the wait"

@@ -118,7 +118,9 @@ class BenchStack:
         self.rpc().supervisor.stopProcess("sender", True)
 
     def wait_judged(self, timeout: float) -> None:
-        wait_until(lambda: sum(self._store(Store.in_flight).values()) == 0, timeout, "every event judged", interval=0.25)
+        wait_until(
+            lambda: sum(self._store(Store.in_flight).values()) == 0, timeout, "every event judged", interval=0.25
+        )
 
     def scrape_ms(self, count: int = 20) -> float:
         times = []

@@ -9,6 +9,7 @@ from probe_listener.classify import Kind, MalformedReason, parse
 from shared import event as event_mod
 from shared import metrics
 from shared.config import Config, Dataset
+from shared.log import DatasetLog
 from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
 from shared.tracing import NoTracer
 
@@ -35,6 +36,7 @@ class Receiver:
         self.siblings = siblings
         ds = dataset.name
         self.ds = ds
+        self.log = DatasetLog(log, ds)
         self._event_level = logging.INFO if cfg.log_events else logging.DEBUG
         metrics.precreate(metrics.events_malformed, ds, MalformedReason)
         self._latency = metrics.latency_histogram(cfg.latency_buckets).labels(ds)
@@ -54,7 +56,7 @@ class Receiver:
         message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id)
         if message.kind is Kind.MALFORMED:
             metrics.events_malformed.labels(self.ds, message.reason).inc()
-            log.warning(
+            self.log.warning(
                 "malformed message skipped: reason=%s size=%d",
                 message.reason,
                 len(payload),
@@ -63,13 +65,13 @@ class Receiver:
             return
         if message.kind is Kind.WRONG_APPID:
             self._wrong_appid.inc()
-            log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
+            self.log.debug("event of another instance: app_id=%s seqno=%s", message.app_id, message.seqno)
             return
         if message.dataset is not None and message.dataset != self.ds:
             if message.dataset in self.siblings:
                 return  # counted by the subscription of its own entry
             self._unknown.inc()  # ours by app_id, but of no entry on this dataset (one since removed, say)
-            log.warning("event of a dataset entry not watched here: %s seqno=%s", message.dataset, message.seqno)
+            self.log.warning("event of a dataset entry not watched here: %s seqno=%s", message.dataset, message.seqno)
             return
         try:
             result = self.store.classify_arrival(self.app_id, self.ds, message.seqno, received_at, message.time_sent)
@@ -81,12 +83,14 @@ class Receiver:
         seqno = message.seqno
         if result.kind is Arrival.FORGED:
             metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
-            log.warning("seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno)
+            self.log.warning(
+                "seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno
+            )
             return
         if message.integrity is event_mod.Integrity.ALTERED:
             self._corrupted.inc()
             what = event_mod.differences(message.doc or {}, self.dataset.payload_bytes > 0)
-            log.warning(
+            self.log.warning(
                 "seqno=%d arrived altered (%s); its arrival is still counted",
                 seqno,
                 "; ".join(what),
@@ -94,14 +98,14 @@ class Receiver:
             )
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
-            log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
+            self.log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
             return
         if self.tracer.enabled:
             self.tracer.arrival(message.trace_id, self.ds, seqno, result.kind, result.latency)
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()
             self._duplicates.inc()
-            log.info(
+            self.log.info(
                 "duplicate seqno=%d latency=%.3fs",
                 seqno,
                 result.latency,
@@ -110,7 +114,7 @@ class Receiver:
             return
         if result.clamped:
             self._clamped.inc()
-            log.warning("seqno=%d arrived before its send time (clock step?): latency taken as 0", seqno)
+            self.log.warning("seqno=%d arrived before its send time (clock step?): latency taken as 0", seqno)
         self._received.inc()
         self._latency.observe(result.latency)
         self._latest.set(result.latency)
@@ -119,7 +123,7 @@ class Receiver:
             self._out_of_order.inc()
         if result.kind is Arrival.LATE:
             self._late.inc()
-            log.warning(
+            self.log.warning(
                 "late seqno=%d latency=%.3fs (was judged %s)",
                 seqno,
                 result.latency,
@@ -127,7 +131,7 @@ class Receiver:
                 extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency, "judged_as": result.judged_as},
             )
         else:
-            log.log(
+            self.log.log(
                 self._event_level,
                 "received seqno=%d latency=%.3fs",
                 seqno,

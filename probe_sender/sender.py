@@ -19,6 +19,7 @@ from shared import event as event_mod
 from shared import metrics
 from shared.auth import TokenResult
 from shared.config import Config, Dataset
+from shared.log import DatasetLog
 from shared.store import Note, Store, StoreOperation
 from shared.tracing import NoTracer
 
@@ -49,6 +50,7 @@ class Sender:
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix=f"post-{ds.name}")
         name = ds.name
+        self.log = DatasetLog(log, name)
         metrics.precreate(metrics.post_errors, name, PostError)
         metrics.precreate(metrics.token_requests, name, TokenResult)
         metrics.precreate(metrics.skipped_slots, name, SkipReason)
@@ -65,11 +67,11 @@ class Sender:
         fresh = self.cfg.ping_interval_seconds + self.cfg.pong_timeout_seconds + 2
         while time.monotonic() < deadline and not self.stop.is_set():
             if self.store.subscribed_since(self.ds.name, fresh, time.time()) is not None:
-                log.info("listener is subscribed to %s; starting to send", self.ds.name)
+                self.log.info("listener is subscribed to %s; starting to send", self.ds.name)
                 return
             self.stop.wait(0.1)
         if not self.stop.is_set() and self.cfg.startup_wait_seconds > 0:
-            log.warning(
+            self.log.warning(
                 "listener not subscribed to %s after %.0fs; sending anyway", self.ds.name, self.cfg.startup_wait_seconds
             )
 
@@ -84,7 +86,7 @@ class Sender:
                 slot = next_slot(start, interval, index, now)
                 if slot.skipped:
                     metrics.skipped_slots.labels(self.ds.name, SkipReason.STALL).inc(slot.skipped)
-                    log.warning("process stalled: skipped %d send slots of %s", slot.skipped, self.ds.name)
+                    self.log.warning("process stalled: skipped %d send slots of %s", slot.skipped, self.ds.name)
                     index = slot.index
                 if slot.due > now:
                     self.stop.wait(slot.due - now)
@@ -97,7 +99,7 @@ class Sender:
     def _fire(self) -> None:
         if not self._slots.acquire(blocking=False):
             metrics.skipped_slots.labels(self.ds.name, SkipReason.BACKPRESSURE).inc()
-            log.warning(
+            self.log.warning(
                 "all %d posts of %s still in flight: skipped a send slot", self.cfg.post_concurrency, self.ds.name
             )
             return
@@ -137,7 +139,7 @@ class Sender:
                 metrics.count_store_error(self.ds.name, StoreOperation.RECORD_POST, exc)
             self._account(event["seqno"], result)
         except Exception:  # a bug here must not kill the pool silently
-            log.exception("post of %s seqno=%s failed unexpectedly", self.ds.name, event["seqno"])
+            self.log.exception("post of %s seqno=%s failed unexpectedly", self.ds.name, event["seqno"])
         finally:
             self._slots.release()
 
@@ -150,8 +152,8 @@ class Sender:
             if self.fail_outs.success(self.ds.name):
                 self.store.clear_fail_outs()
             if self._note.clear():
-                log.info("posts succeed again")
-            log.debug(
+                self.log.info("posts succeed again")
+            self.log.debug(
                 "posted seqno=%d in %.3fs",
                 seqno,
                 result.duration,
@@ -161,8 +163,8 @@ class Sender:
         metrics.post_errors.labels(self.ds.name, result.reason).inc()
         problem = self._problem(result)
         if self._note.record(problem):
-            log.error("%s", problem)
-        log.warning(
+            self.log.error("%s", problem)
+        self.log.warning(
             "post failed dataset=%s seqno=%d reason=%s status=%s attempts=%d after %.2fs",
             self.ds.name,
             seqno,
@@ -183,7 +185,7 @@ class Sender:
         limit = self.fail_outs.limit
         if fail_out is FailOut.DATASET:
             metrics.fail_outs.labels(self.ds.name).inc()
-            log.error(
+            self.log.error(
                 "%d consecutive failed posts to %s (MAX_CONSECUTIVE_ERRORS=%d); other datasets still post, so it "
                 "keeps being probed at its interval",
                 limit,
@@ -193,7 +195,7 @@ class Sender:
         elif fail_out is FailOut.ALL:
             metrics.fail_outs.labels(self.ds.name).inc()
             count = self.store.record_fail_out(time.time())
-            log.error(
+            self.log.error(
                 "%d consecutive failed posts (MAX_CONSECUTIVE_ERRORS=%d) on every dataset: exiting for a restart "
                 "(fail-out %d in a row)",
                 limit,

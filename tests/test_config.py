@@ -48,6 +48,7 @@ def test_the_demo_profile_has_its_own_store_beside_the_real_one() -> None:
     demo = config.load({"PROBE_CONFIG": str(ROOT / "deploy" / "demo.yaml")})
     real = load()
     assert demo.environment == "local" and demo.event_interval_seconds == 1.0 and demo.log_events
+    assert [d.name for d in demo.datasets] == ["probe-dataset", "probe-orders"]  # make run shows the list
     assert demo.db_path == str(ROOT / "var" / "demo" / "probe.sqlite3") != real.db_path
     assert real.db_path == str(ROOT / "var" / "probe.sqlite3")  # relative to the config file, from any directory
 

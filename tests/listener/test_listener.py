@@ -312,7 +312,13 @@ def test_a_dataset_the_subscription_refuses_is_named_once_and_noted_for_readyz(
     finally:
         assert listener.stop() == 0
     log = listener.output()
-    assert log.count("dataset no-such-dataset is not known to the subscription, or the webhook token of no-such-dataset does not open it") == 1
+    assert (
+        log.count(
+            "dataset no-such-dataset is not known to the subscription, "
+            "or the webhook token of no-such-dataset does not open it"
+        )
+        == 1
+    )
     with Store(env["PROBE_DB_PATH"]) as store:
         assert "no-such-dataset" in store.note("listener:no-such-dataset")
 

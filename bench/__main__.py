@@ -111,6 +111,59 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
     }
 
 
+def run_datasets(count: int, interval: float, duration: float, tmp: Path) -> dict:
+    """Many datasets in one probe (one schedule and one subscription each): exact accounting, CPU per
+    event, and the tree's peak memory."""
+    names = [f"bench-{i:02d}" for i in range(count)]
+    emulator = start_emulator(tmp, *(a for n in names for a in ("--dataset", f"{n}/1")))
+    emulator.faults(**FAULTS)
+    config = tmp / "probe.yaml"
+    config.write_text("environment: local\ndatasets:\n" + "".join(f"  - id: {n}\n" for n in names))
+    loss_timeout = 5.0
+    stack = BenchStack.create(
+        emulator,
+        tmp,
+        PROBE_CONFIG=str(config),
+        EVENT_INTERVAL_SECONDS=interval,
+        LOSS_TIMEOUT_SECONDS=loss_timeout,
+        POST_TIMEOUT_SECONDS=2,
+    )
+    try:
+        stack.start()
+        sampler = RssSampler(stack.proc.popen.pid)
+        sampler.start()
+        wait_until(lambda: len({e.dataset for e in stack.events()}) == count, 60, "an event of every dataset")
+        time.sleep(2)
+        root = psutil.Process(stack.proc.popen.pid)
+        cpu_before, events_before = tree_cpu(root), len(stack.events())
+        time.sleep(duration)
+        cpu_after, events_after = tree_cpu(root), len(stack.events())
+        stack.stop_sender()
+        stack.wait_judged(loss_timeout + 30)
+        sampler.done.set()
+        rows = stack.events()
+        app_id = stack.app_id()
+        truth = {(e["dataset"], e["seqno"]): e for e in emulator.truth()["events"] if e["app_id"] == app_id}
+    finally:
+        stack.stop()
+        emulator.proc.stop()
+    bad = measure.mismatches({(r.dataset, r.seqno): (r.state, r.receive_count) for r in rows}, truth)
+    events = events_after - events_before
+    return {
+        "datasets": count,
+        "interval_s": interval,
+        "events": len(rows),
+        "datasets_seen": len({r.dataset for r in rows}),
+        "mismatches": len(bad),
+        "mismatch_examples": [list(map(str, b)) for b in bad[:5]],
+        "achieved_rate": events / duration,
+        "target_rate": count / interval,
+        "tree_cpu_ms_per_event": (cpu_after - cpu_before) * 1000 / max(events, 1),
+        "peak_rss_mb": sampler.peak / 2**20,
+        "peak_pss_mb": sampler.peak_pss / 2**20,
+    }
+
+
 def run_tracing_memory(seconds: float, tmp: Path) -> dict:
     """Peak RSS of sender and listener at 10 ev/s with X-Ray tracing off, then on (a UDP sink as daemon)."""
     out = {}
@@ -300,6 +353,14 @@ def markdown(results: dict) -> str:
             f"`/metrics` scrape: {r['scrape_ms_before']:.1f} ms before, {r['scrape_ms_after']:.1f} ms after "
             f"{r['sender_restarts']} sender restarts ({r['metric_files_after']} files in the metrics directory)."
         )
+    if "datasets" in results:
+        d = results["datasets"]
+        lines.append(
+            f"{d['datasets']} datasets at {1 / d['interval_s']:g} ev/s each: {d['events']} events, "
+            f"{d['mismatches']} mismatches, achieved {d['achieved_rate']:.1f} of {d['target_rate']:g} ev/s, "
+            f"tree CPU {d['tree_cpu_ms_per_event']:.2f} ms per event, peak RSS {d['peak_rss_mb']:.0f} MB "
+            f"(PSS {d['peak_pss_mb']:.0f} MB)."
+        )
     if "emulator" in results:
         e = results["emulator"]
         lines.append(
@@ -320,6 +381,8 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5, help="listener SIGKILLs to time (0 skips restarts)")
     parser.add_argument("--sender-restarts", type=int, default=100, help="sender restarts before the scrape timing")
     parser.add_argument("--emulator-seconds", type=float, default=10.0, help="emulator throughput run (0 skips)")
+    parser.add_argument("--datasets", type=int, default=50, help="datasets at 1 ev/s each in one probe (0 skips)")
+    parser.add_argument("--datasets-seconds", type=float, default=30.0, help="steady traffic of the datasets run")
     parser.add_argument("--out", default=str(RESULTS / "latest"), help="output path without extension")
     args = parser.parse_args()
     results: dict = {
@@ -351,6 +414,10 @@ def main() -> int:
             (tmp / "restarts").mkdir()
             results["restarts"] = run_restarts(args.kills, args.sender_restarts, tmp / "restarts")
             print(json.dumps(results["restarts"]), flush=True)
+        if args.datasets > 0:
+            (tmp / "datasets").mkdir()
+            results["datasets"] = run_datasets(args.datasets, 1.0, args.datasets_seconds, tmp / "datasets")
+            print(json.dumps(results["datasets"]), flush=True)
         if args.emulator_seconds > 0:
             (tmp / "emulator").mkdir()
             results["emulator"] = run_emulator_throughput(args.emulator_seconds, tmp / "emulator")

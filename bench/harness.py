@@ -25,17 +25,19 @@ PROGRAMS = ("sender", "listener", "metrics")
 
 
 class RssSampler(threading.Thread):
-    """Peak resident memory of a process tree, sampled twice a second."""
+    """Peak resident memory (RSS, and PSS) of a process tree, sampled twice a second."""
 
     def __init__(self, root_pid: int) -> None:
         super().__init__(daemon=True)
         self.root = psutil.Process(root_pid)
         self.peak = 0
+        self.peak_pss = 0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             self.peak = max(self.peak, tree_rss(self.root))
+            self.peak_pss = max(self.peak_pss, tree_pss(self.root))
             self.done.wait(0.5)
 
 
@@ -44,6 +46,30 @@ def tree_rss(root: psutil.Process) -> int:
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):  # exited meanwhile
             total += proc.memory_info().rss
+    return total
+
+
+def pss_uss(pid: int) -> tuple[int, int]:
+    """(PSS, USS) of one process in bytes, from /proc/<pid>/smaps_rollup: what the machine pays.
+
+    RSS counts the shared pages of the interpreter and the libraries once per process; PSS
+    splits them among their users, so the PSS of a tree adds up to what it really holds.
+    """
+    fields: dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return fields.get("Pss", 0), uss
+
+
+def tree_pss(root: psutil.Process) -> int:
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error, OSError):
+            total += pss_uss(proc.pid)[0]
     return total
 
 
@@ -91,7 +117,7 @@ class BenchStack:
         return self._store(Store.app_id)
 
     def events(self) -> list:
-        """Every event of the stack's probe instance, by seqno."""
+        """Every event of the stack's probe instance, by dataset and seqno."""
         return self._store(lambda store: store.events(store.app_id()))
 
     @property

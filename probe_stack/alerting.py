@@ -65,6 +65,7 @@ class AlertParams:
     skipped_slots: int
     clock_step_window: str
     malformed_window: str
+    corrupted_window: str
     wrong_appid_window: str
 
 
@@ -335,6 +336,15 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"The subscription of {ds} delivers malformed messages ({{{{ $labels.reason }}}})",
             f"{{{{ $value }}}} messages over {p.malformed_window} were not well-formed probe events (reason "
             "{{ $labels.reason }}); they were counted and skipped.",
+        ),
+        _alert(
+            p,
+            "ProbeEventsCorrupted",
+            f"{increase('probe_events_corrupted_total', p.corrupted_window)} > 0",
+            "warning",
+            f"Events of {ds} arrive altered",
+            f"{{{{ $value }}}} arrivals over {p.corrupted_window} did not match their digest: the pipeline changed "
+            "the events' content on the way. They were still classified; the listener's log says what differed.",
         ),
         _alert(
             p,

@@ -24,7 +24,7 @@ import requests
 import websocket
 
 from bench import measure
-from bench.harness import PROGRAMS, BenchStack, RssSampler, tree_cpu
+from bench.harness import PROGRAMS, BenchStack, RssSampler, pss_uss, tree_cpu, tree_roles
 from emulator.client import start_emulator, wait_until
 from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
 
@@ -105,6 +105,7 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         "jitter_ms": {"p50": sched.jitter_p50_ms, "p99": sched.jitter_p99_ms, "max": sched.jitter_max_ms},
         "cpu_s_per_1000_events": {n: (cpu_after[n] - cpu_before[n]) * 1000 / max(events, 1) for n in PROGRAMS},
         "peak_rss_mb": sampler.peak / 2**20,
+        "peak_pss_mb": sampler.peak_pss / 2**20,
         "sqlite_bytes": db_bytes,
         "sqlite_wal_bytes": wal_bytes,
         "scrape_ms": scrape,
@@ -200,21 +201,46 @@ def run_tracing_memory(seconds: float, tmp: Path) -> dict:
     return out
 
 
-def run_idle(seconds: float, tmp: Path) -> dict:
-    """CPU of the whole tree at the default 10 s interval, over `seconds` after a warm-up."""
+def run_footprint(interval: float, seconds: float, tmp: Path) -> dict:
+    """What the stack costs a machine at one event every `interval` seconds, idle time included:
+    the tree's start-up CPU (to its first received event), then per process its CPU seconds
+    per hour over `seconds`, and its RSS, PSS and USS at the end."""
     emulator = start_emulator(tmp)
-    stack = BenchStack.create(emulator, tmp, EVENT_INTERVAL_SECONDS=10)
+    stack = BenchStack.create(emulator, tmp, EVENT_INTERVAL_SECONDS=interval)
     try:
+        started = time.monotonic()
         stack.start()
         root = psutil.Process(stack.proc.popen.pid)
-        time.sleep(5)
-        before, started = tree_cpu(root), time.monotonic()
+        wait_until(lambda: any(e.state == "received" for e in stack.events()), 60, "the first arrival")
+        startup_cpu, startup_s = tree_cpu(root), time.monotonic() - started
+        time.sleep(max(2.0, interval / 2))  # the start-up's tail: the first judgement round, the first scrape
+        roles = tree_roles(root)
+        before = {role: sum(p.cpu_times()[:2]) for role, p in roles.items()}
+        begin = time.monotonic()
         time.sleep(seconds)
-        used, elapsed = tree_cpu(root) - before, time.monotonic() - started
+        elapsed = time.monotonic() - begin
+        per: dict[str, dict] = {}
+        for role, proc in roles.items():
+            pss, uss = pss_uss(proc.pid)
+            per[role] = {
+                "cpu_s_per_hour": (sum(proc.cpu_times()[:2]) - before[role]) * 3600 / elapsed,
+                "rss_mb": proc.memory_info().rss / 2**20,
+                "pss_mb": pss / 2**20,
+                "uss_mb": uss / 2**20,
+            }
     finally:
         stack.stop()
         emulator.proc.stop()
-    return {"seconds": elapsed, "cpu_percent_of_one_core": 100 * used / elapsed}
+    total = {key: sum(v[key] for v in per.values()) for key in ("cpu_s_per_hour", "rss_mb", "pss_mb", "uss_mb")}
+    return {
+        "interval_s": interval,
+        "seconds": elapsed,
+        "startup_cpu_s": startup_cpu,
+        "startup_s": startup_s,
+        "processes": per,
+        "tree": total,
+        "cpu_percent_of_one_core": total["cpu_s_per_hour"] / 36,
+    }
 
 
 def run_restarts(kills: int, sender_restarts: int, tmp: Path) -> dict:
@@ -314,7 +340,7 @@ def markdown(results: dict) -> str:
         "",
         "| rate (ev/s) | events | overhead p50 / p99 / max (ms) | mismatches | achieved rate | skipped (stall / busy) "
         "| jitter p50 / p99 (ms) "
-        "| CPU s per 1000 ev (sender / listener / metrics) | peak RSS (MB) | SQLite + WAL (KB) | scrape (ms) |",
+        "| CPU s per 1000 ev (sender / listener / metrics) | peak RSS / PSS (MB) | SQLite + WAL (KB) | scrape (ms) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rates"]:
@@ -324,7 +350,8 @@ def markdown(results: dict) -> str:
             f"| {r['achieved_rate']:.2f}{'' if r['schedule_holds'] else ' (not held)'} "
             f"| {r['skipped_slots']['stall']:.0f} / {r['skipped_slots']['backpressure']:.0f} | {j['p50']:.2f} / "
             f"{j['p99']:.2f} | {c['sender']:.2f} / {c['listener']:.2f} / {c['metrics']:.2f} "
-            f"| {r['peak_rss_mb']:.0f} | {r['sqlite_bytes'] / 1024:.0f} + {r['sqlite_wal_bytes'] / 1024:.0f} "
+            f"| {r['peak_rss_mb']:.0f} / {r.get('peak_pss_mb', 0):.0f} "
+            f"| {r['sqlite_bytes'] / 1024:.0f} + {r['sqlite_wal_bytes'] / 1024:.0f} "
             f"| {r['scrape_ms']:.1f} |"
         )
     lines.append("")
@@ -339,12 +366,22 @@ def markdown(results: dict) -> str:
             f"sender {t['off']['sender']:.0f} / {t['on']['sender']:.0f} MB, "
             f"listener {t['off']['listener']:.0f} / {t['on']['listener']:.0f} MB."
         )
-    if "idle" in results:
-        i = results["idle"]
-        lines.append(
-            f"Idle at a 10 s interval: {i['cpu_percent_of_one_core']:.2f}% of one core "
-            f"(whole tree, {i['seconds']:.0f} s)."
-        )
+    for f in results.get("footprint", []):
+        lines += [
+            "",
+            f"Footprint at one event every {f['interval_s']:g} s (over {f['seconds']:.0f} s; start-up to the first "
+            f"arrival: {f['startup_cpu_s']:.2f} s CPU in {f['startup_s']:.1f} s): "
+            f"tree {f['tree']['cpu_s_per_hour']:.1f} CPU s per hour ({f['cpu_percent_of_one_core']:.2f}% of a core), "
+            f"{f['tree']['pss_mb']:.0f} MB PSS, {f['tree']['uss_mb']:.0f} MB USS, {f['tree']['rss_mb']:.0f} MB RSS.",
+            "",
+            "| process | CPU s per hour | RSS (MB) | PSS (MB) | USS (MB) |",
+            "|---|---|---|---|---|",
+        ]
+        for role, v in f["processes"].items():
+            lines.append(
+                f"| {role} | {v['cpu_s_per_hour']:.2f} | {v['rss_mb']:.1f} | {v['pss_mb']:.1f} | {v['uss_mb']:.1f} |"
+            )
+        lines.append("")
     if "restarts" in results:
         r = results["restarts"]
         lines.append(
@@ -377,7 +414,9 @@ def main() -> int:
     parser.add_argument(
         "--tracing-seconds", type=float, default=15.0, help="peak memory with tracing off and on (0 skips it)"
     )
-    parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle measurement (0 skips it)")
+    parser.add_argument(
+        "--footprint-seconds", type=float, default=60.0, help="CPU and memory at 10 s and 1 s intervals (0 skips)"
+    )
     parser.add_argument("--kills", type=int, default=5, help="listener SIGKILLs to time (0 skips restarts)")
     parser.add_argument("--sender-restarts", type=int, default=100, help="sender restarts before the scrape timing")
     parser.add_argument("--emulator-seconds", type=float, default=10.0, help="emulator throughput run (0 skips)")
@@ -406,10 +445,13 @@ def main() -> int:
             (tmp / "tracing").mkdir()
             results["tracing_rss_mb"] = run_tracing_memory(args.tracing_seconds, tmp / "tracing")
             print(json.dumps(results["tracing_rss_mb"]), flush=True)
-        if args.idle_seconds > 0:
-            (tmp / "idle").mkdir()
-            results["idle"] = run_idle(args.idle_seconds, tmp / "idle")
-            print(json.dumps(results["idle"]), flush=True)
+        if args.footprint_seconds > 0:
+            results["footprint"] = []
+            for interval in (10.0, 1.0):
+                (tmp / f"footprint-{interval:g}").mkdir()
+                result = run_footprint(interval, args.footprint_seconds, tmp / f"footprint-{interval:g}")
+                print(json.dumps(result), flush=True)
+                results["footprint"].append(result)
         if args.kills > 0:
             (tmp / "restarts").mkdir()
             results["restarts"] = run_restarts(args.kills, args.sender_restarts, tmp / "restarts")

@@ -73,6 +73,28 @@ def tree_pss(root: psutil.Process) -> int:
     return total
 
 
+ROLES = {
+    "probe_stack.cli": "probe run",
+    "supervisor.supervisord": "supervisord",
+    "probe_stack.supervisor_events": "lifecycle",
+    "probe_stack.metrics_server": "metrics",
+    "probe_listener": "listener",
+    "probe_sender": "sender",
+}
+
+
+def tree_roles(root: psutil.Process) -> dict[str, psutil.Process]:
+    """The stack's processes by role (probe run, supervisord, lifecycle, metrics, listener, sender)."""
+    out: dict[str, psutil.Process] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.cmdline()
+            for module, role in ROLES.items():
+                if "-m" in cmdline and module in cmdline:
+                    out[role] = proc
+    return out
+
+
 def tree_cpu(root: psutil.Process) -> float:
     total = 0.0
     for proc in [root, *root.children(recursive=True)]:

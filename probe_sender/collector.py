@@ -16,7 +16,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
 from shared.auth import AuthError, TokenProvider
-from shared.deadline import http_deadline
+from shared.http_deadline import http_deadline
 from shared.tracing import NoTracer
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -12,7 +12,7 @@ from probe_sender.collector import Collector
 from shared import metrics
 from shared.auth import TokenProvider
 from shared.config import Config, Dataset
-from shared.deadline import guard
+from shared.http_deadline import guard
 from shared.tracing import NoTracer
 
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 from keycloak import KeycloakOpenID
 from keycloak.exceptions import KeycloakError
 
-from shared.deadline import guard, http_deadline
+from shared.http_deadline import guard, http_deadline
 
 log = logging.getLogger("auth")
 

@@ -14,14 +14,8 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-_tracked = threading.local()
 
 
 def shut(sock: socket.socket | None) -> None:
@@ -100,69 +94,3 @@ class Watchdog:
         with self._lock:
             self._done = True
         _alarms.remove(self._key)
-
-
-@contextlib.contextmanager
-def http_deadline(seconds: float) -> Iterator[Watchdog]:
-    """A total deadline for the HTTP requests this thread makes through a guarded session."""
-    sockets: list[socket.socket] = []
-    lock = threading.Lock()
-
-    def shut_all() -> None:
-        with lock:
-            for sock in sockets:
-                shut(sock)
-
-    def track(sock: socket.socket) -> None:
-        with lock:
-            sockets.append(sock)
-            if dog.fired:
-                shut(sock)
-
-    dog = Watchdog(seconds, shut_all)
-    _tracked.track = track
-    try:
-        with dog:
-            yield dog
-    finally:
-        _tracked.track = None
-
-
-def _track(sock: socket.socket | None) -> None:
-    track = getattr(_tracked, "track", None)
-    if track is not None and sock is not None:
-        track(sock)
-
-
-class _GuardedHTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _track(self.sock)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _track(self.sock)  # a reused keep-alive connection
-        super().request(*args, **kwargs)
-
-
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _track(self.sock)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _track(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _GuardedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-def guard(adapter: HTTPAdapter) -> HTTPAdapter:
-    """Make an adapter's connections visible to http_deadline (its other settings are kept)."""
-    adapter.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
-    return adapter

@@ -23,7 +23,7 @@ from probe_listener.subscription import Subscription
 from probe_sender.collector import Collector, PostError
 from shared import config
 from shared.auth import AuthError, TokenProvider, TokenResult
-from shared.deadline import guard
+from shared.http_deadline import guard
 from shared.store import Store
 from tests.helpers import ROOT
 from tests.http_stub import drip, raw_peer, read_request

@@ -37,10 +37,12 @@ def main() -> int:
     stop = threading.Event()
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     threads = [threading.Thread(target=judge_loop, args=(cfg, stop), name="judge")]
+    subscriptions = []
     for ds in cfg.datasets:
         siblings = frozenset(d.name for d in cfg.datasets if d.id == ds.id and d.name != ds.name)
         receiver = Receiver(cfg, ds, store, app_id, tracer, siblings)
         subscription = Subscription(cfg, ds, store, receiver.handle, stop)
+        subscriptions.append(subscription)
         threads.append(threading.Thread(target=subscription.run, name=f"subscription-{ds.name}"))
         log.info("listening as app_id=%s dataset=%s loss timeout %gs", app_id, ds.name, ds.loss_timeout_seconds)
     for thread in threads:
@@ -48,6 +50,8 @@ def main() -> int:
     sig = lifecycle.wait_for_stop(stop, lambda: all(t.is_alive() for t in threads))
     if sig is not None:
         log.info("signal %d: stopping", sig)
+    for subscription in subscriptions:
+        subscription.interrupt()
     for thread in threads:
         thread.join()
     store.close()

@@ -19,6 +19,7 @@ from shared.store import EventState, Store, StoreOperation
 log = logging.getLogger("listener")
 
 PRUNE_EVERY = 600.0
+JUDGE_MAX = 5.0
 
 
 def set_missing_shares(store: Store, cfg: Config, now: float) -> None:
@@ -60,7 +61,9 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     store = Store(cfg.db_path, create=False)
     timeouts = {ds.name: ds.loss_timeout_seconds for ds in cfg.datasets}
     first = cfg.datasets[0].name
-    period = min(1.0, min(timeouts.values()) / 4)
+    # As often as judging needs: an event is judged a quarter of its loss timeout late at most,
+    # and the gauges move at least every JUDGE_MAX seconds (well within a scrape interval).
+    period = max(0.05, min(JUDGE_MAX, min(timeouts.values()) / 4))
     next_prune = time.monotonic() + 60
     for name in timeouts:
         metrics.events_lost.labels(name)

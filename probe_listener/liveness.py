@@ -46,6 +46,15 @@ class Liveness:
             return Due.HEARTBEAT
         return Due.NOTHING
 
+    def wait_for(self, mono: float) -> float:
+        """Seconds from `mono` until something is due (a ping, its pong deadline, a heartbeat):
+        how long the loop may block on the socket without missing it."""
+        if self.ping_sent_at is not None:
+            next_check = self.ping_sent_at + self.pong_timeout
+        else:
+            next_check = self.last_ping + self.ping_interval
+        return max(0.0, min(next_check, self.last_heartbeat + self.heartbeat_every) - mono)
+
     def pinged(self, mono: float) -> None:
         self.last_ping = self.ping_sent_at = mono
 

@@ -31,7 +31,8 @@ log = logging.getLogger("listener")
 
 FIRST_RETRY = 0.1
 STABLE_AFTER = 10.0  # a connection that lived this long resets the backoff
-HEARTBEAT_EVERY = 1.0
+HEARTBEAT_MAX = 5.0  # the store hears that a connection lives at least this often
+MAX_BLOCK = 1.0  # the longest one read may block: stop() also shuts the socket, so this is a fallback
 CONNECT_TIMEOUT = 10.0
 
 FrameHandler = Callable[[bytes, bool, float], None]
@@ -95,6 +96,7 @@ class Subscription:
         self._note = Note(store, f"listener:{dataset.name}")  # a problem of the subscription, for /readyz
         ds = dataset.name
         self.log = DatasetLog(log, ds)
+        self._ws: websocket.WebSocket | None = None  # the current connection, for interrupt()
         self._connected = metrics.ws_connected.labels(ds)
         self._state_connected = metrics.connection_state.labels(ds, "connected")
         self._state_disconnected = metrics.connection_state.labels(ds, "disconnected")
@@ -102,6 +104,12 @@ class Subscription:
         metrics.precreate(metrics.ws_disconnects, ds, DisconnectReason)
         metrics.precreate(metrics.ws_connect_failures, ds, [CONNECT_ERROR, CONNECT_TIMEOUT_REASON])
         metrics.precreate(metrics.store_errors, ds, [StoreOperation.CLASSIFY, StoreOperation.SUBSCRIPTION])
+
+    def interrupt(self) -> None:
+        """After `stop` is set: wake the thread at once by shutting its socket (from another thread)."""
+        ws = self._ws
+        if ws is not None:
+            shut(ws.sock)
 
     def _set_connected(self, connected: bool) -> None:
         self._connected.set(int(connected))
@@ -135,6 +143,7 @@ class Subscription:
         """Open the subscription within CONNECT_TIMEOUT in all, following no redirect."""
         ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True)
         ws.frame_buffer = BoundedFrames(ws._recv, True, self.cfg.max_message_bytes)
+        self._ws = ws
         # The socket only exists once connect() has begun: fetch it when the deadline passes.
         dog = Watchdog(CONNECT_TIMEOUT, lambda: shut(ws.sock))
         try:
@@ -196,9 +205,10 @@ class Subscription:
     def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[DisconnectReason, float]:
         """Read frames until the connection ends; returns (reason, last proof of life)."""
         cfg = self.cfg
-        ws.settimeout(min(0.2, cfg.pong_timeout_seconds / 4))
+        # A heartbeat well within the freshness that readiness and the sender ask of it.
+        heartbeat = min(HEARTBEAT_MAX, (cfg.ping_interval_seconds + cfg.pong_timeout_seconds) / 2)
         alive = Liveness.opened(
-            cfg.ping_interval_seconds, cfg.pong_timeout_seconds, HEARTBEAT_EVERY, opened, time.monotonic()
+            cfg.ping_interval_seconds, cfg.pong_timeout_seconds, heartbeat, opened, time.monotonic()
         )
         while not self.stop.is_set():
             now = time.monotonic()
@@ -212,6 +222,9 @@ class Subscription:
             elif due is Due.HEARTBEAT:
                 self.store.subscription_alive(sub_id, alive.last_alive)
                 alive.heartbeat_written(now)
+            # Block until the next thing is due, not on a fixed poll: an idle subscription wakes
+            # for its pings and heartbeats only.
+            ws.settimeout(min(MAX_BLOCK, max(0.005, alive.wait_for(time.monotonic()) + 0.001)))
             try:
                 opcode, frame = ws.recv_data_frame(True)
             except websocket.WebSocketTimeoutException:
@@ -222,6 +235,8 @@ class Subscription:
                 ws.shutdown()  # no closing handshake: that would read the rest of the frame
                 return DisconnectReason.TOO_LARGE, time.time()
             except (websocket.WebSocketConnectionClosedException, OSError, websocket.WebSocketException) as exc:
+                if self.stop.is_set():  # interrupt() shut the socket to wake us
+                    break
                 self.log.warning("connection lost: %s", exc)
                 return DisconnectReason.ERROR, time.time()
             received_at = time.time()

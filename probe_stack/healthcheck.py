@@ -6,7 +6,6 @@ check stays true when an operator moves the port. Standard library only: it runs
 
 from __future__ import annotations
 
-import http.client
 import sys
 
 from shared.config import Config
@@ -31,6 +30,8 @@ def url_host(host: str) -> str:
 
 def check(cfg: Config, path: str) -> int:
     """GET `path` (/healthz or /readyz); exit 0 on 200, 1 otherwise, with one line saying why."""
+    import http.client  # here: `probe run` imports this module for metrics_address only
+
     host, port = metrics_address(cfg)
     where = f"http://{url_host(host)}:{port}{path}"
     conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT_SECONDS)

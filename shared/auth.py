@@ -16,9 +16,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import StrEnum
 
-from keycloak import KeycloakOpenID
-from keycloak.exceptions import KeycloakError
-
 from shared.http_deadline import guard, http_deadline
 
 log = logging.getLogger("auth")
@@ -76,6 +73,10 @@ class TokenProvider:
         timeout: float = 10.0,
         trace: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
+        # Imported here, not with the module: python-keycloak brings httpx, cryptography and its admin
+        # client (about 20 MB and 0.2 s), which a process without auth never needs.
+        from keycloak import KeycloakOpenID
+
         # python-keycloak joins paths with urljoin: without a trailing slash "/auth" would be dropped.
         self._client = KeycloakOpenID(
             server_url=server_url.rstrip("/") + "/",
@@ -127,6 +128,8 @@ class TokenProvider:
                 self._token = None
 
     def _fetch(self, now: float) -> str:
+        from keycloak.exceptions import KeycloakError  # loaded already, with the client
+
         try:
             with self._trace(), http_deadline(self._timeout) as dog:
                 answer = self._client.token(grant_type="client_credentials")

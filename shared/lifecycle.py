@@ -60,7 +60,7 @@ def prepare_metrics_dir(path: str) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(path).resolve())
 
 
-def wait_for_stop(stop: threading.Event, alive: Callable[[], bool], poll: float = 0.5) -> int | None:
+def wait_for_stop(stop: threading.Event, alive: Callable[[], bool], poll: float = 2.0) -> int | None:
     """Block until a stop signal arrives (returns it) or `alive()` turns false (returns None).
 
     Only SIGTERM and SIGINT count: after SIGSTOP/SIGCONT, CPython 3.11's sigtimedwait

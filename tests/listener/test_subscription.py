@@ -49,3 +49,19 @@ def test_dead_wins_over_a_due_heartbeat() -> None:
     alive = fresh()
     alive.pinged(10.0)
     assert alive.due(30.0) is Due.DEAD
+
+
+def test_the_loop_blocks_until_the_next_thing_is_due_and_no_longer() -> None:
+    alive = Liveness.opened(ping_interval=10.0, pong_timeout=5.0, heartbeat_every=4.0, wall=1000.0, mono=0.0)
+    assert alive.wait_for(0.0) == 4.0  # the first heartbeat comes before the first ping
+    alive.heartbeat_written(4.0)
+    assert alive.wait_for(4.0) == 4.0
+    alive.heartbeat_written(8.0)
+    assert alive.wait_for(8.0) == 2.0  # now the ping is next
+    alive.pinged(10.0)
+    assert alive.wait_for(10.0) == 2.0  # the heartbeat at 12 comes before the pong deadline at 15
+    alive.heartbeat_written(12.0)
+    assert alive.wait_for(12.0) == 3.0  # the pong deadline
+    assert alive.wait_for(20.0) == 0.0  # overdue: no waiting at all
+    alive.pong(1010.5)
+    assert alive.wait_for(12.0) == 4.0  # the next ping at 20, the next heartbeat at 16

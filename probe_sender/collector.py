@@ -88,13 +88,18 @@ class Collector:
     ) -> None:
         self.url = url
         self.as_list = as_list  # the collector's /events/ endpoint takes a list of events
+        # Prepared once: requests' per-request preparation (merging the session's settings, URL
+        # parsing, header checks) cost a fifth of the sender's CPU per event (bench/).
+        self._template = session.prepare_request(
+            requests.Request("POST", url, headers={"Content-Type": "application/json"})
+        )
         self.tokens = tokens
         self.deadline = deadline
         self.session = session
         self.tracer = tracer or NoTracer()
 
     def post(self, event: dict) -> PostResult:
-        body = json.dumps([event] if self.as_list else event)
+        body = json.dumps([event] if self.as_list else event).encode()
         started = time.monotonic()
         attempts = 0
 
@@ -115,16 +120,18 @@ class Collector:
             return PostResult(False, exc.reason, exc.status, attempts, time.monotonic() - started)
         return PostResult(True, None, status, attempts, time.monotonic() - started)
 
-    def _send(self, body: str, headers: dict[str, str], remaining: float, number: int) -> tuple[int, bool]:
+    def _send(self, body: bytes, headers: dict[str, str], remaining: float, number: int) -> tuple[int, bool]:
         """One POST within `remaining` seconds in all: (status, whether it is the collector's acceptance)."""
         with self.tracer.attempt(self.url, number) as trace, http_deadline(remaining) as dog:
+            request = self._template.copy()
+            request.body = body
+            request.headers["Content-Length"] = str(len(body))
+            request.headers.update(headers)
             if trace.header:  # the collector's own traces continue the probe's
-                headers = {**headers, "X-Amzn-Trace-Id": trace.header}
+                request.headers["X-Amzn-Trace-Id"] = trace.header
             try:
-                response = self.session.post(
-                    self.url,
-                    data=body,
-                    headers=headers,
+                response = self.session.send(
+                    request,
                     timeout=(min(CONNECT_TIMEOUT, max(remaining, 0.001)), max(remaining, 0.001)),
                     allow_redirects=False,
                     stream=True,
@@ -144,13 +151,13 @@ class Collector:
                 trace.failed(reason)
                 raise _Retriable(reason) from None
 
-    def _attempt(self, body: str, started: float, number: int) -> int:
+    def _attempt(self, body: bytes, started: float, number: int) -> int:
         renewed = False
         while True:
             remaining = self.deadline - (time.monotonic() - started)
             if remaining <= 0:
                 raise _Final(PostError.TIMEOUT)
-            headers = {"Content-Type": "application/json"}
+            headers: dict[str, str] = {}
             token = None
             if self.tokens is not None:
                 try:

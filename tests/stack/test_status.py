@@ -47,3 +47,20 @@ def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
 def test_status_without_a_store_says_so(tmp_path: Path) -> None:
     result = run_status(tmp_path / "missing.sqlite3")
     assert result.returncode == ExitStatus.STORE and "no store" in result.stderr
+
+
+def test_status_of_one_dataset_and_totals_per_dataset(tmp_path: Path) -> None:
+    db = tmp_path / "probe.sqlite3"
+    with Store(db) as store:
+        app = store.app_id()
+        for name in ("probe-dataset", "other", "other"):
+            seqno = store.record_send(app, name, "1", 1000.0)
+            store.record_post(app, name, seqno, True, None, 1000.1)
+    doc = json.loads(run_status(db, "--json").stdout)
+    assert doc["totals"]["probe-dataset"]["posted"] == 1 and doc["totals"]["other"]["posted"] == 2
+    only = json.loads(run_status(db, "--json", "--dataset", "other").stdout)
+    assert set(only["totals"]) == {"other"} and {e["dataset"] for e in only["events"]} == {"other"}
+    table = run_status(db, "--dataset", "other").stdout.splitlines()
+    assert [line.split()[0] for line in table[2:4]] == ["other", "other"]
+    unknown = run_status(db, "--dataset", "nope")
+    assert unknown.returncode == ExitStatus.CONFIG and "known: other, probe-dataset" in unknown.stderr

@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import os
 import secrets
-import signal
 import socket
 import stat
 import subprocess
@@ -26,6 +25,7 @@ from urllib.parse import urlsplit
 
 from probe_stack import metrics_dir, stack_lock
 from probe_stack.healthcheck import metrics_address, url_host
+from probe_stack.watch import exec_watcher
 from shared import log as log_mod
 from shared.config import Config
 from shared.exits import ExitStatus
@@ -254,42 +254,9 @@ def run(with_emulator: bool = False) -> int:
     else:
         print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
-    def forward(sig: int, _frame: object) -> None:
-        # Every stop signal stops the stack cleanly; SIGHUP too (a closed terminal), where
-        # supervisord alone would restart every program.
-        if supervisord.poll() is None:
-            supervisord.send_signal(signal.SIGTERM)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    code = _wait(supervisord)
-    if emulator is not None:
-        emulator.terminate()
-        emulator.wait(10)
-    os.close(lock)
-    fatal = rdir / "fatal"
-    if fatal.exists():
-        _say(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped")
-        return ExitStatus.FATAL
-    if code != 0:
-        _say(f"probe: supervisord ended unexpectedly (status {code})")
-        return ExitStatus.FATAL
-    return ExitStatus.OK
-
-
-def _wait(child: subprocess.Popen) -> int:
-    """Wait for supervisord; as PID 1 (a container) also reap orphans re-parented to us."""
-    if os.getpid() != 1:
-        while True:
-            try:
-                return child.wait()
-            except InterruptedError:
-                continue
-    while True:
-        pid, status = os.waitpid(-1, 0)
-        if pid == child.pid:
-            child.returncode = os.waitstatus_to_exitcode(status)
-            return child.returncode
+    # From here on `probe run` only waits, forwards signals and reports: it becomes the watcher.
+    exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, lock, _json_output)
+    raise AssertionError("unreachable: exec_watcher does not return")
 
 
 def ctl(args: list[str]) -> int:

@@ -7,14 +7,13 @@ final text of every record, exception included, not at the call sites.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
-import time
 from collections.abc import Iterable
-from enum import Enum
 from typing import Any
+
+from shared.jsonline import json_line
 
 REDACTED = "<redacted>"
 
@@ -76,15 +75,6 @@ FIELDS = (
     "size",
     "differences",
 )
-
-
-def json_line(level: str, logger: str, msg: str, created: float | None = None, **fields: object) -> str:
-    """One JSON log line, as every process and `probe run` write them with LOG_FORMAT=json."""
-    created = time.time() if created is None else created
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
-    doc: dict[str, object] = {"ts": stamp, "level": level, "logger": logger, "msg": msg}
-    doc.update({k: (v.value if isinstance(v, Enum) else v) for k, v in fields.items() if v is not None})
-    return json.dumps(doc)
 
 
 class JsonFormatter(logging.Formatter):

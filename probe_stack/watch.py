@@ -1,0 +1,102 @@
+"""What `probe run` becomes once the stack is up: a small watcher in the same process.
+
+`probe run` needs the configuration, the store and its checks to start the stack (about
+25 MB of modules), but afterwards it only waits for supervisord, forwards stop signals,
+reaps orphans as PID 1, and turns a FATAL program into exit status 1. So it execs this
+file, which imports nothing but the standard library and two small modules, in a fresh
+interpreter started without `site` (-S). The pid stays the same: supervisord and the
+demo emulator remain its children (their parent-death signal still points at it), and
+the store's lock stays held through an inherited descriptor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+EMULATOR_STOP_SECONDS = 10.0
+
+
+def exec_watcher(supervisord: int, emulator: int | None, run_dir: Path, lock_fd: int, json_output: bool) -> None:
+    """Replace the current process with the watcher (never returns). Stop signals are blocked
+    until the watcher has its handlers: the mask survives exec, and a signal meanwhile waits."""
+    os.set_inheritable(lock_fd, True)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = [sys.executable, "-S", str(Path(__file__).resolve()), str(supervisord), str(emulator or 0)]
+    os.execv(sys.executable, [*args, str(run_dir), str(lock_fd), "json" if json_output else "text"])
+
+
+def wait_for(child: int) -> int:
+    """Wait for `child`'s exit status; as PID 1 (a container) also reap orphans re-parented to us."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1 if os.getpid() == 1 else child, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
+
+
+def stop_emulator(pid: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + EMULATOR_STOP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def main(argv: list[str]) -> int:
+    sys.path.insert(0, str(ROOT))
+    from shared.exits import ExitStatus
+    from shared.jsonline import json_line
+
+    supervisord, emulator, run_dir, json_output = int(argv[0]), int(argv[1]), Path(argv[2]), argv[4] == "json"
+
+    def say(text: str) -> None:
+        print(json_line("ERROR", "run", text) if json_output else text, file=sys.stderr, flush=True)
+
+    def forward(_sig: int, _frame: object) -> None:
+        # Every stop signal stops the stack cleanly; SIGHUP too (a closed terminal), where
+        # supervisord alone would restart every program.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisord, signal.SIGTERM)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    code = wait_for(supervisord)
+    stop_emulator(emulator)
+    fatal = run_dir / "fatal"
+    if fatal.exists():
+        say(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped")
+        return ExitStatus.FATAL
+    if code != 0:
+        say(f"probe: supervisord ended unexpectedly (status {code})")
+        return ExitStatus.FATAL
+    return ExitStatus.OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

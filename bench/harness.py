@@ -75,6 +75,7 @@ def tree_pss(root: psutil.Process) -> int:
 
 ROLES = {
     "probe_stack.cli": "probe run",
+    "probe_stack/watch.py": "probe run",  # what probe run execs once the stack is up
     "supervisor.supervisord": "supervisord",
     "probe_stack.supervisor_events": "lifecycle",
     "probe_stack.metrics_server": "metrics",
@@ -90,7 +91,7 @@ def tree_roles(root: psutil.Process) -> dict[str, psutil.Process]:
         with contextlib.suppress(psutil.Error):
             cmdline = proc.cmdline()
             for module, role in ROLES.items():
-                if "-m" in cmdline and module in cmdline:
+                if ("-m" in cmdline and module in cmdline) or any(arg.endswith(module) for arg in cmdline):
                     out[role] = proc
     return out
 

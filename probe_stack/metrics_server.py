@@ -35,6 +35,7 @@ log = logging.getLogger("metrics")
 IDLE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
 MAX_WAITING = 256
+ACCEPT_POLL = 5.0
 
 
 class BoundedServer(ThreadingHTTPServer):
@@ -83,7 +84,11 @@ class BoundedServer(ThreadingHTTPServer):
                     self._drop(min(self._waiting, key=lambda s: self._waiting[s][0]))
                 self._waiting[sock] = (time.monotonic() + IDLE_TIMEOUT, address)
                 self._selector.register(sock, selectors.EVENT_READ)
-            for key, _ in self._selector.select(timeout=0.5):
+            # No poll: new connections and close() wake the selector through the socketpair, so
+            # it waits only for the earliest idle deadline of a connection, or for ever.
+            deadlines = [deadline for deadline, _ in self._waiting.values()]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for key, _ in self._selector.select(timeout=timeout):
                 sock = key.fileobj
                 if sock is self._wake_r:
                     with contextlib.suppress(OSError):
@@ -158,17 +163,31 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def stop_serving(server: BoundedServer) -> None:
+    """shutdown() at once: it only takes effect when serve_forever wakes, so connect until it has."""
+    host, port = server.server_address[:2]
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    stopper = threading.Thread(target=server.shutdown, name="http-stop")
+    stopper.start()
+    while stopper.is_alive():
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1).close()
+        stopper.join(0.2)
+
+
 def main() -> int:
     cfg = lifecycle.start_process("metrics")
     Path(cfg.metrics_dir).mkdir(parents=True, exist_ok=True)
     store = Store(cfg.db_path, create=False)
     server = make_server(cfg, store)
-    thread = threading.Thread(target=server.serve_forever, name="http")
+    # Accepting wakes on a connection; the poll only notices shutdown(), which stop_serving()
+    # hastens with a connection of its own, so it need not be frequent.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": ACCEPT_POLL}, name="http")
     thread.start()
     log.info("serving /metrics, /healthz and /readyz on %s:%d", cfg.metrics_host, cfg.metrics_port)
     stop = threading.Event()
     lifecycle.wait_for_stop(stop, thread.is_alive)
-    server.shutdown()
+    stop_serving(server)
     thread.join()
     store.close()
     log.info("stopped")

@@ -415,7 +415,7 @@ def main() -> int:
         "--tracing-seconds", type=float, default=15.0, help="peak memory with tracing off and on (0 skips it)"
     )
     parser.add_argument(
-        "--footprint-seconds", type=float, default=60.0, help="CPU and memory at 10 s and 1 s intervals (0 skips)"
+        "--footprint-seconds", type=float, default=120.0, help="CPU and memory at 10 s and 1 s intervals (0 skips)"
     )
     parser.add_argument("--kills", type=int, default=5, help="listener SIGKILLs to time (0 skips restarts)")
     parser.add_argument("--sender-restarts", type=int, default=100, help="sender restarts before the scrape timing")

@@ -303,9 +303,9 @@ class Field:
         if self.kind in ("float", "int"):
             what = "a whole number" if self.kind == "int" else "a number (fractions allowed)"
             if self.minimum is not None:
-                what += f" {'>' if self.exclusive_min else '>='} {self.minimum:g}"
+                what += f" {'>' if self.exclusive_min else '>='} {_plain(self.minimum)}"
             if self.maximum is not None:
-                what += f" and <= {self.maximum:g}"
+                what += f" and <= {_plain(self.maximum)}"
             return what
         if self.kind == "bool":
             return "true or false"
@@ -339,6 +339,11 @@ class Field:
             if parts.scheme not in self.schemes or not parts.netloc:
                 raise ValueError
         return value
+
+
+def _plain(value: float) -> str:
+    """A bound as an operator writes it: 1048576, not 1.04858e+06."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _f(name: str, yaml_key: str, env: str, kind: str, default: Any, help: str, **kw: Any) -> Field:

@@ -34,8 +34,9 @@ def exec_watcher(supervisord: int, emulator: int | None, run_dir: Path, lock_fd:
     os.execv(sys.executable, [*args, str(run_dir), str(lock_fd), "json" if json_output else "text"])
 
 
-def wait_for(child: int) -> int:
-    """Wait for `child`'s exit status; as PID 1 (a container) also reap orphans re-parented to us."""
+def wait_for(child: int, reaped: set[int]) -> int:
+    """Wait for `child`'s exit status; as PID 1 (a container) also reap orphans re-parented to us,
+    noting each pid reaped (a reaped pid may be reused: it must never be signalled again)."""
     while True:
         try:
             pid, status = os.waitpid(-1 if os.getpid() == 1 else child, 0)
@@ -43,6 +44,7 @@ def wait_for(child: int) -> int:
             continue
         except ChildProcessError:
             return 0
+        reaped.add(pid)
         if pid == child:
             return os.waitstatus_to_exitcode(status)
 
@@ -86,8 +88,10 @@ def main(argv: list[str]) -> int:
     for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    code = wait_for(supervisord)
-    stop_emulator(emulator)
+    reaped: set[int] = set()
+    code = wait_for(supervisord, reaped)
+    if emulator not in reaped:
+        stop_emulator(emulator)
     fatal = run_dir / "fatal"
     if fatal.exists():
         say(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped")

@@ -79,16 +79,18 @@ def main(argv: list[str]) -> int:
     def say(text: str) -> None:
         print(json_line("ERROR", "run", text) if json_output else text, file=sys.stderr, flush=True)
 
+    reaped: set[int] = set()
+
     def forward(_sig: int, _frame: object) -> None:
         # Every stop signal stops the stack cleanly; SIGHUP too (a closed terminal), where
         # supervisord alone would restart every program.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(supervisord, signal.SIGTERM)
+        if supervisord not in reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisord, signal.SIGTERM)
 
     for sig in STOP_SIGNALS:
         signal.signal(sig, forward)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    reaped: set[int] = set()
     code = wait_for(supervisord, reaped)
     if emulator not in reaped:
         stop_emulator(emulator)

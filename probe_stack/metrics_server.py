@@ -120,10 +120,12 @@ def make_server(cfg: Config, store: Store, limit: int = MAX_CONNECTIONS) -> Boun
 
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from probe_stack.multiproc_cache import DeadFilesCachedCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    DeadFilesCachedCollector(registry, cfg.metrics_dir)
     clock = SweepClock()
 
     def sweep() -> None:

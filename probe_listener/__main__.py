@@ -39,8 +39,7 @@ def main() -> int:
     threads = [threading.Thread(target=judge_loop, args=(cfg, stop), name="judge")]
     subscriptions = []
     for ds in cfg.datasets:
-        siblings = frozenset(d.name for d in cfg.datasets if d.id == ds.id and d.name != ds.name)
-        receiver = Receiver(cfg, ds, store, app_id, tracer, siblings)
+        receiver = Receiver(cfg, ds, store, app_id, tracer, cfg.siblings(ds))
         subscription = Subscription(cfg, ds, store, receiver.handle, stop)
         subscriptions.append(subscription)
         threads.append(threading.Thread(target=subscription.run, name=f"subscription-{ds.name}"))

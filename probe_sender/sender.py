@@ -64,7 +64,7 @@ class Sender:
     def wait_for_listener(self) -> None:
         """Give the listener a chance to subscribe first, so early events are not judged unfairly."""
         deadline = time.monotonic() + self.cfg.startup_wait_seconds
-        fresh = self.cfg.ping_interval_seconds + self.cfg.pong_timeout_seconds + 2
+        fresh = self.cfg.subscription_fresh_seconds()
         while time.monotonic() < deadline and not self.stop.is_set():
             if self.store.subscribed_since(self.ds.name, fresh, time.time()) is not None:
                 self.log.info("listener is subscribed to %s; starting to send", self.ds.name)

@@ -85,14 +85,13 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
     stop = threading.Event()
     threads = []
     for ds in datasets:
-        siblings = frozenset(d.name for d in datasets if d.id == ds.id and d.name != ds.name)
-        receiver = Receiver(cfg, ds, store, app_id, tracer, siblings)
+        receiver = Receiver(cfg, ds, store, app_id, tracer, cfg.siblings(ds))
         subscription = Subscription(cfg, ds, store, receiver.handle, stop)
         threads.append(threading.Thread(target=subscription.run, name=f"check-{ds.name}", daemon=True))
     for thread in threads:
         thread.start()
     try:
-        fresh = cfg.ping_interval_seconds + cfg.pong_timeout_seconds + 2
+        fresh = cfg.subscription_fresh_seconds()
         deadline = time.monotonic() + SUBSCRIBE_WAIT_SECONDS
         unsubscribed = {ds.name for ds in datasets}
         while unsubscribed and time.monotonic() < deadline:

@@ -14,14 +14,16 @@ from shared.exits import ExitStatus
 TIMEOUT_SECONDS = 4.0
 
 
-def metrics_address(cfg: Config) -> tuple[str, int]:
-    """Where a local client reaches the metrics server: a wildcard bind is reached on loopback."""
-    host = cfg.metrics_host
+def local_host(host: str) -> str:
+    """Where a local client reaches a server bound to `host`: a wildcard bind on loopback."""
     if host in ("", "0.0.0.0"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return host, cfg.metrics_port
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
+
+
+def metrics_address(cfg: Config) -> tuple[str, int]:
+    """Where a local client reaches the metrics server."""
+    return local_host(cfg.metrics_host), cfg.metrics_port
 
 
 def url_host(host: str) -> str:

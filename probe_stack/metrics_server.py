@@ -18,6 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from probe_stack.healthcheck import local_host
 from probe_stack.readiness import readiness
 from probe_stack.sweep import SweepClock, dead_pids
 from shared import lifecycle
@@ -168,7 +169,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 def stop_serving(server: BoundedServer) -> None:
     """shutdown() at once: it only takes effect when serve_forever wakes, so connect until it has."""
     host, port = server.server_address[:2]
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    host = local_host(host)
     stopper = threading.Thread(target=server.shutdown, name="http-stop")
     stopper.start()
     while stopper.is_alive():

@@ -26,7 +26,7 @@ def readiness(cfg: Config, store: Store, now: float) -> tuple[bool, str]:
 def dataset_readiness(cfg: Config, ds: Dataset, store: Store, now: float) -> tuple[bool, str]:
     """Ready when its subscription is open and a post succeeded recently; else the reason, with
     what the processes found out (a wrong dataset, say)."""
-    fresh = cfg.ping_interval_seconds + cfg.pong_timeout_seconds + 2
+    fresh = cfg.subscription_fresh_seconds()
     if store.subscribed_since(ds.name, fresh, now) is None:
         return False, _with_note("listener is not subscribed", store.note(f"listener:{ds.name}"))
     max_age = cfg.ready_max_post_age_seconds or 3 * ds.interval_seconds + cfg.post_timeout_seconds

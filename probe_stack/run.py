@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from probe_stack import metrics_dir, stack_lock
-from probe_stack.healthcheck import metrics_address, url_host
+from probe_stack.healthcheck import local_host, metrics_address, url_host
 from probe_stack.watch import exec_watcher
 from shared import log as log_mod
 from shared.config import Config
@@ -174,9 +174,8 @@ def _say(text: str, level: str = "ERROR") -> None:
 def port_in_use(host: str, port: int) -> str | None:
     """Whether something already answers on host:port (then starting would only fail later, or
     worse, talk to a stranger); the reason, or None."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
     try:
-        with socket.create_connection((target, port), timeout=1):
+        with socket.create_connection((local_host(host), port), timeout=1):
             return "something accepts connections there"
     except OSError:
         return None

@@ -217,6 +217,15 @@ class Config:
     def collector_endpoint(self) -> str:
         return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
 
+    def subscription_fresh_seconds(self) -> float:
+        """How recent a subscription's heartbeat must be for it to count as open: a ping, its
+        pong timeout and a margin (readiness, the sender's start and `probe check` agree)."""
+        return self.ping_interval_seconds + self.pong_timeout_seconds + 2
+
+    def siblings(self, ds: Dataset) -> frozenset[str]:
+        """The other entries on `ds`'s dataset id: its subscription sees their events too."""
+        return frozenset(d.name for d in self.datasets if d.id == ds.id and d.name != ds.name)
+
     def secrets(self) -> list[str]:
         """Values that must never be printed (fed to the log redaction filter)."""
         values = [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
@@ -985,11 +994,7 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
         socket.getaddrinfo(cfg.metrics_host, None)
     except (socket.gaierror, UnicodeError):
         raise fail("metrics_host", f"{cfg.metrics_host!r} is not an address of this machine") from None
-    try:
-        placeholders = {p for _, p, _, _ in string.Formatter().parse(cfg.collector_url) if p is not None}
-    except ValueError:
-        placeholders = {"?"}
-    if placeholders - {"dataset_id", "version"}:
+    if not _placeholders_allowed(cfg.collector_url):
         raise fail("collector_url", "only the placeholders {dataset_id} and {version} are allowed")
     if cfg.pong_timeout_seconds >= cfg.ping_interval_seconds:
         raise fail("pong_timeout_seconds", "must be smaller than the ping interval (PING_INTERVAL_SECONDS)")
@@ -1010,6 +1015,15 @@ def _label(field: Field, origin: Mapping[str, str]) -> str:
     return f"{field.yaml if where.startswith('in ') else field.env} ({where})"
 
 
+def _placeholders_allowed(template: str) -> bool:
+    """Whether a collector URL template names no placeholder but {dataset_id} and {version}."""
+    try:
+        placeholders = {p for _, p, _, _ in string.Formatter().parse(template) if p is not None}
+    except ValueError:
+        return False
+    return placeholders <= {"dataset_id", "version"}
+
+
 def _check_entry(cfg: Config, ds: Dataset, label: str) -> None:
     """One entry of the datasets list: what the top-level checks say of the single dataset, per entry."""
     for key in ("id", "version", "webhook_token", "collector_url", "websocket_url"):
@@ -1019,11 +1033,7 @@ def _check_entry(cfg: Config, ds: Dataset, label: str) -> None:
             raise ConfigError(f"{label}: {key} is missing: give it in the entry, or set {setting.env}{also} for all")
         if getattr(ds, key) in PLACEHOLDERS:
             raise ConfigError(f"{label}: {key} is still the placeholder of probe.env.example; fill in the real value")
-    try:
-        placeholders = {p for _, p, _, _ in string.Formatter().parse(ds.collector_url) if p is not None}
-    except ValueError:
-        placeholders = {"?"}
-    if placeholders - {"dataset_id", "version"}:
+    if not _placeholders_allowed(ds.collector_url):
         raise ConfigError(f"{label}: collector_url: only the placeholders {{dataset_id}} and {{version}} are allowed")
     if ds.loss_timeout_seconds <= cfg.post_timeout_seconds:
         raise ConfigError(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import StrEnum
 
+from shared.deferred_import import deferred
 from shared.http_deadline import guard, http_deadline
 
 log = logging.getLogger("auth")
@@ -73,9 +74,11 @@ class TokenProvider:
         timeout: float = 10.0,
         trace: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> None:
-        # Imported here, not with the module: python-keycloak brings httpx, cryptography and its admin
-        # client (about 20 MB and 0.2 s), which a process without auth never needs.
-        from keycloak import KeycloakOpenID
+        # Imported here, not with the module: python-keycloak brings httpx and its admin client,
+        # which a process without auth never needs. Its token decoding (jwcrypto, cryptography:
+        # about 10 MB) and its async file API are never called here, so they load only if touched.
+        with deferred("jwcrypto", "aiofiles"):
+            from keycloak import KeycloakOpenID
 
         # python-keycloak joins paths with urljoin: without a trailing slash "/auth" would be dropped.
         self._client = KeycloakOpenID(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -11,6 +14,8 @@ import pytest
 from shared.auth import AuthError, TokenProvider, TokenResult
 from tests.helpers import wait_until
 from tests.http_stub import Reply, Request, sequence, serve
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def token_reply(token: str, expires_in: float = 300) -> Reply:
@@ -108,3 +113,26 @@ def test_an_unusable_token_answer_is_a_counted_token_error_with_backoff(body: by
             tokens.get()
         assert len(stub.requests) == 1
     assert results == [TokenResult.ERROR]
+
+
+FETCH_AND_REPORT = """
+import json, sys
+from shared.auth import TokenProvider
+from tests.http_stub import Reply, serve
+answer = json.dumps({"access_token": "t1", "expires_in": 300}).encode()
+with serve(lambda request: Reply(200, answer)) as stub:
+    token = TokenProvider(stub.url + "/auth", "realm", "client", "s3cret", 30).get()
+loaded = "cryptography.hazmat.bindings._rust" in sys.modules
+from keycloak import keycloak_openid
+print(json.dumps([token, loaded, keycloak_openid.jwk.JWK.__name__]))
+"""
+
+
+def test_keycloaks_token_decoding_loads_only_when_touched() -> None:
+    """The sender fetches tokens without paying for cryptography (about 10 MB), which it never uses."""
+    done = subprocess.run(
+        [sys.executable, "-c", FETCH_AND_REPORT], capture_output=True, text=True, timeout=60, cwd=ROOT, check=True
+    )
+    token, loaded_before_use, used = json.loads(done.stdout)
+    assert token == "t1" and not loaded_before_use
+    assert used == "JWK"  # deferred, not taken away: touching it loads it

@@ -13,9 +13,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
+from shared import VERSION
 from shared import config as config_mod
 from shared import log as log_mod
 from shared.exits import ExitStatus
@@ -25,11 +25,8 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def version() -> str:
-    """The installed package's version (pyproject.toml), so there is one place to bump it."""
-    try:
-        return metadata.version("dataplatform-probe")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The probe's version (pyproject.toml takes it from the same constant)."""
+    return VERSION
 
 
 def load_config_or_exit(prog: str = "probe") -> config_mod.Config:

@@ -25,8 +25,10 @@ import websocket
 
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, pss_uss, tree_cpu, tree_roles
-from emulator.client import start_emulator, wait_until
+from emulator.client import EmulatorClient, start_emulator, wait_until
+from shared import event as event_mod
 from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
+from shared.store import Store
 
 DATASET_ID = "probe-dataset"
 
@@ -78,6 +80,9 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
     sched = measure.schedule([r.sent_at for r in rows], 1 / rate)
     window = rows[seq_before:seq_after]  # the measured steady state, after the warm-up
     overhead = measure.overhead_ms({r.seqno: r.latency for r in window if r.latency is not None}, truth)
+    send_side, receive_side = measure.overhead_sides_ms(
+        {r.seqno: (r.sent_at, r.latency) for r in window if r.latency is not None}, truth
+    )
     bad = measure.mismatches({r.seqno: (r.state, r.receive_count) for r in rows}, truth)
     skipped = {
         reason: sum(
@@ -96,6 +101,8 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
             "p50": measure.percentile(overhead, 50),
             "p99": measure.percentile(overhead, 99),
             "max": max(overhead, default=float("nan")),
+            "send_side_p50": measure.percentile(send_side, 50),
+            "receive_side_p50": measure.percentile(receive_side, 50),
         },
         "mismatches": len(bad),
         "mismatch_examples": bad[:5],
@@ -283,18 +290,67 @@ def run_restarts(kills: int, sender_restarts: int, tmp: Path) -> dict:
     }
 
 
+def emulator_token(emulator: EmulatorClient) -> str:
+    from keycloak import KeycloakOpenID
+
+    return KeycloakOpenID(
+        server_url=f"{emulator.base}/auth/",
+        realm_name="api-catalog",
+        client_id="dataplatform-probe",
+        client_secret_key="local-demo-secret",
+    ).token(grant_type="client_credentials")["access_token"]
+
+
+def run_floor(posts: int, tmp: Path) -> dict:
+    """The CPU that the sender's two fixed parts cost alone, on one thread with nothing else
+    running: a plain requests POST of one sealed event to the emulator, and the store's two
+    transactions (record before send, then the outcome). The sender's CPU per event cannot go
+    below their sum while it posts with requests and keeps record-before-send."""
+    emulator = start_emulator(tmp)
+    try:
+        session = requests.Session()
+        url = f"{emulator.base}/event-collector/event/{DATASET_ID}/1"
+        headers = {"Authorization": f"Bearer {emulator_token(emulator)}", "Content-Type": "application/json"}
+        bodies = []
+        for seqno in range(posts + 50):
+            event = event_mod.build("floor", DATASET_ID, seqno, time.time())
+            event_mod.seal(event)
+            bodies.append(json.dumps(event))
+        for body in bodies[:50]:  # warm-up: the connection, the first allocations
+            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+        post_ms = {}
+        for gap in (0.0, 0.01):  # back to back, then 10 ms apart as at 100 ev/s (colder caches)
+            cpu = 0.0
+            for body in bodies[50:]:
+                began = time.thread_time()
+                session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+                cpu += time.thread_time() - began
+                time.sleep(gap)
+            post_ms[gap] = cpu * 1000 / posts
+    finally:
+        emulator.proc.stop()
+    store = Store(tmp / "floor.sqlite3")
+    try:
+        began = time.thread_time()
+        for _ in range(posts):
+            seqno = store.record_send("floor", DATASET_ID, "1", time.time())
+            store.record_post("floor", DATASET_ID, seqno, True, None, time.time())
+        store_ms = (time.thread_time() - began) * 1000 / posts
+    finally:
+        store.close()
+    return {
+        "posts": posts,
+        "post_cpu_ms": post_ms[0.0],
+        "post_cpu_ms_10ms_apart": post_ms[0.01],
+        "store_cpu_ms": store_ms,
+    }
+
+
 def run_emulator_throughput(seconds: float, tmp: Path, batch: int = 100) -> dict:
     """Events per second the emulator accepts and delivers to one subscriber on loopback."""
     emulator = start_emulator(tmp)
     try:
-        from keycloak import KeycloakOpenID
-
-        token = KeycloakOpenID(
-            server_url=f"{emulator.base}/auth/",
-            realm_name="api-catalog",
-            client_id="dataplatform-probe",
-            client_secret_key="local-demo-secret",
-        ).token(grant_type="client_credentials")["access_token"]
+        token = emulator_token(emulator)
         ws = websocket.create_connection(
             f"ws://127.0.0.1:{emulator.port}/event-data-subscription?dataset_id={DATASET_ID}&webhook_token={WEBHOOK_TOKEN}"
         )
@@ -356,6 +412,15 @@ def markdown(results: dict) -> str:
         )
     lines.append("")
     lines.append(
+        "Overhead p50 by side (ms), send time to the emulator's acceptance / its websocket write to receipt: "
+        + ", ".join(
+            f"{r['rate']:g} ev/s {r['overhead_ms']['send_side_p50']:.2f} / {r['overhead_ms']['receive_side_p50']:.2f}"
+            for r in results["rates"]
+            if "send_side_p50" in r["overhead_ms"]
+        )
+        + "."
+    )
+    lines.append(
         "Capacity (achieved rate within 1% of the target, skipped slots included; exact accounting): "
         f"**{results['capacity']} ev/s** (highest tested rate that met both)."
     )
@@ -398,6 +463,14 @@ def markdown(results: dict) -> str:
             f"tree CPU {d['tree_cpu_ms_per_event']:.2f} ms per event, peak RSS {d['peak_rss_mb']:.0f} MB "
             f"(PSS {d['peak_pss_mb']:.0f} MB)."
         )
+    if "floor" in results:
+        f = results["floor"]
+        lines.append(
+            f"The sender's floor, on one thread alone: a plain requests POST of one event to the emulator "
+            f"{f['post_cpu_ms']:.2f} ms CPU back to back, {f['post_cpu_ms_10ms_apart']:.2f} ms when 10 ms apart "
+            f"(as at 100 ev/s); the store's two transactions per event {f['store_cpu_ms']:.2f} ms "
+            f"(over {f['posts']} each)."
+        )
     if "emulator" in results:
         e = results["emulator"]
         lines.append(
@@ -422,6 +495,7 @@ def main() -> int:
     parser.add_argument("--emulator-seconds", type=float, default=10.0, help="emulator throughput run (0 skips)")
     parser.add_argument("--datasets", type=int, default=50, help="datasets at 1 ev/s each in one probe (0 skips)")
     parser.add_argument("--datasets-seconds", type=float, default=30.0, help="steady traffic of the datasets run")
+    parser.add_argument("--floor-posts", type=int, default=1000, help="plain posts and store rounds to time (0 skips)")
     parser.add_argument("--out", default=str(RESULTS / "latest"), help="output path without extension")
     args = parser.parse_args()
     results: dict = {
@@ -460,6 +534,10 @@ def main() -> int:
             (tmp / "datasets").mkdir()
             results["datasets"] = run_datasets(args.datasets, 1.0, args.datasets_seconds, tmp / "datasets")
             print(json.dumps(results["datasets"]), flush=True)
+        if args.floor_posts > 0:
+            (tmp / "floor").mkdir()
+            results["floor"] = run_floor(args.floor_posts, tmp / "floor")
+            print(json.dumps(results["floor"]), flush=True)
         if args.emulator_seconds > 0:
             (tmp / "emulator").mkdir()
             results["emulator"] = run_emulator_throughput(args.emulator_seconds, tmp / "emulator")

@@ -57,6 +57,20 @@ def overhead_ms(latency_by_seqno: dict[int, float], truth: dict[int, dict]) -> l
     return out
 
 
+def overhead_sides_ms(events: dict[int, tuple[float, float]], truth: dict[int, dict]) -> tuple[list, list]:
+    """The overhead's two sides, per delivered event, in ms, from (sent_at, latency) by seqno:
+    the send side from the send time to the emulator's acceptance (the probe's record, hand-off
+    and POST, and the emulator's reading of it), and the receive side from the emulator's
+    websocket write to the listener's receipt."""
+    send, receive = [], []
+    for seqno, (sent_at, latency) in events.items():
+        event = truth.get(seqno)
+        if event and event["writes"]:
+            send.append((event["accepted_at"] - sent_at) * 1000)
+            receive.append((sent_at + latency - event["writes"][0]["at"]) * 1000)
+    return send, receive
+
+
 def mismatches(rows: dict[int, tuple[str, int]], truth: dict[int, dict]) -> list[tuple[int, tuple, tuple]]:
     """Events whose (state, receive count) differs from what the truth implies."""
     bad = []

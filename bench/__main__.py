@@ -18,6 +18,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import psutil
 import requests
@@ -26,9 +28,12 @@ import websocket
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, pss_uss, tree_cpu, tree_roles
 from emulator.client import EmulatorClient, start_emulator, wait_until
+from probe_sender import wiring
+from shared import config as config_mod
 from shared import event as event_mod
 from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
 from shared.store import Store
+from shared.tracing import NoTracer
 
 DATASET_ID = "probe-dataset"
 
@@ -301,32 +306,72 @@ def emulator_token(emulator: EmulatorClient) -> str:
     ).token(grant_type="client_credentials")["access_token"]
 
 
+def _sealed(app_id: str, seqno: int) -> str:
+    event = event_mod.build(app_id, DATASET_ID, seqno, time.time())
+    event_mod.seal(event)
+    return json.dumps(event)
+
+
+def _raw_post(sock: socket.socket, reader: BinaryIO, request: bytes) -> None:
+    """One HTTP/1.1 request written as bytes, its answer read to the end of its body."""
+    sock.sendall(request)
+    length = 0
+    if not reader.readline().startswith(b"HTTP/1.1 200"):
+        raise RuntimeError("the emulator refused a floor post")
+    while (line := reader.readline()) not in (b"\r\n", b""):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    reader.read(length)
+
+
 def run_floor(posts: int, tmp: Path) -> dict:
-    """The CPU that the sender's two fixed parts cost alone, on one thread with nothing else
-    running: a plain requests POST of one sealed event to the emulator, and the store's two
-    transactions (record before send, then the outcome). The sender's CPU per event cannot go
-    below their sum while it posts with requests and keeps record-before-send."""
+    """What the sender's fixed parts cost alone, on one thread with nothing else running.
+
+    The probe's own collector (the sender's session, token and retry wiring) posts one sealed
+    event at a time to the emulator, back to back and then 10 ms apart as at 100 ev/s (caches
+    are colder then); the same bytes then go out on a raw socket; and the store runs its two
+    transactions per event (record before send, then the outcome). CPU per event, and the time
+    from the call to the emulator's acceptance: the sender cannot go below the collector's and
+    the store's sum, and the overhead's send side not below the collector's time.
+    """
     emulator = start_emulator(tmp)
     try:
-        session = requests.Session()
-        url = f"{emulator.base}/event-collector/event/{DATASET_ID}/1"
-        headers = {"Authorization": f"Bearer {emulator_token(emulator)}", "Content-Type": "application/json"}
-        bodies = []
-        for seqno in range(posts + 50):
-            event = event_mod.build("floor", DATASET_ID, seqno, time.time())
-            event_mod.seal(event)
-            bodies.append(json.dumps(event))
-        for body in bodies[:50]:  # warm-up: the connection, the first allocations
-            session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
-        post_ms = {}
-        for gap in (0.0, 0.01):  # back to back, then 10 ms apart as at 100 ev/s (colder caches)
+        cfg = config_mod.load(emulator.env(tmp))
+        collector = wiring.collector_for(
+            cfg, cfg.datasets[0], wiring.token_provider(cfg, NoTracer()), wiring.session_for(cfg), NoTracer()
+        )
+        for seqno in range(50):  # warm-up: the token, the connection, the first allocations
+            collector.post(json.loads(_sealed("warm-up", seqno)))
+        post_ms, called = {}, {}
+        for app_id, gap in (("floor-back-to-back", 0.0), ("floor-collector", 0.01)):
+            events = [json.loads(_sealed(app_id, seqno)) for seqno in range(posts)]
             cpu = 0.0
-            for body in bodies[50:]:
-                began = time.thread_time()
-                session.post(url, data=body, headers=headers, timeout=10).raise_for_status()
+            for seqno, event in enumerate(events):
+                called[app_id, seqno], began = time.time(), time.thread_time()
+                if not collector.post(event).ok:
+                    raise RuntimeError("the emulator refused a floor post")
                 cpu += time.thread_time() - began
                 time.sleep(gap)
             post_ms[gap] = cpu * 1000 / posts
+        with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader = sock.makefile("rb")
+            token = collector.tokens.get() if collector.tokens else ""
+            path = urlsplit(collector.url).path
+            for seqno in range(posts):
+                body = _sealed("floor-raw", seqno).encode()
+                head = (
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
+                called["floor-raw", seqno] = time.time()
+                _raw_post(sock, reader, head.encode() + body)
+                time.sleep(0.01)
+        to_acceptance: dict[str, list[float]] = {"floor-collector": [], "floor-raw": []}
+        for event in emulator.truth()["events"]:
+            if event["app_id"] in to_acceptance:
+                at = event["accepted_at"] - called[event["app_id"], event["seqno"]]
+                to_acceptance[event["app_id"]].append(at * 1000)
     finally:
         emulator.proc.stop()
     store = Store(tmp / "floor.sqlite3")
@@ -343,6 +388,10 @@ def run_floor(posts: int, tmp: Path) -> dict:
         "post_cpu_ms": post_ms[0.0],
         "post_cpu_ms_10ms_apart": post_ms[0.01],
         "store_cpu_ms": store_ms,
+        "to_acceptance_p50_ms": {
+            "collector": measure.percentile(to_acceptance["floor-collector"], 50),
+            "raw_socket": measure.percentile(to_acceptance["floor-raw"], 50),
+        },
     }
 
 
@@ -466,10 +515,12 @@ def markdown(results: dict) -> str:
     if "floor" in results:
         f = results["floor"]
         lines.append(
-            f"The sender's floor, on one thread alone: a plain requests POST of one event to the emulator "
+            f"The sender's floor, alone on one thread: the probe's collector posting one event to the emulator, "
             f"{f['post_cpu_ms']:.2f} ms CPU back to back, {f['post_cpu_ms_10ms_apart']:.2f} ms when 10 ms apart "
             f"(as at 100 ev/s); the store's two transactions per event {f['store_cpu_ms']:.2f} ms "
-            f"(over {f['posts']} each)."
+            f"(over {f['posts']} each). From the call to the emulator's acceptance, 10 ms apart, p50: "
+            f"{f['to_acceptance_p50_ms']['collector']:.2f} ms through the collector, "
+            f"{f['to_acceptance_p50_ms']['raw_socket']:.2f} ms for the same bytes on a raw socket."
         )
     if "emulator" in results:
         e = results["emulator"]

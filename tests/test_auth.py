@@ -6,16 +6,13 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
 from shared.auth import AuthError, TokenProvider, TokenResult
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 from tests.http_stub import Reply, Request, sequence, serve
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def token_reply(token: str, expires_in: float = 300) -> Reply:

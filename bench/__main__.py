@@ -13,6 +13,8 @@ import os
 import platform
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -395,6 +397,57 @@ def run_floor(posts: int, tmp: Path) -> dict:
     }
 
 
+# What each library costs the process that imports it, in the order a sender would meet them
+# (a library's shared dependencies are counted with the first that brings them).
+IMPORT_STEPS = (
+    (
+        "the standard library's TLS and HTTP (supervisord, metrics, sender and listener load them)",
+        "import ssl, urllib.request",
+    ),
+    ("prometheus_client", "import prometheus_client"),
+    ("PyYAML", "import yaml"),
+    ("sqlite3", "import sqlite3"),
+    ("requests", "import requests"),
+    (
+        "python-keycloak (its token decoding deferred, as the sender imports it)",
+        "from shared.deferred_import import deferred\nwith deferred('jwcrypto', 'aiofiles'): import keycloak",
+    ),
+    ("websocket-client", "import websocket"),
+    ("supervisor (supervisord's modules)", "import supervisor.supervisord"),
+)
+
+_IMPORT_COSTS = """
+import json, sys
+def rss():
+    with open('/proc/self/smaps_rollup') as rollup:
+        fields = {line.split()[0]: int(line.split()[1]) for line in rollup if line.rstrip().endswith('kB')}
+    return fields['Rss:'] / 1024
+costs = [rss()]
+for statement in json.loads(sys.argv[1]):
+    exec(statement)
+    costs.append(rss())
+print(json.dumps(costs))
+"""
+
+
+def run_import_costs() -> dict:
+    """RSS (MB) of a fresh interpreter with its site packages, then what each library adds to it.
+
+    RSS, not USS: a child's private pages depend on what else maps the same files (this
+    process does), while what an import adds to a process's resident set does not."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_COSTS, json.dumps([statement for _, statement in IMPORT_STEPS])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    costs = json.loads(done.stdout)
+    return {"interpreter": costs[0]} | {
+        label: after - before for (label, _), before, after in zip(IMPORT_STEPS, costs[:-1], costs[1:], strict=True)
+    }
+
+
 def run_emulator_throughput(seconds: float, tmp: Path, batch: int = 100) -> dict:
     """Events per second the emulator accepts and delivers to one subscriber on loopback."""
     emulator = start_emulator(tmp)
@@ -512,6 +565,14 @@ def markdown(results: dict) -> str:
             f"tree CPU {d['tree_cpu_ms_per_event']:.2f} ms per event, peak RSS {d['peak_rss_mb']:.0f} MB "
             f"(PSS {d['peak_pss_mb']:.0f} MB)."
         )
+    if "import_costs_mb" in results:
+        costs = results["import_costs_mb"]
+        lines.append(
+            f"RSS of a fresh interpreter: {costs['interpreter']:.1f} MB; what each library adds to it, imported in "
+            "this order: "
+            + ", ".join(f"{label} {mb:+.1f}" for label, mb in costs.items() if label != "interpreter")
+            + " MB."
+        )
     if "floor" in results:
         f = results["floor"]
         lines.append(
@@ -585,6 +646,8 @@ def main() -> int:
             (tmp / "datasets").mkdir()
             results["datasets"] = run_datasets(args.datasets, 1.0, args.datasets_seconds, tmp / "datasets")
             print(json.dumps(results["datasets"]), flush=True)
+        results["import_costs_mb"] = run_import_costs()
+        print(json.dumps(results["import_costs_mb"]), flush=True)
         if args.floor_posts > 0:
             (tmp / "floor").mkdir()
             results["floor"] = run_floor(args.floor_posts, tmp / "floor")

@@ -74,7 +74,7 @@ run-script: init ## the same, with settings from probe.env (copy probe.env.examp
 	@test -f "$(ENV_FILE)" || { echo "$(ENV_FILE) is missing: cp probe.env.example $(ENV_FILE) and fill it in" >&2; exit 2; }
 	set -a && source "$(ENV_FILE)" && set +a && $(RUN)/probe run
 
-bench: init ## benchmarks against the emulator (about 10 minutes; results in bench/results/)
+bench: init ## benchmarks against the emulator (about 13 minutes; results in bench/results/)
 	$(RUN)/python -m bench
 
 # The generated deploy files: the alert rules from their parameters, and the dashboard.

@@ -5,6 +5,8 @@ core, about 10 MB) and aiofiles at module level, for token decoding and the asyn
 neither of which the probe calls. Under `deferred(...)` those modules are created by
 the standard library's LazyLoader: the module object exists, and its code runs only
 when an attribute of it is first read. Nothing changes for a caller that does use them.
+Only defer what is rarely or never touched: Python 3.11's LazyLoader does not guard a
+module's first touch against a second thread touching it at the same moment.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from shared import lifecycle
+from shared import VERSION, lifecycle
 from shared.exits import ExitStatus
 from shared.store import StoreError
 
@@ -33,7 +33,7 @@ def main() -> int:
         return ExitStatus.STORE
     if closed:
         log.info("closed %d subscription interval(s) left open by a previous run at their last heartbeat", closed)
-    metrics.build_info.labels(lifecycle.version(), app_id).set(1)
+    metrics.build_info.labels(VERSION, app_id).set(1)
     stop = threading.Event()
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     threads = [threading.Thread(target=judge_loop, args=(cfg, stop), name="judge")]

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from shared import lifecycle
+from shared import VERSION, lifecycle
 from shared.exits import ExitStatus
 from shared.store import StoreError
 
@@ -35,7 +35,7 @@ def main() -> int:
     except StoreError as exc:
         log.error("%s", exc)
         return ExitStatus.STORE
-    metrics.build_info.labels(lifecycle.version(), app_id).set(1)
+    metrics.build_info.labels(VERSION, app_id).set(1)
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     tokens = token_provider(cfg, tracer)
     session = session_for(cfg)

@@ -11,9 +11,10 @@ import json
 import os
 import sys
 
+from shared import VERSION
 from shared import config as config_mod
 from shared.exits import ExitStatus
-from shared.lifecycle import load_config_or_exit, version
+from shared.lifecycle import load_config_or_exit
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -119,7 +120,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="probe", description="dataplatform-probe: end-to-end pipeline monitor")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, text: str, **kw: object) -> argparse.ArgumentParser:

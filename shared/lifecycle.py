@@ -15,18 +15,12 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from shared import VERSION
 from shared import config as config_mod
 from shared import log as log_mod
 from shared.exits import ExitStatus
 from shared.parent import die_with_parent
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-def version() -> str:
-    """The probe's version (pyproject.toml takes it from the same constant)."""
-    return VERSION
 
 
 def load_config_or_exit(prog: str = "probe") -> config_mod.Config:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from shared import VERSION, lifecycle
+from shared import lifecycle
 from shared.exits import ExitStatus
 from shared.store import StoreError
+from shared.version import VERSION
 
 
 def main() -> int:

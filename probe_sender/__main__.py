@@ -10,9 +10,10 @@ import sys
 import threading
 import time
 
-from shared import VERSION, lifecycle
+from shared import lifecycle
 from shared.exits import ExitStatus
 from shared.store import StoreError
+from shared.version import VERSION
 
 
 def main() -> int:

@@ -11,10 +11,10 @@ import json
 import os
 import sys
 
-from shared import VERSION
 from shared import config as config_mod
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
+from shared.version import VERSION
 
 
 def _config_check(args: argparse.Namespace) -> int:

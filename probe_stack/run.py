@@ -86,6 +86,7 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
     datasets = sorted({f"{ds.id}/{ds.version}" for ds in cfg.datasets})
     cmd = [
         sys.executable,
+        "-P",
         "-m",
         "emulator",
         "--port",
@@ -230,7 +231,9 @@ def run(with_emulator: bool = False) -> int:
     _write_ctl_conf(rdir, env)
     emulator = _start_emulator(cfg) if with_emulator else None
     supervisord = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
+        # -P: never import from the working directory, where a stray `supervisor/` (or `shared/`,
+        # for the programs, which start there too) would stand in for the real code.
+        [sys.executable, "-P", "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
         env=env,
         start_new_session=True,
         preexec_fn=child_dies_with_us(),  # it gets SIGTERM when we die, even by kill -9, and stops its programs
@@ -266,4 +269,5 @@ def ctl(args: list[str]) -> int:
         _say(f"probe ctl: no running stack found ({conf} is missing)")
         return ExitStatus.FATAL
     # Without arguments supervisorctl would open an interactive shell; an operator wants the status.
-    return subprocess.call([sys.executable, "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])])
+    command = [sys.executable, "-P", "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])]
+    return subprocess.call(command)

@@ -18,7 +18,7 @@ import requests
 from shared.exits import ExitStatus
 from shared.store import Store
 from tests.e2e.harness import stack_env
-from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until
+from tests.helpers import PYTHON, ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,12 +82,19 @@ def test_a_shared_run_directory_is_refused_and_never_chmodded(tmp_path: Path) ->
 class Running:
     """A supervised stack against the emulator, started in the test."""
 
-    def __init__(self, emulator: EmulatorClient, tmp: Path, tag: str, **extra: object) -> None:
+    def __init__(self, emulator: EmulatorClient, tmp: Path, tag: str, cwd: Path | None = None) -> None:
         self.run_dir = tempfile.mkdtemp(prefix="pt-")
         port = free_port()
-        self.env = stack_env(emulator, tmp, self.run_dir, port, 3.0, **extra)
+        self.env = stack_env(emulator, tmp, self.run_dir, port, 3.0)
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: Proc = start(probe_cmd("run"), tmp / f"stack-{tag}.log", env=self.env)
+        log = tmp / f"stack-{tag}.log"
+        if cwd is None:
+            self.proc: Proc = start(probe_cmd("run"), log, env=self.env)
+        else:  # as an operator starts it: the installed command, in their working directory
+            with open(log, "ab") as out:
+                command = [str(Path(PYTHON).parent / "probe"), "run"]
+                popen = subprocess.Popen(command, cwd=cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = Proc(popen, log)
 
     def ctl(self, *args: str) -> str:
         result = subprocess.run(probe_cmd("ctl", *args), env=self.env, capture_output=True, text=True, timeout=30)
@@ -154,6 +161,26 @@ def test_a_second_stack_on_the_same_store_is_refused_and_the_first_keeps_running
     first.proc.popen.send_signal(signal.SIGHUP)
     assert first.proc.popen.wait(60) == ExitStatus.OK
     wait_until(lambda: not any(alive(p) for p in pids), 10, "every process of the stack gone")
+
+
+def test_modules_in_the_working_directory_never_stand_in_for_the_probes(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """supervisord and its programs start in the operator's working directory; were it on their
+    import path, a stray `shared/` or `supervisor/` there would replace the probe's own code."""
+    work, planted = tmp_path / "work", tmp_path / "planted"
+    for package in ("shared", "supervisor", "probe_sender", "probe_listener", "probe_stack"):
+        (work / package).mkdir(parents=True)
+        (work / package / "__init__.py").write_text(
+            f"open({str(planted)!r}, 'a').write({package!r} + '\\n')\nraise SystemExit(9)\n"
+        )
+    stack = Running(emulator, tmp_path, "planted", cwd=work)
+    try:
+        stack.wait_running()
+        assert stack.running() == {"sender", "listener", "metrics", "lifecycle"}
+    finally:
+        stack.proc.stop(signal.SIGTERM, timeout=60)
+    assert not planted.exists(), planted.read_text()
 
 
 def test_kill_9_of_probe_run_leaves_no_orphans_and_the_next_start_runs(

@@ -18,10 +18,7 @@ from shared.tracing import NoTracer
 
 def session_for(cfg: Config) -> requests.Session:
     session = requests.Session()
-    # Proxy settings are read from the environment once, not on every post: requests' per-request
-    # lookup (proxies, netrc) cost half of the sender's CPU at high rates (bench/).
-    session.proxies.update(requests.utils.get_environ_proxies(cfg.datasets[0].collector_endpoint()))
-    session.trust_env = False
+    session.trust_env = False  # proxies: each collector's own, read once (collector_for); no netrc
     session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
     # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
     pool = min(256, cfg.post_concurrency * len(cfg.datasets))
@@ -50,6 +47,9 @@ def token_provider(cfg: Config, tracer: NoTracer) -> TokenProvider | None:
 def collector_for(
     cfg: Config, ds: Dataset, tokens: TokenProvider | None, session: requests.Session, tracer: NoTracer
 ) -> Collector:
-    return Collector(
-        ds.collector_endpoint(), tokens, cfg.post_timeout_seconds, session, tracer, as_list=ds.posts_a_list()
-    )
+    """The dataset's collector, with the proxy the environment names for its URL (HTTP_PROXY and
+    the others, unless NO_PROXY excepts its host), decided once per dataset, as datasets may
+    live on different hosts."""
+    url = ds.collector_endpoint()
+    proxies = requests.utils.get_environ_proxies(url)
+    return Collector(url, tokens, cfg.post_timeout_seconds, session, tracer, ds.posts_a_list(), proxies)

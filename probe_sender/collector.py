@@ -88,8 +88,8 @@ class Collector:
         proxies: dict[str, str] | None = None,
     ) -> None:
         self.url = url
-        # Given with every post, so that requests never looks the environment up again per post
-        # (which cost half of the sender's CPU at high rates); none given means none used.
+        # This collector's own proxies, decided once (wiring.collector_for) and given with every
+        # post, so requests never resolves them per post; none given means none used.
         self._proxies = dict(proxies or {})
         self.as_list = as_list  # the collector's /events/ endpoint takes a list of events
         # Prepared once: requests' per-request preparation (merging the session's settings, URL

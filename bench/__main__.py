@@ -33,6 +33,7 @@ from emulator.client import EmulatorClient, start_emulator, wait_until
 from probe_sender import wiring
 from shared import config as config_mod
 from shared import event as event_mod
+from shared.config import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
 from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
 from shared.store import Store
 from shared.tracing import NoTracer
@@ -86,10 +87,7 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
     events = seq_after - seq_before
     sched = measure.schedule([r.sent_at for r in rows], 1 / rate)
     window = rows[seq_before:seq_after]  # the measured steady state, after the warm-up
-    overhead = measure.overhead_ms({r.seqno: r.latency for r in window if r.latency is not None}, truth)
-    send_side, receive_side = measure.overhead_sides_ms(
-        {r.seqno: (r.sent_at, r.latency) for r in window if r.latency is not None}, truth
-    )
+    overhead = measure.overhead_ms({r.seqno: (r.sent_at, r.latency) for r in window if r.latency is not None}, truth)
     bad = measure.mismatches({r.seqno: (r.state, r.receive_count) for r in rows}, truth)
     skipped = {
         reason: sum(
@@ -105,11 +103,11 @@ def run_rate(rate: float, duration: float, tmp: Path) -> dict:
         "dropped_injected": sum(e["fate"] == "dropped" for e in truth.values()),
         "duplicates_injected": sum(max(0, len(e["writes"]) - 1) for e in truth.values()),
         "overhead_ms": {
-            "p50": measure.percentile(overhead, 50),
-            "p99": measure.percentile(overhead, 99),
-            "max": max(overhead, default=float("nan")),
-            "send_side_p50": measure.percentile(send_side, 50),
-            "receive_side_p50": measure.percentile(receive_side, 50),
+            "p50": measure.percentile(overhead.total, 50),
+            "p99": measure.percentile(overhead.total, 99),
+            "max": max(overhead.total, default=float("nan")),
+            "send_side_p50": measure.percentile(overhead.send, 50),
+            "receive_side_p50": measure.percentile(overhead.receive, 50),
         },
         "mismatches": len(bad),
         "mismatch_examples": bad[:5],
@@ -303,8 +301,8 @@ def emulator_token(emulator: EmulatorClient) -> str:
     return KeycloakOpenID(
         server_url=f"{emulator.base}/auth/",
         realm_name="api-catalog",
-        client_id="dataplatform-probe",
-        client_secret_key="local-demo-secret",
+        client_id=LOCAL_CLIENT_ID,
+        client_secret_key=LOCAL_CLIENT_SECRET,
     ).token(grant_type="client_credentials")["access_token"]
 
 
@@ -607,7 +605,9 @@ def main() -> int:
     parser.add_argument("--emulator-seconds", type=float, default=10.0, help="emulator throughput run (0 skips)")
     parser.add_argument("--datasets", type=int, default=50, help="datasets at 1 ev/s each in one probe (0 skips)")
     parser.add_argument("--datasets-seconds", type=float, default=30.0, help="steady traffic of the datasets run")
-    parser.add_argument("--floor-posts", type=int, default=1000, help="plain posts and store rounds to time (0 skips)")
+    parser.add_argument(
+        "--floor-posts", type=int, default=1000, help="posts and store rounds of the sender's floor (0 skips)"
+    )
     parser.add_argument("--out", default=str(RESULTS / "latest"), help="output path without extension")
     args = parser.parse_args()
     results: dict = {

@@ -46,29 +46,28 @@ def schedule(sent_at: list[float], interval: float) -> Schedule:
     return Schedule(1 / interval, achieved, percentile(jitter, 50), percentile(jitter, 99), max(jitter))
 
 
-def overhead_ms(latency_by_seqno: dict[int, float], truth: dict[int, dict]) -> list[float]:
-    """The probe's latency minus the emulator's true hold time, per delivered event, in ms."""
-    out = []
-    for seqno, latency in latency_by_seqno.items():
-        event = truth.get(seqno)
-        if event and event["writes"]:
-            hold = event["writes"][0]["at"] - event["accepted_at"]
-            out.append((latency - hold) * 1000)
-    return out
+@dataclass(frozen=True)
+class Overhead:
+    """Per delivered event, in ms: the probe's latency minus the emulator's true hold time, and
+    its two sides, which add up to it."""
+
+    total: list[float]
+    send: list[float]  # send time to the emulator's acceptance: record, hand-off, POST, its reading
+    receive: list[float]  # the emulator's websocket write to the listener's receipt
 
 
-def overhead_sides_ms(events: dict[int, tuple[float, float]], truth: dict[int, dict]) -> tuple[list, list]:
-    """The overhead's two sides, per delivered event, in ms, from (sent_at, latency) by seqno:
-    the send side from the send time to the emulator's acceptance (the probe's record, hand-off
-    and POST, and the emulator's reading of it), and the receive side from the emulator's
-    websocket write to the listener's receipt."""
-    send, receive = [], []
+def overhead_ms(events: dict[int, tuple[float, float]], truth: dict[int, dict]) -> Overhead:
+    """The overhead of each delivered event, from (sent_at, latency) by seqno."""
+    out = Overhead([], [], [])
     for seqno, (sent_at, latency) in events.items():
         event = truth.get(seqno)
         if event and event["writes"]:
-            send.append((event["accepted_at"] - sent_at) * 1000)
-            receive.append((sent_at + latency - event["writes"][0]["at"]) * 1000)
-    return send, receive
+            send = (event["accepted_at"] - sent_at) * 1000
+            receive = (sent_at + latency - event["writes"][0]["at"]) * 1000
+            out.total.append(send + receive)  # latency - (first write - acceptance)
+            out.send.append(send)
+            out.receive.append(receive)
+    return out
 
 
 def mismatches(rows: dict[int, tuple[str, int]], truth: dict[int, dict]) -> list[tuple[int, tuple, tuple]]:

@@ -22,6 +22,12 @@ BY = "job, instance, dataset"
 ON = "on (job, instance, dataset)"
 
 
+# Parameters an operator may leave empty: the runbook's address, until the repository is browsable
+# somewhere (a made-up URL would be a link to nowhere at 3 a.m.).
+OPTIONAL_TEXT = frozenset({"runbook_url"})
+RUNBOOK = "docs/runbook.md"
+
+
 class ParamsError(Exception):
     """The parameters file is wrong; str() names the key."""
 
@@ -84,6 +90,9 @@ def load_params(path: Path, overrides: dict[str, Any] | None = None) -> AlertPar
     for name, field in names.items():
         raw = doc[name]
         if field.type == "str":
+            if name in OPTIONAL_TEXT and raw in (None, ""):
+                values[name] = ""
+                continue
             if not isinstance(raw, str) or not raw:
                 raise ParamsError(f"{name}: expected a non-empty text, got {raw!r}")
             if (name.endswith("_for") or name.endswith("_window")) and not DURATION.match(raw):
@@ -119,17 +128,19 @@ def _alert(
     description: str,
     for_: str | None = None,
 ) -> dict[str, Any]:
-    runbook = f"{p.runbook_url}#{name.lower()}"
     rule: dict[str, Any] = {"alert": name, "expr": expr}
     if for_:
         rule["for"] = for_
     rule["labels"] = {"severity": severity, "component": "dataplatform-probe"}
+    # `runbook` always names the section (docs/runbook.md#probeeventsstale), which the repository
+    # carries; `runbook_url` only once an operator has said where that file can be browsed.
     rule["annotations"] = {
         "summary": summary,
         "description": description,
-        "runbook": runbook,
-        "runbook_url": runbook,
+        "runbook": f"{RUNBOOK}#{name.lower()}",
     }
+    if p.runbook_url:
+        rule["annotations"]["runbook_url"] = f"{p.runbook_url}#{name.lower()}"
     return rule
 
 
@@ -143,11 +154,49 @@ def slo_error_ratio(p: AlertParams, window: str) -> str:
     return f"clamp_min(\n  1 - (\n    {good}\n  /\n    {total}\n  ),\n  0\n)"
 
 
+WATCHING = "probe:watching"
+DELIVERY_GAP = "probe:delivery_gap_seconds"
+
+
+def watching(p: AlertParams) -> str:
+    """1 while the listener is subscribed to the dataset, 0 while the probe runs but it is not (its
+    gauge is absent while its process is down: the sender's counter still names the dataset)."""
+    s = p.selector
+    return f"max by ({BY}) (probe_websocket_connected{{{s}}})\nor\n0 * max by ({BY}) (probe_events_posted_total{{{s}}})"
+
+
+def delivery_gap(p: AlertParams) -> str:
+    """Seconds since the newest event of ours arrived: what ProbeEventsStale judges, recorded so that
+    other alerts can ask whether their window holds such an outage."""
+    return f"time() - max by ({BY}) (probe_last_event_received_timestamp_seconds{{{p.selector}}})"
+
+
+def fresh(p: AlertParams, window: str, subscribed: bool = True) -> str:
+    """The condition a pipeline alert adds: the probe was scraped (and its listener subscribed) at
+    every evaluation of `window`. A window with a hole in it holds the probe's own outage, which
+    says nothing about the pipeline; a later inhibition would only hide a page already on its way."""
+    up = f"and on (job, instance)\n(min_over_time(up{{{p.selector}}}[{window}]) == 1)"
+    if not subscribed:
+        return up
+    return f"and {ON}\n(min_over_time({WATCHING}[{window}]) == 1)\n{up}"
+
+
+def after_outage(p: AlertParams, window: str) -> str:
+    """The condition that keeps an alert quiet while `window` holds a delivery outage (the gap
+    ProbeEventsStale pages for): events held or judged lost then, and their latency when they
+    arrive at last, are that outage's, and it has paged once already."""
+    return f"unless {ON}\n(max_over_time({DELIVERY_GAP}[{window}]) > {p.stale_after_seconds:g})"
+
+
 def recording_rules(p: AlertParams) -> list[dict[str, Any]]:
     windows = dict.fromkeys(
         (p.burn_fast_long_window, p.burn_fast_short_window, p.burn_slow_long_window, p.burn_slow_short_window)
     )
-    return [{"record": f"probe:slo_error_ratio:rate{w}", "expr": slo_error_ratio(p, w)} for w in windows]
+    return [
+        {"record": WATCHING, "expr": watching(p)},
+        {"record": DELIVERY_GAP, "expr": delivery_gap(p)},
+        *({"record": f"probe:slo_error_ratio:rate{w}", "expr": slo_error_ratio(p, w)} for w in windows),
+    ]
 
 
 def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
@@ -165,14 +214,15 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
 
     def burn(long: str, short: str, factor: float) -> str:
         limit = f"{factor:g} * {budget:.6g}"
-        return f"probe:slo_error_ratio:rate{long} > ({limit})\nand\nprobe:slo_error_ratio:rate{short} > ({limit})"
+        pair = f"probe:slo_error_ratio:rate{long} > ({limit})\nand\n  probe:slo_error_ratio:rate{short} > ({limit})"
+        return f"(\n  {pair}\n)"
 
     return [
         _alert(
             p,
             "ProbeTargetDown",
             f"up{{{s}}} == 0",
-            "warning",
+            "critical",
             f"The probe on {inst} cannot be scraped: the pipeline is unwatched",
             "Prometheus has failed to scrape the probe for the last " + p.probe_down_for + ". This says nothing "
             "about the pipeline itself: its state is unknown until the probe is back.",
@@ -182,7 +232,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             p,
             "ProbeTargetMissing",
             f"absent(up{{{s}}})",
-            "warning",
+            "critical",
             "Prometheus has no probe target to scrape",
             f"No scrape target matches {s}: the probe was removed from the scrape configuration, or service "
             "discovery lost it. The pipeline is unwatched.",
@@ -192,7 +242,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             p,
             "ProbeMetricsMissing",
             f"up{{{s}}} == 1\nunless on (job, instance)\nprobe_build_info{{{s}}}",
-            "warning",
+            "critical",
             f"The probe on {inst} answers, but none of its processes report metrics",
             "The metrics endpoint is up, but neither the sender nor the listener has written a metric: both "
             "are down, or the metrics directory was emptied under a running stack.",
@@ -214,7 +264,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             "ProbeEventsStale",
             f"time() - max by ({BY}) (probe_last_event_received_timestamp_seconds{{{s}}}) > {p.stale_after_seconds:g}\n"
             f"and {ON}\n{increase('probe_events_posted_total', _duration(p.stale_after_seconds))} > 0\n"
-            f"and {ON}\nmax by ({BY}) (probe_websocket_connected{{{s}}}) == 1",
+            + fresh(p, _duration(p.stale_after_seconds)),
             "critical",
             f"No event of the probe has arrived on {ds} for {{{{ $value | humanizeDuration }}}}",
             f"The collector accepts the probe's events and the listener is subscribed, but none has arrived for "
@@ -225,7 +275,10 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeEventLoss",
-            f"{ratio_of_posted('probe_events_lost_total', p.loss_window)}\n> {p.loss_ratio:g}",
+            f"({ratio_of_posted('probe_events_lost_total', p.loss_window)}\n> {p.loss_ratio:g})\n"
+            + fresh(p, p.loss_window)
+            + "\n"
+            + after_outage(p, p.loss_window),
             "critical",
             f"{{{{ $value | humanizePercentage }}}} of the probe's events on {ds} were lost",
             f"Over the last {p.loss_window}, {{{{ $value | humanizePercentage }}}} of the events the collector "
@@ -236,8 +289,9 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeBlind",
-            f"{ratio_of_posted('probe_events_unobserved_total', p.blind_window)}\n> {p.blind_ratio:g}",
-            "warning",
+            f"({ratio_of_posted('probe_events_unobserved_total', p.blind_window)}\n> {p.blind_ratio:g})\n"
+            + fresh(p, p.blind_window, subscribed=False),
+            "critical",
             f"The probe could not watch {{{{ $value | humanizePercentage }}}} of its events on {ds}",
             f"Over the last {p.blind_window}, {{{{ $value | humanizePercentage }}}} of the events went missing "
             f"while the listener was not subscribed (threshold {p.blind_ratio:.0%}). The probe cannot tell whether "
@@ -248,7 +302,8 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             p,
             "ProbeLatencyHigh",
             f"histogram_quantile(0.99, sum by ({BY}, le) "
-            f"(rate(probe_event_latency_seconds_bucket{{{s}}}[{p.latency_window}])))\n> {p.latency_p99_seconds:g}",
+            f"(rate(probe_event_latency_seconds_bucket{{{s}}}[{p.latency_window}])))\n> {p.latency_p99_seconds:g}\n"
+            + fresh(p, p.latency_window),
             "warning",
             f"End-to-end latency p99 on {ds} is {{{{ $value | humanizeDuration }}}}",
             f"The 99th percentile of send-to-arrival latency over {p.latency_window} is "
@@ -258,7 +313,11 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeSLOBurnFast",
-            burn(p.burn_fast_long_window, p.burn_fast_short_window, p.burn_fast_factor),
+            burn(p.burn_fast_long_window, p.burn_fast_short_window, p.burn_fast_factor)
+            + "\n"
+            + fresh(p, p.burn_fast_long_window)
+            + "\n"
+            + after_outage(p, p.burn_fast_long_window),
             "critical",
             f"The latency SLO of {ds} burns its error budget {p.burn_fast_factor:g} times too fast",
             f"More than {p.burn_fast_factor:g} x {budget:.2%} of the events did not arrive within "
@@ -269,7 +328,9 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeSLOBurnSlow",
-            burn(p.burn_slow_long_window, p.burn_slow_short_window, p.burn_slow_factor),
+            burn(p.burn_slow_long_window, p.burn_slow_short_window, p.burn_slow_factor)
+            + "\n"
+            + fresh(p, p.burn_slow_long_window),
             "warning",
             f"The latency SLO of {ds} burns its error budget {p.burn_slow_factor:g} times too fast",
             f"More than {p.burn_slow_factor:g} x {budget:.2%} of the events did not arrive within "

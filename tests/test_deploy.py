@@ -18,6 +18,7 @@ DEPLOY = ROOT / "deploy"
 PARAMS = DEPLOY / "prometheus" / "alert-params.yaml"
 RULES = DEPLOY / "prometheus" / "probe-rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests" / "probe-rules.test.yml"
+INCIDENT_TESTS = DEPLOY / "prometheus" / "tests" / "probe-incidents.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "dataplatform-probe.json"
 
 
@@ -56,12 +57,17 @@ def test_promtool_checks_the_rules_and_the_prometheus_config() -> None:
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
-    out = run(tool("promtool"), "test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
-    assert "SUCCESS" in out
+    out = run(tool("promtool"), "test", "rules", RULE_TESTS.name, INCIDENT_TESTS.name, cwd=RULE_TESTS.parent)
+    assert out.count("SUCCESS") == 2
 
 
 def test_every_alert_fires_in_one_unit_test_and_stays_quiet_in_another() -> None:
-    cases = [case for test in yaml.safe_load(RULE_TESTS.read_text())["tests"] for case in test["alert_rule_test"]]
+    cases = [
+        case
+        for path in (RULE_TESTS, INCIDENT_TESTS)
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for case in test["alert_rule_test"]
+    ]
     for rule in alerts():
         mine = [c for c in cases if c["alertname"] == rule["alert"]]
         assert any(c["exp_alerts"] for c in mine), f"{rule['alert']} never fires in a unit test"
@@ -91,6 +97,43 @@ def test_every_alert_says_what_it_is_and_links_its_runbook_section() -> None:
         anchor = notes["runbook"].rsplit("#", 1)[1]
         assert notes["runbook"].split("#")[0].endswith("docs/runbook.md") and anchor in sections, rule["alert"]
     assert sections == {name.lower() for name in names}  # no section for an alert that does not exist
+
+
+def test_the_runbook_is_named_until_an_operator_gives_its_address() -> None:
+    shipped = [(DEPLOY / "prometheus" / name).read_text() for name in ("alert-params.yaml", "probe-rules.yml")]
+    assert not any("your-org" in text or "example.com" in text for text in shipped)
+    for rule in alerts():
+        assert rule["annotations"]["runbook"] == f"docs/runbook.md#{rule['alert'].lower()}"
+        assert "runbook_url" not in rule["annotations"], rule["alert"]
+    url = "https://git.example.org/probe/blob/main/docs/runbook.md"
+    doc = alerting.rules_document(alerting.load_params(PARAMS, {"runbook_url": url}))
+    stale = next(r for g in doc["groups"] for r in g["rules"] if r.get("alert") == "ProbeEventsStale")
+    assert stale["annotations"]["runbook_url"] == f"{url}#probeeventsstale"
+
+
+def test_pages_are_the_probe_down_and_one_alert_per_dataset_outage() -> None:
+    """Critical means a page: the probe itself, and the three ways a dataset's pipeline fails
+    (nothing arrives, some are dropped, the probe cannot see) and a fast SLO burn; everything
+    that follows from those is a ticket or inhibited (deploy/alertmanager/alertmanager.yml)."""
+    pages = {rule["alert"] for rule in alerts() if rule["labels"]["severity"] == "critical"}
+    assert pages == {
+        "ProbeTargetDown",
+        "ProbeTargetMissing",
+        "ProbeMetricsMissing",
+        "ProbeEventsStale",
+        "ProbeEventLoss",
+        "ProbeBlind",
+        "ProbeSLOBurnFast",
+    }
+    routing = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
+    (page_route,) = [r for r in routing["route"]["routes"] if r["matchers"] == ['severity="critical"']]
+    assert "alertname" not in page_route["group_by"] and "dataset" in page_route["group_by"]
+    inhibited = {}
+    for rule in routing["inhibit_rules"]:
+        (source,) = rule["source_matchers"]
+        inhibited.setdefault(source, []).append((rule["target_matchers"], rule["equal"]))
+    followers = 'alertname=~"ProbeEventLoss|ProbeSLOBurnFast|ProbeSLOBurnSlow|ProbeLatencyHigh"'
+    assert inhibited['alertname="ProbeEventsStale"'] == [([followers], ["job", "instance", "dataset"])]
 
 
 def test_parameters_are_checked_with_the_key_named(tmp_path: Path) -> None:

@@ -61,7 +61,10 @@ test-deps: ## install Prometheus, Alertmanager, podman and mmdebstrap (Debian pa
 run: init ## the demo: the emulator plus the supervised stack against it (profile deploy/demo.yaml)
 	PROBE_CONFIG=deploy/demo.yaml $(RUN)/probe run --with-emulator
 
+DEMO_PROFILE := $(realpath deploy/demo.yaml)
 run-app: init ## the supervised stack against the configured real platform
+	@if [ -n "$(PROBE_CONFIG)" ] && [ "$(realpath $(PROBE_CONFIG))" = "$(DEMO_PROFILE)" ]; then \
+	  echo "make run-app: PROBE_CONFIG=$(PROBE_CONFIG) is the demo's profile, not the real platform's: unset PROBE_CONFIG (or run the demo with make run)" >&2; exit 2; fi
 	$(RUN)/probe run
 
 run-dp: run-app ## the original's name of run-app: the stack against the dataplatform

@@ -68,7 +68,13 @@ def main() -> int:
         count, last_at = store.fail_outs()
         delay = fail_out_delay(count, last_at, time.time())
         if delay > 0:
-            log.warning("restart backoff: %d fail-out(s) in a row; waiting %.0fs before sending", count, delay)
+            log.warning(
+                "restart backoff: %d fail-out(s) in a row; waiting %.0fs before sending "
+                "(it ends at the first successful post; a fresh `probe run` starts without it)",
+                count,
+                delay,
+                extra={"count": count, "duration": delay},
+            )
             stop.wait(delay)
         if tokens is not None and not stop.is_set():
             try:

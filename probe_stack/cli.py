@@ -76,7 +76,7 @@ def _check(args: argparse.Namespace) -> int:
 def _health(args: argparse.Namespace) -> int:
     from probe_stack.healthcheck import check
 
-    return check(load_config_or_exit("probe health"), "/readyz" if args.ready else "/healthz")
+    return check(load_config_or_exit("probe health", for_reading=True), "/readyz" if args.ready else "/healthz")
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -14,12 +14,14 @@ import fcntl
 import hashlib
 import os
 import secrets
+import shlex
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,16 +60,34 @@ def prepare(cfg: Config) -> int:
     file stops the stack with one clear line, and the programs never race to create it.
     """
     try:
-        Store(cfg.db_path).close()
+        store = Store(cfg.db_path)
     except StoreError as exc:
         _say(f"probe: {exc}")
         return ExitStatus.STORE
+    try:
+        forget_fail_outs(store)
+    finally:
+        store.close()
     try:
         metrics_dir.reset(Path(cfg.metrics_dir))
     except metrics_dir.MetricsDirError as exc:
         _say(f"probe: {exc}")
         return ExitStatus.CONFIG
     return ExitStatus.OK
+
+
+def forget_fail_outs(store: Store) -> None:
+    """The sender's restart backoff holds within one stack (supervisord restarting a sender that
+    gave up), never into a fresh `probe run`: that is an operator who has changed something, often
+    the very setting that made it fail, and must see at once whether it works."""
+    count, _ = store.fail_outs()
+    if count:
+        store.clear_fail_outs()
+        _say(
+            f"probe: the previous run's sender failed out {count} time(s) in a row; its restart backoff "
+            "does not carry over: sending starts at once",
+            "INFO",
+        )
 
 
 def _start_emulator(cfg: Config) -> subprocess.Popen:
@@ -190,6 +210,32 @@ def _append_to_stdout() -> None:
             fcntl.fcntl(1, fcntl.F_SETFL, fcntl.fcntl(1, fcntl.F_GETFL) | os.O_APPEND)
 
 
+# What the read-only commands need to find this stack, when it came from the environment: another
+# terminal has the configuration file, but not this one's variables.
+_READER_SETTINGS = {"db_path": "PROBE_DB_PATH", "metrics_host": "METRICS_HOST", "metrics_port": "METRICS_PORT"}
+
+
+def reader_command(cfg: Config, environ: Mapping[str, str] | None = None, executable: str | None = None) -> str:
+    """`probe` as another terminal must type it to reach this stack, from any directory and with no
+    secret: the executable's real path (.venv/bin/probe is rarely on PATH), PROBE_CONFIG when a file
+    was read, and the settings `probe status`, `probe ctl` and `probe health` read that came from
+    the environment."""
+    environ = os.environ if environ is None else environ
+    python = Path(os.path.abspath(executable or sys.executable))
+    script = python.parent / "probe"
+    words = [shlex.quote(str(script))] if script.exists() else [shlex.quote(str(python)), "-m", "probe_stack.cli"]
+    settings = []
+    if cfg.config_file:
+        settings.append(f"PROBE_CONFIG={shlex.quote(cfg.config_file)}")
+    for name, variable in _READER_SETTINGS.items():
+        if "environment" in cfg.origin.get(name, ""):
+            value = Path(cfg.db_path).resolve() if name == "db_path" else getattr(cfg, name)
+            settings.append(f"{variable}={shlex.quote(str(value))}")
+    if environ.get("PROBE_RUN_DIR"):
+        settings.append(f"PROBE_RUN_DIR={shlex.quote(os.path.abspath(environ['PROBE_RUN_DIR']))}")
+    return " ".join([*settings, *words])
+
+
 def run(with_emulator: bool = False) -> int:
     global _json_output
     _append_to_stdout()
@@ -239,13 +285,20 @@ def run(with_emulator: bool = False) -> int:
         preexec_fn=child_dies_with_us(),  # it gets SIGTERM when we die, even by kill -9, and stops its programs
     )
     host, port = metrics_address(cfg)
+    probe = reader_command(cfg)
     lines = [
         f"probe: stack starting (supervisord pid {supervisord.pid})",
         f"  metrics  http://{url_host(host)}:{port}/metrics  (also /healthz, /readyz)",
-        f"  store    {Path(cfg.db_path).resolve()}  ->  probe status",
-        "  control  probe ctl status | probe ctl restart sender",
+        f"  store    {Path(cfg.db_path).resolve()}",
+        f"  status   {probe} status",
+        f"  control  {probe} ctl status   ({probe} ctl restart sender, ...)",
     ]
-    banner = {"metrics_url": f"http://{host}:{cfg.metrics_port}/metrics", "store": str(Path(cfg.db_path).resolve())}
+    banner = {
+        "metrics_url": f"http://{host}:{cfg.metrics_port}/metrics",
+        "store": str(Path(cfg.db_path).resolve()),
+        "status_command": f"{probe} status",
+        "ctl_command": f"{probe} ctl status",
+    }
     if emulator is not None:
         base = cfg.keycloak_server.rsplit("/auth", 1)[0]
         banner["emulator_url"] = base
@@ -261,13 +314,37 @@ def run(with_emulator: bool = False) -> int:
     raise AssertionError("unreachable: exec_watcher does not return")
 
 
+def stack_answers(rdir: Path) -> bool:
+    """Whether a supervisord listens on the stack's control socket (a file left by a killed stack does not)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(rdir / "supervisor.sock"))
+        except OSError:
+            return False
+    return True
+
+
+# Every program writes to probe run's standard output (supervisord.conf: stdout_logfile=/dev/stdout),
+# so supervisord has no log file that `tail` could read.
+NO_TAIL = (
+    "probe ctl: tail: the programs log to the standard output of `probe run` (its terminal, the "
+    "container's log or the file it was redirected to), not to a file supervisord could tail"
+)
+
+
 def ctl(args: list[str]) -> int:
-    """`probe ctl ...`: supervisorctl against this configuration's stack."""
-    cfg = load_config_or_exit()
-    conf = run_dir(cfg) / "supervisorctl.conf"
-    if not conf.exists():
-        _say(f"probe ctl: no running stack found ({conf} is missing)")
-        return ExitStatus.FATAL
+    """`probe ctl ...`: supervisorctl against this configuration's stack (no secret needed)."""
+    cfg = load_config_or_exit("probe ctl", for_reading=True)
+    rdir = run_dir(cfg)
+    conf = rdir / "supervisorctl.conf"
+    if not conf.exists() or not stack_answers(rdir):
+        store = Path(cfg.db_path).resolve()
+        _say(f"probe ctl: no stack runs for store {store} (nothing answers on {rdir}/supervisor.sock)")
+        return ExitStatus.NO_STACK
+    if args and args[0] in ("tail", "fg", "maintail"):
+        _say(NO_TAIL)
+        return ExitStatus.CONFIG
     # Without arguments supervisorctl would open an interactive shell; an operator wants the status.
     command = [sys.executable, "-P", "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])]
     return subprocess.call(command)

@@ -7,13 +7,68 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from probe_stack.healthcheck import metrics_address, url_host
+from shared.config import Config
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
-from shared.store import Store, StoreError
+from shared.store import EventState, Store, StoreError
+
+# The store's states in the words of the metrics: a `posted` event is one the collector accepted and
+# the listener still awaits (probe_events_in_flight), while probe_events_posted_total counts every
+# accepted event; `pending` is still being posted.
+WORDS = {EventState.POSTED.value: "awaiting", EventState.PENDING.value: "posting"}
+STORE_SCOPE = "events in the store, since it began (judged events older than RETENTION_SECONDS pruned)"
+STACK_SCOPE = "the running stack's counters (/metrics), since this stack started"
+# The counters `probe status` shows beside the store's totals, in the order of an event's life.
+COUNTERS = {
+    "probe_events_posted": "posted",
+    "probe_event_post_errors": "post_failed",
+    "probe_events_received": "received",
+    "probe_events_late": "late",
+    "probe_events_lost": "lost",
+    "probe_events_unobserved": "unobserved",
+    "probe_events_duplicated": "duplicates",
+}
+METRICS_TIMEOUT_SECONDS = 3.0
+
+
+def stack_counters(cfg: Config) -> dict[str, dict[str, int]] | str:
+    """The running stack's counters per dataset, or why there are none (no stack answers)."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host, port = metrics_address(cfg)
+    conn = http.client.HTTPConnection(host, port, timeout=METRICS_TIMEOUT_SECONDS)
+    try:
+        conn.request("GET", "/metrics")
+        answer = conn.getresponse()
+        text = answer.read(16 * 1024 * 1024).decode("utf-8", "replace")
+        if answer.status != 200:
+            return f"http://{url_host(host)}:{port}/metrics answered {answer.status}"
+    except OSError as exc:
+        return f"no stack answers on http://{url_host(host)}:{port}/metrics ({exc.__class__.__name__})"
+    finally:
+        conn.close()
+    out: dict[str, dict[str, int]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            word = COUNTERS.get(family.name)
+            for sample in family.samples if word else ():
+                if sample.name.endswith("_total") and "dataset" in sample.labels:
+                    counts = out.setdefault(sample.labels["dataset"], dict.fromkeys(COUNTERS.values(), 0))
+                    counts[word] += int(sample.value)
+    except ValueError:
+        return "its /metrics could not be read"
+    return out
+
+
+def _line(counts: dict[str, int], words: dict[str, str]) -> str:
+    return "  ".join(f"{words.get(state, state)}={count}" for state, count in counts.items() if count)
 
 
 def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
-    cfg = load_config_or_exit()
+    cfg = load_config_or_exit("probe status", for_reading=True)
     if not Path(cfg.db_path).exists():
         print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
         return ExitStatus.STORE
@@ -38,11 +93,17 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     else:
         for name in configured:  # a configured dataset with no events yet still shows, with zeros
             totals.setdefault(name, {})
+    counters = stack_counters(cfg)
+    if isinstance(counters, dict) and dataset is not None:
+        counters = {dataset: counters.get(dataset, {})}
     if as_json:
         doc = {
             "app_id": app_id,
             "db_path": cfg.db_path,
             "totals": totals,
+            "totals_scope": STORE_SCOPE,
+            "stack_counters": counters if isinstance(counters, dict) else None,
+            "stack_counters_scope": STACK_SCOPE if isinstance(counters, dict) else counters,
             "events": [row.__dict__ for row in rows],
         }
         print(json.dumps(doc, indent=2))
@@ -53,9 +114,16 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
         sent = datetime.fromtimestamp(row.sent_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
         latency = f"{row.latency * 1000:.1f}ms" if row.latency is not None else "-"
         print(
-            f"{row.dataset[:20]:<20}  {row.seqno:>8}  {sent:<23}  {row.state:<11}  {latency:>9}  "
+            f"{row.dataset[:20]:<20}  {row.seqno:>8}  {sent:<23}  {WORDS.get(row.state, row.state):<11}  {latency:>9}  "
             f"{row.receive_count:>6}  {row.post_error or ''}"
         )
+    print(f"totals: {STORE_SCOPE}")
     for name, counts in sorted(totals.items()):
-        print(f"totals {name}: " + "  ".join(f"{state}={count}" for state, count in counts.items() if count))
+        print(f"totals {name}: {_line(counts, WORDS)}")
+    if isinstance(counters, dict):
+        print(f"counters: {STACK_SCOPE}")
+        for name, counts in sorted(counters.items()):
+            print(f"counters {name}: {_line(counts, {})}")  # the metrics' own names
+    else:
+        print(f"counters: {counters}")
     return ExitStatus.OK

@@ -808,12 +808,16 @@ def _environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]
     return variables, renamed, warnings
 
 
-def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Config:
+def load(env: Mapping[str, str] | None = None, path: str | None = None, *, for_reading: bool = False) -> Config:
     """Read, merge and validate every setting; raise ConfigError naming the first bad one.
 
     Relative paths in the settings (store, metrics directory) are taken relative to
     the configuration file's directory when a file was read, so that every command
     finds the same store from any working directory.
+
+    `for_reading`: for the commands that only read what a running stack left (`probe status`,
+    `probe ctl`, `probe health`): no secret is read or required, since they use none and an
+    operator's second terminal rarely has them.
     """
     env = os.environ if env is None else env
     env, renamed, warnings = _environment(env)
@@ -826,6 +830,8 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
     origin: dict[str, str] = {}
     for field in FIELDS:
         raw, where = None, ""
+        if field.secret and for_reading:
+            continue
         if field.file_env and env.get(field.file_env):
             raw = _read_secret_file(f"{field.file_env} (environment variable)", env[field.file_env])
             where = f"file named by {field.file_env}"
@@ -870,7 +876,7 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
                     f"datasets (in {config_path}) and {label} ({where}) are both given: use one form, "
                     "the datasets list or the single dataset"
                 )
-        datasets = _dataset_list(dataset_list, values, config_path)
+        datasets = _dataset_list(dataset_list, values, config_path, for_reading)
         origin["datasets"] = f"in {config_path}"
     cfg = Config(
         **values,
@@ -879,7 +885,7 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None) -> Confi
         warnings=tuple(warnings),
         datasets=datasets,
     )
-    return _validate(cfg, origin, config_path)
+    return _validate(cfg, origin, config_path, for_reading)
 
 
 def _single_dataset(values: Mapping[str, Any]) -> Dataset:
@@ -897,7 +903,9 @@ def _single_dataset(values: Mapping[str, Any]) -> Dataset:
     )
 
 
-def _dataset_list(entries: list[Any], top: Mapping[str, Any], config_path: Path) -> tuple[Dataset, ...]:
+def _dataset_list(
+    entries: list[Any], top: Mapping[str, Any], config_path: Path, for_reading: bool = False
+) -> tuple[Dataset, ...]:
     """Each entry of `datasets:`, what it leaves out taken from the top-level settings."""
     if not entries:
         raise ConfigError(f"datasets (in {config_path}): the list is empty; give at least one entry with its id")
@@ -930,7 +938,9 @@ def _dataset_list(entries: list[Any], top: Mapping[str, Any], config_path: Path)
                     ) from None
             else:
                 values[key] = top[setting] if top[setting] is not None else ""
-        if "webhook_token_file" in entry:
+        if for_reading:
+            values["webhook_token"] = ""
+        elif "webhook_token_file" in entry:
             if "webhook_token" in entry:
                 raise ConfigError(f"{label}: give webhook_token or webhook_token_file, not both")
             token_path = Path(_text(entry["webhook_token_file"]))
@@ -953,7 +963,7 @@ def _dataset_list(entries: list[Any], top: Mapping[str, Any], config_path: Path)
     return tuple(out)
 
 
-def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
+def _validate(cfg: Config, origin: dict[str, str], config_path: Path, for_reading: bool = False) -> Config:
     by_name = {f.name: f for f in FIELDS}
 
     def fail(name: str, message: str) -> ConfigError:
@@ -971,14 +981,14 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path) -> Config:
     required = [] if listed else ["webhook_token", "collector_url", "websocket_url"]
     if cfg.auth_enabled:
         required += ["client_id", "client_secret", "keycloak_server"]
-    missing = [by_name[name] for name in required if not getattr(cfg, name)]
+    missing = [by_name[name] for name in required if not getattr(cfg, name) and not for_reading]
     if missing:
         names_ = ", ".join(f.env + (f" (or {f.file_env})" if f.file_env else "") for f in missing)
         hint = "; or AUTH_ENABLED=false for a collector without auth" if cfg.auth_enabled else ""
         raise ConfigError(f"missing for ORIGO_ENVIRONMENT={cfg.environment}: {names_}{hint} (the demo: make run)")
     if listed:
         for index, dataset in enumerate(cfg.datasets):
-            _check_entry(cfg, dataset, f"datasets[{index}] ({dataset.name}, in {config_path})")
+            _check_entry(cfg, dataset, f"datasets[{index}] ({dataset.name}, in {config_path})", for_reading)
     for f in FIELDS:
         value = getattr(cfg, f.name)
         if isinstance(value, str) and value in PLACEHOLDERS:
@@ -1024,9 +1034,10 @@ def _placeholders_allowed(template: str) -> bool:
     return placeholders <= {"dataset_id", "version"}
 
 
-def _check_entry(cfg: Config, ds: Dataset, label: str) -> None:
+def _check_entry(cfg: Config, ds: Dataset, label: str, for_reading: bool = False) -> None:
     """One entry of the datasets list: what the top-level checks say of the single dataset, per entry."""
-    for key in ("id", "version", "webhook_token", "collector_url", "websocket_url"):
+    keys = ("id", "version", "collector_url", "websocket_url")
+    for key in keys if for_reading else ("id", "version", "webhook_token", *keys[2:]):
         if not getattr(ds, key):
             setting = _BY_NAME[DATASET_KEYS[key]]
             also = f" (or {setting.file_env})" if setting.file_env else ""

@@ -16,6 +16,7 @@ class ExitStatus(IntEnum):
     FAILED_OUT = 3  # the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row
     STORE = 4  # the store file cannot be used (corrupt, foreign, newer schema, unwritable)
     BUSY = 5  # another stack already runs on this store
+    NO_STACK = 6  # `probe ctl`: no stack runs for this store
 
 
 MEANING = {
@@ -25,4 +26,5 @@ MEANING = {
     ExitStatus.FAILED_OUT: "sender only: MAX_CONSECUTIVE_ERRORS failed posts in a row; supervisord restarts it",
     ExitStatus.STORE: "the store cannot be used (one line says why and what to do)",
     ExitStatus.BUSY: "another stack already runs on this store (one line names it)",
+    ExitStatus.NO_STACK: "probe ctl: no stack runs for this store (one line names the store)",
 }

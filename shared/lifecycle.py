@@ -23,10 +23,12 @@ from shared.parent import die_with_parent
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def load_config_or_exit(prog: str = "probe") -> config_mod.Config:
-    """Load the configuration; on error print the one-line reason and exit with ExitStatus.CONFIG."""
+def load_config_or_exit(prog: str = "probe", for_reading: bool = False) -> config_mod.Config:
+    """Load the configuration; on error print the one-line reason and exit with ExitStatus.CONFIG.
+
+    `for_reading`: a command that only reads what a stack left, which needs no secret."""
     try:
-        return config_mod.load()
+        return config_mod.load(for_reading=for_reading)
     except config_mod.ConfigError as exc:
         line = f"{prog}: config error: {exc}"
         if os.environ.get("LOG_FORMAT", "").strip() == "json":

@@ -89,13 +89,15 @@ def wait_ready(proc: Proc, port: int, what: str) -> Proc:
     return proc
 
 
-def start_alertmanager(tmp: Path, webhook_url: str) -> tuple[Proc, int]:
-    """A real Alertmanager that sends every alert, firing and resolved, to `webhook_url` within about a second."""
+def start_alertmanager(tmp: Path, webhook_url: str, text: str | None = None) -> tuple[Proc, int]:
+    """A real Alertmanager that sends every alert, firing and resolved, to `webhook_url` within about a second;
+    or one running the configuration `text` (the shipped routing, receivers and timings made the test's)."""
     require(ALERTMANAGER)
     port = free_port()
     config = tmp / "alertmanager.yml"
     config.write_text(
-        "route:\n  receiver: test\n  group_by: [alertname, dataset]\n"
+        text
+        or "route:\n  receiver: test\n  group_by: [alertname, dataset]\n"
         "  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
         f"receivers:\n  - name: test\n    webhook_configs:\n      - url: '{webhook_url}'\n        send_resolved: true\n"
     )

@@ -1,6 +1,14 @@
-"""The shipped alerts and dashboards against the real thing: the supervised stack, the emulator,
-Prometheus evaluating the generated rules (test-scaled through the same parameters), and
-Alertmanager delivering to a webhook served here."""
+"""The shipped alerts and dashboards against the real thing: the supervised stack watching two
+datasets on the emulator, Prometheus evaluating the generated rules (test-scaled through the same
+parameters), and Alertmanager running the shipped routing and inhibitions (deploy/alertmanager/
+alertmanager.yml, only its receivers' URLs and timings made the test's), delivering to a webhook
+served here: pages to /pager, tickets to /tickets.
+
+One incident, one page: an outage of one dataset pages once for it (ProbeEventsStale) and never
+for the other, drops page as ProbeEventLoss and nothing else, a stopped probe pages once
+(ProbeTargetDown). Everything is scaled to seconds: the outage lasts 30 s instead of the 3 minutes
+deploy/prometheus/tests/probe-incidents.test.yml plays with the shipped parameters.
+"""
 
 from __future__ import annotations
 
@@ -18,15 +26,20 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from probe_stack import alerting, dashboard
 from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
 from tests.helpers import ROOT, free_port, probe_cmd, start, start_emulator, wait_until
 from tests.http_stub import Reply, Request, serve
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(600)
 
-LOSS_TIMEOUT = 2.0
+# Above stale_after_seconds, as the shipped defaults are (300 s and 120 s): an outage's events are
+# judged lost only once its staleness already keeps the loss alert quiet.
+LOSS_TIMEOUT = 5.0
+DATASETS = ("probe-dataset", "probe-orders")
+PAUSE_SECONDS = 30
 # The shipped parameters, scaled to seconds; everything not named here keeps its default.
 SCALED = {
     "selector": 'job="probe"',
@@ -34,8 +47,7 @@ SCALED = {
     "not_subscribed_for": "3s",
     "stale_after_seconds": 3,
     "stale_for": "2s",
-    "loss_window": "20s",
-    "loss_ratio": 0.25,
+    "loss_window": "30s",
     "loss_for": "2s",
     "blind_window": "20s",
     "blind_for": "1h",
@@ -74,10 +86,12 @@ ORIGINAL_QUERIES = [
 @dataclass
 class Notification:
     at: float
+    receiver: str  # pager / tickets: the path Alertmanager posted to
     status: str  # firing / resolved
     alertname: str
     labels: dict
     annotations: dict
+    starts_at: float
 
 
 @dataclass
@@ -95,13 +109,24 @@ class Webhook:
                 self.received.append(
                     Notification(
                         time.time(),
+                        request.path.strip("/"),
                         alert["status"],
                         alert["labels"]["alertname"],
                         alert["labels"],
                         alert["annotations"],
+                        _rfc3339(alert["startsAt"]),
                     )
                 )
         return Reply(200, b"ok")
+
+    def pages(self, since: float) -> set[tuple[str, str]]:
+        """(alertname, dataset) of every alert that started at or after `since` and reached the pager."""
+        with self.lock:
+            return {
+                (n.alertname, n.labels.get("dataset", ""))
+                for n in self.received
+                if n.receiver == "pager" and n.status == "firing" and n.starts_at >= since - 1
+            }
 
     def since(self, start: float, alertname: str, status: str) -> list[Notification]:
         with self.lock:
@@ -143,19 +168,35 @@ def _rfc3339(stamp: str) -> float:
     return datetime.fromisoformat(f"{head}.{(fraction or '0')[:6]:0<6}{zone}").timestamp()
 
 
+def alertmanager_config(webhook: str) -> str:
+    """The shipped routing and inhibitions, with the test's receivers and timings."""
+    doc = yaml.safe_load((ROOT / "deploy/alertmanager/alertmanager.yml").read_text())
+    for route in [doc["route"], *doc["route"].get("routes", [])]:
+        for key in ("group_wait", "group_interval"):
+            if key in route or route is doc["route"]:
+                route[key] = "1s"
+    for receiver in doc["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = f"{webhook}/{receiver['name']}"
+    return yaml.safe_dump(doc)
+
+
 @pytest.fixture
 def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Monitored]:
     require(PROMETHEUS, ALERTMANAGER)
-    emulator = start_emulator(tmp_path)
+    emulator = start_emulator(tmp_path, *(arg for name in DATASETS for arg in ("--dataset", f"{name}/1")))
     emulator.faults(delay_ms=50, seed=7)
     run_dir = tempfile.mkdtemp(prefix="pa-")
     metrics_port = free_port()
+    config = tmp_path / "probe.yaml"
+    config.write_text("environment: local\ndatasets:\n" + "".join(f"  - id: {name}\n" for name in DATASETS))
     env = stack_env(
         emulator,
         tmp_path,
         run_dir,
         metrics_port,
         LOSS_TIMEOUT,
+        PROBE_CONFIG=config,
         EVENT_INTERVAL_SECONDS=0.2,
         PING_INTERVAL_SECONDS=1,
         PONG_TIMEOUT_SECONDS=0.5,
@@ -168,7 +209,7 @@ def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Monito
     with serve(webhook.handle) as stub:
         webhook.url = stub.url
         try:
-            alertmanager, am_port = start_alertmanager(tmp_path, f"{stub.url}/alerts")
+            alertmanager, am_port = start_alertmanager(tmp_path, "", alertmanager_config(stub.url))
             procs.append(alertmanager)
             stack_proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
             procs.append(stack_proc)
@@ -195,12 +236,17 @@ def dashboard_queries() -> list[str]:
     return [e.replace("$__rate_interval", "1m").replace("$dataset", ".*") for e in exprs]
 
 
-def test_alerts_reach_alertmanager_for_outages_loss_and_blindness_and_every_panel_has_data(
-    monitored: Monitored,
-) -> None:
+def settle(monitored: Monitored, seconds: float) -> None:
+    """Let `seconds` of rule evaluations pass (and Alertmanager deliver what they fired)."""
+    moment = time.time() + seconds
+    wait_until(lambda: monitored.evaluated_after(moment), seconds + 30, f"{seconds:g}s of rule evaluations")
+    time.sleep(2)  # group_wait and group_interval are 1 s: what fired by now has been delivered
+
+
+def test_one_incident_pages_once_and_every_panel_has_data(monitored: Monitored) -> None:
     stack, webhook = monitored.stack, monitored.webhook
     received = lambda: stack.value('sum(probe_events_received_total{job="probe"})') or 0  # noqa: E731
-    wait_until(lambda: received() >= 20, 60, "Prometheus to see 20 received events")
+    wait_until(lambda: received() >= 40, 60, "Prometheus to see 40 received events")
     wait_until(lambda: stack.value('sum(probe_events_missing_1m_share{job="probe"})') is not None, 20, "shares")
 
     # Every panel of the shipped dashboard and every query of the original's returns data.
@@ -212,34 +258,48 @@ def test_alerts_reach_alertmanager_for_outages_loss_and_blindness_and_every_pane
         raise AssertionError("queries without data:\n" + "\n".join(empty())) from None
     assert stack.value('max(probe_events_missing_1h_share{job="probe"})') <= 0.2  # a healthy pipeline
 
-    # 1. The listener is stopped for long: not subscribed fires; loss does not, as the probe is blind.
+    # 1. The listener is stopped: a ticket that it is not subscribed; no page, and no loss, as the probe is blind.
     start = time.time()
     assert "listener: stopped" in stack.ctl("stop", "listener")
     note = webhook.wait(start, "ProbeListenerNotSubscribed", "firing", 40)
-    assert note.labels["severity"] == "warning" and note.annotations["runbook"].endswith("#probelistenernotsubscribed")
+    assert note.receiver == "tickets" and note.labels["severity"] == "warning"
+    assert note.annotations["runbook"] == "docs/runbook.md#probelistenernotsubscribed"
+    assert "runbook_url" not in note.annotations  # no link to nowhere until an operator gives one
     assert "listener: started" in stack.ctl("start", "listener")
     unobserved = lambda: stack.value('sum(probe_events_unobserved_total{job="probe"})') or 0  # noqa: E731
     wait_until(lambda: unobserved() > 0, 40, "the blind window's events judged unobserved and scraped")
-    seen = time.time()
-    wait_until(lambda: monitored.evaluated_after(seen + 3), 20, "three more rule evaluations")
-    assert monitored.alert_state("ProbeEventLoss") == "inactive"
-    assert not webhook.since(start, "ProbeEventLoss", "firing")
     webhook.wait(start, "ProbeListenerNotSubscribed", "resolved", 40)
+    settle(monitored, 5)
+    assert monitored.alert_state("ProbeEventLoss") == "inactive"
+    assert webhook.pages(start) == set()
 
-    # 2. An outage (the pipeline holds every event): staleness fires, and resolves when it ends.
+    # 2. An outage of one dataset (its pipeline holds every event), then its end: one page, for it
+    # alone. The loss judged meanwhile, the burn and the held events' latency page nothing, then or after.
     start = time.time()
-    stack.emulator.faults(paused=True)
+    stack.emulator.faults("probe-orders", paused=True)
     note = webhook.wait(start, "ProbeEventsStale", "firing", 40)
-    assert note.labels["severity"] == "critical" and note.labels["dataset"] == "probe-dataset"
-    assert note.annotations["summary"].startswith("No event of the probe has arrived on probe-dataset")
-    stack.emulator.faults(paused=False)
+    assert note.receiver == "pager" and note.labels["dataset"] == "probe-orders"
+    assert note.annotations["summary"].startswith("No event of the probe has arrived on probe-orders")
+    settle(monitored, max(0, start + PAUSE_SECONDS - time.time()))
+    stack.emulator.faults("probe-orders", paused=False)
     webhook.wait(start, "ProbeEventsStale", "resolved", 40)
+    settle(monitored, 35)  # the outage leaves the loss and burn windows (30 s)
+    assert webhook.pages(start) == {("ProbeEventsStale", "probe-orders")}
 
-    # 3. The pipeline drops most events: the loss alert fires.
-    wait_until(lambda: monitored.alert_state("ProbeEventLoss") == "inactive", 60, "the outage's losses to age out")
+    # 3. The pipeline drops 5 % of the events: loss pages for each dataset, and nothing else does.
     start = time.time()
-    stack.emulator.faults(drop_rate=0.7)
-    note = webhook.wait(start, "ProbeEventLoss", "firing", 60)
-    assert note.labels["severity"] == "critical"
-    assert re.match(r"\d+(\.\d+)?% of the probe's events on probe-dataset were lost", note.annotations["summary"])
-    stack.emulator.faults(drop_rate=0.0)
+    stack.emulator.faults(drop_rate=0.05)
+    stack.emulator.faults("probe-orders", drop_rate=0.05)  # its own faults replaced the shared ones
+    for name in DATASETS:
+        wait_until(lambda name=name: ("ProbeEventLoss", name) in webhook.pages(start), 90, f"a loss page for {name}")
+    note = next(n for n in webhook.since(start, "ProbeEventLoss", "firing"))
+    assert re.match(r"\d+(\.\d+)?% of the probe's events on probe-\w+ were lost", note.annotations["summary"])
+    settle(monitored, 5)
+    assert webhook.pages(start) == {("ProbeEventLoss", name) for name in DATASETS}
+
+    # 4. The probe stops: one page, that it is down; none of the pipeline alerts fire on the windows it left behind.
+    start = time.time()
+    stack.proc.stop(signal.SIGTERM, timeout=60)
+    wait_until(lambda: ("ProbeTargetDown", "") in webhook.pages(start), 60, "a page that the probe is down")
+    settle(monitored, 35)  # every window of a paging rule (30 s) has gone stale
+    assert webhook.pages(start) == {("ProbeTargetDown", "")}

@@ -37,7 +37,11 @@ def test_status_shows_recent_events_and_totals(tmp_path: Path) -> None:
     assert app in lines[0] and "seqno" in lines[1]
     assert [line.split()[1] for line in lines[2:5]] == ["5", "4", "3"]
     assert "http_5xx" in lines[3] and "post_failed" in lines[3]
-    assert "received=1" in lines[-1] and "duplicates=1" in lines[-1] and "posted=3" in lines[-1]
+    (totals,) = [line for line in lines if line.startswith("totals probe-dataset:")]
+    # The metrics' words: accepted and still awaited is `awaiting` (probe_events_in_flight), never `posted`.
+    assert "received=1" in totals and "duplicates=1" in totals and "awaiting=3" in totals and "posted" not in totals
+    assert "totals: events in the store, since it began" in table.stdout
+    assert "counters: no stack answers on http://127.0.0.1:" in table.stdout  # nothing runs: said, not guessed
     doc = json.loads(run_status(db, "--json").stdout)
     assert doc["app_id"] == app and doc["totals"]["probe-dataset"]["post_failed"] == 1
     first = next(e for e in doc["events"] if e["seqno"] == 1)

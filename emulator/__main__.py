@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 
 from aiohttp import web
@@ -30,6 +32,8 @@ def build(args: argparse.Namespace) -> Emulator:
         collector_auth=not args.no_collector_auth,
     )
     changes = json.loads(args.faults)
+    if not isinstance(changes, dict):
+        raise FaultError("--faults: expected a JSON object of fault settings")
     if args.seed is not None:
         changes["seed"] = args.seed
     return Emulator(settings, Faults().updated(changes))
@@ -43,8 +47,17 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FaultError) as exc:
         print(f"probe emulator: {exc}", file=sys.stderr)
         return 2
-    print(f"emulator listening on http://{args.host}:{args.port}", flush=True)
-    web.run_app(emulator.app(), host=args.host, port=args.port, print=None, access_log=None)
+
+    def listening(_: str) -> None:  # once bound: a port that cannot be had gets one line, not this
+        print(f"emulator listening on http://{args.host}:{args.port}", flush=True)
+
+    try:
+        web.run_app(emulator.app(), host=args.host, port=args.port, print=listening, access_log=None)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = "; stop what listens there, or choose another --port" if exc.errno == errno.EADDRINUSE else ""
+        print(f"probe emulator: cannot listen on {args.host}:{args.port}: {why}{hint}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -7,6 +7,7 @@ comes from one seeded generator, so a run with a seed is repeatable.
 
 from __future__ import annotations
 
+import difflib
 import math
 import random
 from dataclasses import asdict, dataclass, fields, replace
@@ -60,7 +61,9 @@ class Faults:
         clean: dict[str, Any] = {}
         for key, value in changes.items():
             if key not in known:
-                raise FaultError(f"unknown fault setting {key!r}; known: {', '.join(sorted(known))}")
+                close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise FaultError(f"unknown fault setting {key!r}; {hint}known: {', '.join(sorted(known))}")
             current = getattr(self, key)
             try:
                 if key == "collector_error_statuses":

@@ -355,12 +355,24 @@ class Emulator:
 
     # ---- controls ----
 
+    def _unknown_dataset(self, dataset: str | None) -> web.Response | None:
+        """404 naming the datasets that exist, for `?dataset=` of none of them: faults set for a
+        dataset nobody posts to would be a silent no-op, and a typo an outage that never happens."""
+        if dataset is None or dataset in self.settings.datasets:
+            return None
+        known = ", ".join(sorted(self.settings.datasets))
+        return web.json_response({"error": f"no dataset {dataset!r}; the datasets are: {known}"}, status=404)
+
     async def get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(self.faults_for(request.query.get("dataset")).as_json())
+        dataset = request.query.get("dataset")
+        return self._unknown_dataset(dataset) or web.json_response(self.faults_for(dataset).as_json())
 
     async def put_faults(self, request: web.Request) -> web.Response:
         """Change the faults of every dataset, or with ?dataset=ID of that one only."""
         dataset = request.query.get("dataset")
+        unknown = self._unknown_dataset(dataset)
+        if unknown is not None:
+            return unknown
         before = self.faults_for(dataset)
         try:
             changes = await request.json()

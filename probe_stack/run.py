@@ -90,6 +90,25 @@ def forget_fail_outs(store: Store) -> None:
         )
 
 
+def emulator_faults_problem(text: str) -> str | None:
+    """What is wrong with the demo emulator's fault settings (EMULATOR_FAULTS), checked before
+    anything starts: the emulator would refuse them, and the stack would only say it did not start."""
+    import json
+
+    from emulator.faults import FaultError, Faults
+
+    try:
+        changes = json.loads(text)
+        if not isinstance(changes, dict):
+            return 'expected a JSON object of fault settings, such as {"drop_rate": 0.3}'
+        Faults().updated(changes)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg} at character {exc.pos})"
+    except (FaultError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def _start_emulator(cfg: Config) -> subprocess.Popen:
     from emulator.options import SECRET_ENV, TOKEN_ENV
 
@@ -243,6 +262,11 @@ def run(with_emulator: bool = False) -> int:
     _json_output = cfg.log_format == "json"
     for warning in cfg.warnings:
         _say(f"probe: warning: {warning}", "WARNING")
+    if with_emulator:  # the emulator would refuse them, and the stack only say it did not start
+        problem = emulator_faults_problem(os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS))
+        if problem:
+            _say(f"probe run --with-emulator: EMULATOR_FAULTS: {problem}")
+            return ExitStatus.CONFIG
     try:
         lock = stack_lock.acquire(cfg.db_path, cfg.config_file or "none (defaults and environment)")
     except stack_lock.StackRunning as exc:

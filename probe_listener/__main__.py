@@ -44,7 +44,13 @@ def main() -> int:
         subscription = Subscription(cfg, ds, store, receiver.handle, stop)
         subscriptions.append(subscription)
         threads.append(threading.Thread(target=subscription.run, name=f"subscription-{ds.name}"))
-        log.info("listening as app_id=%s dataset=%s loss timeout %gs", app_id, ds.name, ds.loss_timeout_seconds)
+        log.info(
+            "listening as app_id=%s dataset=%s loss timeout %gs",
+            app_id,
+            ds.name,
+            ds.loss_timeout_seconds,
+            extra={"app_id": app_id, "dataset": ds.name},
+        )
     for thread in threads:
         thread.start()
     sig = lifecycle.wait_for_stop(stop, lambda: all(t.is_alive() for t in threads))

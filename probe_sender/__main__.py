@@ -56,6 +56,7 @@ def main() -> int:
             ds.name,
             ds.id,
             ds.version,
+            extra={"app_id": app_id, "dataset": ds.name},
         )
 
     crashed = threading.Event()

@@ -191,6 +191,7 @@ class Sender:
                 limit,
                 self.ds.name,
                 limit,
+                extra={"dataset": self.ds.name, "count": limit},
             )
         elif fail_out is FailOut.ALL:
             metrics.fail_outs.labels(self.ds.name).inc()
@@ -201,5 +202,6 @@ class Sender:
                 limit,
                 limit,
                 count,
+                extra={"dataset": self.ds.name, "count": count},
             )
             self.stop.set()

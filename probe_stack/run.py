@@ -109,7 +109,7 @@ def emulator_faults_problem(text: str) -> str | None:
     return None
 
 
-def _start_emulator(cfg: Config) -> subprocess.Popen:
+def _start_emulator(cfg: Config, output: int | None = None) -> subprocess.Popen:
     from emulator.options import SECRET_ENV, TOKEN_ENV
 
     ports = {urlsplit(ds.websocket_url).port or 80 for ds in cfg.datasets}
@@ -140,7 +140,15 @@ def _start_emulator(cfg: Config) -> subprocess.Popen:
     ]
     # Secrets through the environment, never the command line (which every user sees in ps).
     env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: tokens.pop()}
-    emulator = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=child_dies_with_us())
+    emulator = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=output,
+        start_new_session=True,
+        preexec_fn=child_dies_with_us(),
+    )
     import requests
 
     deadline = time.monotonic() + 20
@@ -168,8 +176,9 @@ def _supervisor_env(cfg: Config, rdir: Path) -> dict[str, str]:
         PROMETHEUS_MULTIPROC_DIR=str(Path(cfg.metrics_dir).resolve()),
         SUPERVISOR_USER="probe",
         SUPERVISOR_PASSWORD=secrets.token_urlsafe(24),
-        # supervisord's own lines are not JSON: with LOG_FORMAT=json only its warnings remain.
-        SUPERVISOR_LOGLEVEL="warn" if cfg.log_format == "json" else "info",
+        # supervisord's own lines are plain text; with LOG_FORMAT=json the watcher makes them JSON
+        # (its program starts, exits and restarts are what an operator wants to see).
+        SUPERVISOR_LOGLEVEL="info",
     )
     return env
 
@@ -299,15 +308,22 @@ def run(with_emulator: bool = False) -> int:
     (rdir / "fatal").unlink(missing_ok=True)
     env = _supervisor_env(cfg, rdir)
     _write_ctl_conf(rdir, env)
-    emulator = _start_emulator(cfg) if with_emulator else None
+    # LOG_FORMAT=json: everything the stack writes (supervisord's own lines, a traceback) goes
+    # through the watcher, which makes every line JSON; the programs' JSON lines pass unchanged.
+    relay_read, relay_write = os.pipe() if _json_output else (-1, None)
+    emulator = _start_emulator(cfg, relay_write) if with_emulator else None
     supervisord = subprocess.Popen(
         # -P: never import from the working directory, where a stray `supervisor/` (or `shared/`,
         # for the programs, which start there too) would stand in for the real code.
         [sys.executable, "-P", "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISORD_CONF)],
         env=env,
+        stdout=relay_write,
+        stderr=relay_write,
         start_new_session=True,
         preexec_fn=child_dies_with_us(),  # it gets SIGTERM when we die, even by kill -9, and stops its programs
     )
+    if relay_write is not None:
+        os.close(relay_write)
     host, port = metrics_address(cfg)
     probe = reader_command(cfg)
     lines = [
@@ -334,7 +350,7 @@ def run(with_emulator: bool = False) -> int:
         print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
     # From here on `probe run` only waits, forwards signals and reports: it becomes the watcher.
-    exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, lock, _json_output)
+    exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, lock, _json_output, relay_read)
     raise AssertionError("unreachable: exec_watcher does not return")
 
 

@@ -15,7 +15,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,15 +25,22 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 EMULATOR_STOP_SECONDS = 10.0
 
 
-def exec_watcher(supervisord: int, emulator: int | None, run_dir: Path, lock_fd: int, json_output: bool) -> None:
+def exec_watcher(
+    supervisord: int, emulator: int | None, run_dir: Path, lock_fd: int, json_output: bool, relay_fd: int = -1
+) -> None:
     """Replace the current process with the watcher (never returns). Stop signals are blocked
-    until the watcher has its handlers: the mask survives exec, and a signal meanwhile waits."""
+    until the watcher has its handlers: the mask survives exec, and a signal meanwhile waits.
+
+    `relay_fd`: the read end of the pipe the stack writes its output to (LOG_FORMAT=json), which
+    the watcher copies to its standard output with every line made JSON."""
     os.set_inheritable(lock_fd, True)
+    if relay_fd >= 0:
+        os.set_inheritable(relay_fd, True)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-S", str(Path(__file__).resolve()), str(supervisord), str(emulator or 0)]
-    os.execv(sys.executable, [*args, str(run_dir), str(lock_fd), "json" if json_output else "text"])
+    os.execv(sys.executable, [*args, str(run_dir), str(lock_fd), "json" if json_output else "text", str(relay_fd)])
 
 
 def wait_for(child: int, reaped: set[int]) -> int:
@@ -47,6 +56,20 @@ def wait_for(child: int, reaped: set[int]) -> int:
         reaped.add(pid)
         if pid == child:
             return os.waitstatus_to_exitcode(status)
+
+
+RELAY_LINE_BYTES = 1 << 20  # a longer line is passed on in pieces, each one JSON
+RELAY_DRAIN_SECONDS = 5.0  # after supervisord ends: what its programs still wrote
+
+
+def relay(fd: int, wrap: Callable[[str], str]) -> None:
+    """Copy the stack's output from the pipe to standard output, a line at a time, each made JSON."""
+    with os.fdopen(fd, "r", encoding="utf-8", errors="replace", newline="\n") as stream:
+        while line := stream.readline(RELAY_LINE_BYTES):
+            # Nobody reading our output any more is no reason to stop draining: no writer may block.
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.write(wrap(line) + "\n")
+                sys.stdout.flush()
 
 
 def stop_emulator(pid: int) -> None:
@@ -72,9 +95,14 @@ def stop_emulator(pid: int) -> None:
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     from shared.exits import ExitStatus
-    from shared.jsonline import json_line
+    from shared.jsonline import as_json_line, json_line
 
     supervisord, emulator, run_dir, json_output = int(argv[0]), int(argv[1]), Path(argv[2]), argv[4] == "json"
+    relay_fd = int(argv[5]) if len(argv) > 5 else -1
+    relaying = None
+    if relay_fd >= 0:
+        relaying = threading.Thread(target=relay, args=(relay_fd, as_json_line), name="relay", daemon=True)
+        relaying.start()
 
     def say(text: str) -> None:
         print(json_line("ERROR", "run", text) if json_output else text, file=sys.stderr, flush=True)
@@ -94,6 +122,8 @@ def main(argv: list[str]) -> int:
     code = wait_for(supervisord, reaped)
     if emulator not in reaped:
         stop_emulator(emulator)
+    if relaying is not None:
+        relaying.join(RELAY_DRAIN_SECONDS)
     fatal = run_dir / "fatal"
     if fatal.exists():
         say(f"probe: program {fatal.read_text().strip()} went FATAL; the stack stopped")

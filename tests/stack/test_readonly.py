@@ -123,7 +123,8 @@ def test_the_banner_command_works_in_another_terminal_without_secrets(
     assert "totals: events in the store, since it began" in result.stdout
     assert "counters: the running stack's counters (/metrics), since this stack started" in result.stdout
     ctl = second_terminal(command, "ctl", "status", cwd=elsewhere)
-    assert ctl.returncode == 0 and re.search(r"^sender\s+(STARTING|RUNNING)", ctl.stdout, flags=re.M), ctl.stdout + ctl.stderr
+    running = re.search(r"^sender\s+(STARTING|RUNNING)", ctl.stdout, flags=re.M)
+    assert ctl.returncode == 0 and running, ctl.stdout + ctl.stderr
     health = wait_until(
         lambda: (r := second_terminal(command, "health", cwd=elsewhere)).returncode == 0 and r, 30, "probe health"
     )

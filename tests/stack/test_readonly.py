@@ -138,9 +138,7 @@ def test_the_banner_command_works_in_another_terminal_without_secrets(
 
 def test_ctl_without_a_stack_says_so_with_its_own_exit_status(tmp_path: Path) -> None:
     store = tmp_path / "probe.sqlite3"
-    env = bare_env(
-        PROBE_CONFIG=str(ROOT / "probe.yaml"), PROBE_DB_PATH=str(store), PROBE_RUN_DIR=str(tmp_path / "run")
-    )
+    env = bare_env(PROBE_CONFIG=str(ROOT / "probe.yaml"), PROBE_DB_PATH=str(store), PROBE_RUN_DIR=str(tmp_path / "run"))
     result = subprocess.run(probe_cmd("ctl", "status"), env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == ExitStatus.NO_STACK == 6
     assert result.stderr.strip() == (

@@ -169,3 +169,16 @@ def test_make_run_app_refuses_the_demo_profile_in_one_line() -> None:
     assert result.returncode != 0
     assert "is the demo's profile" in result.stderr and "make run" in result.stderr
     assert "stack starting" not in result.stdout
+
+
+def test_reading_loads_no_secret_and_requires_none(tmp_path: Path) -> None:
+    env = {
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "dev",
+        "WEBHOOK_TOKEN_FILE": str(tmp_path / "not-readable-here"),
+        "ORIGO_CLIENT_SECRET": "s3cret-value",
+    }
+    cfg = config_mod.load(env, for_reading=True)
+    assert cfg.client_secret in ("", None) and not cfg.secrets()  # nothing secret was even read
+    with pytest.raises(config_mod.ConfigError, match="WEBHOOK_TOKEN_FILE"):
+        config_mod.load(env)  # a command that posts still reads (and checks) every secret

@@ -160,9 +160,14 @@ DELIVERY_GAP = "probe:delivery_gap_seconds"
 
 def watching(p: AlertParams) -> str:
     """1 while the listener is subscribed to the dataset, 0 while the probe runs but it is not (its
-    gauge is absent while its process is down: the sender's counter still names the dataset)."""
+    gauge is absent while its process is down: the sender's counter still names the dataset).
+
+    A gap shorter than not_subscribed_for (a reconnect, as after the platform's 2-hour close) is
+    no blindness, as ProbeListenerNotSubscribed has it: otherwise a scrape that happened to fall
+    into one would keep the 1-hour loss alert quiet for an hour."""
     s = p.selector
-    return f"max by ({BY}) (probe_websocket_connected{{{s}}})\nor\n0 * max by ({BY}) (probe_events_posted_total{{{s}}})"
+    connected = f"max by ({BY}) (max_over_time(probe_websocket_connected{{{s}}}[{p.not_subscribed_for}]))"
+    return f"{connected}\nor\n0 * max by ({BY}) (probe_events_posted_total{{{s}}})"
 
 
 def delivery_gap(p: AlertParams) -> str:

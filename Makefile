@@ -12,7 +12,7 @@ RUN := $(VENV)/bin
 PIPENV := $(shell command -v pipenv 2>/dev/null || echo "python3 -m pipenv")
 ENV_FILE ?= probe.env
 
-.PHONY: help init format format-diff lint test test-deps run run-app run-dp run-script upgrade-deps bench deploy clean
+.PHONY: help init format format-diff lint test test-deps run run-app run-dp run-script upgrade-deps bench soak deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -79,6 +79,9 @@ run-script: init ## the same, with settings from probe.env (copy probe.env.examp
 
 bench: init ## benchmarks against the emulator (about 13 minutes; results in bench/results/)
 	$(RUN)/python -m bench
+
+soak: init ## a month of the probe's life in about an hour: prints each figure's trend and a verdict
+	$(RUN)/python -m bench.soak
 
 # The generated deploy files: the alert rules from their parameters, and the dashboard.
 deploy: init ## regenerate deploy/prometheus/probe-rules.yml and the Grafana dashboard

@@ -71,6 +71,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
         metrics.store_errors.labels(name, StoreOperation.JUDGE)  # present from the start
     reported: str | None = None
     while not stop.is_set():
+        began = time.monotonic()
         try:
             judged = store.judge_overdue(time.time(), timeouts, cfg.loss_timeout_seconds)
             for ds, counts in judged.items():
@@ -89,6 +90,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
             metrics.count_store_error(first, StoreOperation.JUDGE, exc)
         except Exception:
             log.exception("judgement round failed")
+        metrics.judge_round.observe(time.monotonic() - began)
         problem = store.vanished()
         if problem != reported:
             if problem:

@@ -151,6 +151,11 @@ ws_disconnects = Counter(
     "Ends of a subscription, by reason (server_close, pong_timeout, error, shutdown).",
     [*D, "reason"],
 )
+judge_round = Histogram(
+    "probe_judge_round_seconds",
+    "Time one judgement round takes (judge, in-flight counts, missing shares, checkpoint, prune).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+)
 last_received = Gauge(
     "probe_last_event_received_timestamp_seconds",
     "Unix time this instance's newest event arrived.",

@@ -1,0 +1,103 @@
+"""Pure parts of `make soak`: the trend of a sampled figure, and each event against the truth
+when the listener was away for part of the time (killed, reconnecting).
+
+Kept apart from the soak's process handling so that the rules can be read, and checked, alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+FINAL = frozenset({"post_failed", "received", "late", "lost", "unobserved"})
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A figure over the second half of a run: its fitted slope, and the values it went between."""
+
+    per_100k_events: float  # least-squares slope, in the figure's unit per 100,000 events
+    start: float  # the fitted value at the half-way point
+    end: float  # the fitted value at the end
+
+    @property
+    def change(self) -> float:
+        """The fitted change over the second half, as a share of its start (0 for a flat line)."""
+        return (self.end - self.start) / self.start if self.start else 0.0
+
+
+def trend(events: Sequence[float], values: Sequence[float]) -> Trend:
+    """Least squares of `values` against `events` over the second half of the samples.
+
+    The second half only: the first holds the warm-up (imports, caches, the store filling up
+    to its retention), which is growth that stops, not growth that goes on.
+    """
+    half = len(events) // 2
+    xs, ys = list(events[half:]), list(values[half:])
+    if len(xs) < 2 or xs[-1] == xs[0]:
+        return Trend(0.0, ys[0] if ys else 0.0, ys[-1] if ys else 0.0)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    fit = lambda x: my + slope * (x - mx)  # noqa: E731
+    return Trend(slope * 100_000, fit(xs[0]), fit(xs[-1]))
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: float
+    end: float  # inf while still open
+
+
+def _covered(intervals: Sequence[Interval], start: float, end: float) -> bool:
+    """True if one subscription spans [start, end] whole."""
+    return any(i.start <= start and end <= i.end for i in intervals)
+
+
+def _touched(intervals: Sequence[Interval], start: float, end: float) -> bool:
+    return any(i.start < end and start < i.end for i in intervals)
+
+
+def verdict(
+    state: str,
+    count: int,
+    sent_at: float,
+    truth: dict | None,
+    subscriptions: Sequence[Interval],
+    loss_timeout: float,
+    margin: float = 2.0,
+) -> str | None:
+    """Why an event's final (state, receive count) contradicts the truth, or None if it does not.
+
+    `subscriptions` are the emulator's own record of the dataset's subscriptions. Where one
+    of them spans the event's whole window (its send to its loss timeout, widened by
+    `margin` for the listener's view of its own connection), the probe saw everything and
+    must agree with the truth exactly. Where none touches the window, the probe was blind
+    and must say so (unobserved), never blame the pipeline (lost). In between it may say
+    either, but it still never counts an event it was not sent, nor one the pipeline dropped.
+    """
+    if state not in FINAL:
+        return f"not final: {state}"
+    window = (sent_at - margin, sent_at + loss_timeout + margin)
+    seen_all = _covered(subscriptions, *window)
+    blind = not _touched(subscriptions, sent_at, sent_at + loss_timeout)
+    written = len(truth["writes"]) if truth else 0
+    if truth is None:
+        return None if state in ("post_failed", "unobserved") else "the collector never accepted it"
+    if state == "post_failed":
+        return "the collector accepted it"
+    if truth["fate"] == "dropped":
+        if state in ("received", "late") or count:
+            return "the pipeline dropped it, yet it arrived"
+        if blind and state == "lost":
+            return "judged lost while the listener was not subscribed"
+        if seen_all and state != "lost":
+            return "dropped while subscribed throughout, yet not lost"
+        return None
+    if count > written:
+        return f"{count} arrivals counted, {written} written"
+    if seen_all and truth["fate"] == "delivered":
+        return None if (state, count) in (("received", written), ("late", written)) and written else "differs"
+    if state == "lost" and (blind or written):
+        return "delivered, yet judged lost"
+    return None

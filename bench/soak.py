@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import psutil
 import requests
 
 from bench import soak_judge
-from bench.harness import PROGRAMS, BenchStack, pss_uss, tree_cpu, tree_roles
+from bench.harness import PROGRAMS, BenchStack, pss_uss, tree_roles
 from emulator.client import EmulatorClient, start_emulator, wait_until
 from shared.store import Store
 
@@ -61,6 +61,15 @@ class Sampler:
     cpu_before: float = 0.0
     events_before: float = 0.0
     judge_before: tuple[float, float] = (0.0, 0.0)
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
+
+    def cpu(self) -> float:
+        """CPU seconds of the whole tree so far, processes killed since included (as last seen)."""
+        for proc in [self.root, *self.root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                self.cpu_by_pid[proc.pid] = times.user + times.system
+        return sum(self.cpu_by_pid.values())
 
     def exposition(self) -> tuple[str, float]:
         began = time.perf_counter()
@@ -95,7 +104,7 @@ class Sampler:
         judged = (values.get("probe_judge_round_seconds_sum", 0), values.get("probe_judge_round_seconds_count", 0))
         rounds = judged[1] - self.judge_before[1]
         row["judge_round_ms"] = (judged[0] - self.judge_before[0]) * 1000 / rounds if rounds else float("nan")
-        cpu = tree_cpu(self.root)
+        cpu = self.cpu()
         done = row["events"] - self.events_before
         row["cpu_ms_per_event"] = (cpu - self.cpu_before) * 1000 / done if done else float("nan")
         self.cpu_before, self.events_before, self.judge_before = cpu, row["events"], judged

@@ -361,3 +361,25 @@ def test_a_store_of_schema_2_is_brought_forward_without_losing_an_event(tmp_path
     check.close()
     assert "next_seqno" not in keys and "next_seqno:probe-dataset" in keys
     assert "max_received_seqno:abcdef01:probe-dataset" in keys
+
+
+def test_a_wal_that_outgrew_its_limit_is_restarted_by_the_next_checkpoint(tmp_path: Path) -> None:
+    """Under steady writes a passive checkpoint never restarts the WAL (checkpoint starvation):
+    `make soak` saw it reach 590 MB. Past its limit the checkpoint restarts it."""
+    from shared.store import WAL_RESTART_BYTES
+
+    path = tmp_path / "probe.sqlite3"
+    wal = tmp_path / "probe.sqlite3-wal"
+    with Store(path) as store:
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM events").fetchone()  # holds a snapshot: nothing can be reset
+        for _ in range(40):
+            store.set_note("padding", "x" * 500_000)
+        store.checkpoint()
+        assert wal.stat().st_size > WAL_RESTART_BYTES  # the reader held it: the condition is real
+        reader.execute("COMMIT")
+        reader.close()
+        store.checkpoint()
+        assert wal.stat().st_size <= WAL_RESTART_BYTES // 2, wal.stat().st_size
+        assert store.note("padding") == "x" * 500_000

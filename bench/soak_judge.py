@@ -6,6 +6,7 @@ Kept apart from the soak's process handling so that the rules can be read, and c
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,22 @@ def trend(events: Sequence[float], values: Sequence[float]) -> Trend:
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
     fit = lambda x: my + slope * (x - mx)  # noqa: E731
     return Trend(slope * 100_000, fit(xs[0]), fit(xs[-1]))
+
+
+def window_change(values: Sequence[float], share: float = 0.1) -> float:
+    """The change from the half-way point to the end, as a share: the median of the samples
+    around the half-way point against the median of the last ones.
+
+    Medians of windows, not two samples nor the fitted line: the sender and the listener are
+    killed every minute, so their memory is a saw-tooth whose phase would decide either.
+    """
+    if not values:
+        return 0.0
+    width = max(3, int(len(values) * share))
+    mid = len(values) // 2
+    at_half = statistics.median(values[max(0, mid - width // 2) : mid + (width + 1) // 2])
+    at_end = statistics.median(values[-width:])
+    return (at_end - at_half) / at_half if at_half else 0.0
 
 
 @dataclass(frozen=True)

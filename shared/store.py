@@ -13,6 +13,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,6 +93,31 @@ class EventRow:
     receive_count: int
 
 
+class FailureKind(StrEnum):
+    """A failure kept longer than the events' retention (the last FAILURES_KEPT of each dataset)."""
+
+    LOST = "lost"
+    UNOBSERVED = "unobserved"
+    POST_FAILED = "post_failed"
+    CORRUPTED = "corrupted"  # a copy that arrived altered (its event is still classified)
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    dataset: str
+    seqno: int
+    sent_at: float
+    kind: FailureKind
+    at: float  # when it was found out
+    detail: str | None  # the post's error reason, or what differed in an altered copy
+    state: EventState | None  # the event's state now (a lost one may have arrived late); None once pruned
+
+
+# Failures outlive the retention, as blackbox_exporter keeps its failed probes: the last this many
+# of each dataset, trimmed as they come, so the table stays small whatever the traffic.
+FAILURES_KEPT = 50
+FAILURE_DETAIL_MAX = 300
+
 _EVENT_COLUMNS = "dataset, seqno, sent_at, state, post_state, post_error, latency, receive_count"
 
 
@@ -102,7 +128,7 @@ def _event_row(row: tuple) -> EventRow:
     )
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OUR_TABLES = frozenset({"meta", "events", "subscriptions"})
 # time_sent carries microseconds; the send time on record is a float of the same instant.
 SENT_AT_TOLERANCE = 0.001
@@ -177,6 +203,21 @@ _MIGRATIONS: dict[int, str] = {
     DELETE FROM meta WHERE key = 'next_seqno'
         OR (key LIKE 'max_received_seqno:%' AND key NOT LIKE 'max_received_seqno:%:%')
         OR key IN ('note:sender', 'note:listener');
+    """,
+    # The failures the status page keeps longer than the retention (FAILURES_KEPT per dataset),
+    # apart from the events so that pruning never reaches them.
+    4: """
+    CREATE TABLE failures (
+        id      INTEGER PRIMARY KEY,
+        app_id  TEXT    NOT NULL,
+        dataset TEXT    NOT NULL,
+        seqno   INTEGER NOT NULL,
+        sent_at REAL    NOT NULL,
+        kind    TEXT    NOT NULL,
+        at      REAL    NOT NULL,
+        detail  TEXT
+    );
+    CREATE INDEX failures_dataset ON failures (dataset, id);
     """,
 }
 
@@ -373,6 +414,13 @@ class Store:
                     "seqno": seqno,
                 },
             )
+            if not ok:
+                row = db.execute(
+                    "SELECT sent_at FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?",
+                    (app_id, dataset, seqno),
+                ).fetchone()
+                if row is not None:
+                    _keep_failure(db, app_id, dataset, seqno, row[0], FailureKind.POST_FAILED, at, error)
 
     def record_fail_out(self, at: float) -> int:
         """Note that the sender gave up after too many failed posts; returns how many times in a row."""
@@ -522,7 +570,7 @@ class Store:
                              AND COALESCE(s.disconnected_at, :now) >= events.sent_at + :timeout)
                        THEN :lost ELSE :unobserved END
                    WHERE state IN (:pending, :posted) AND sent_at <= :now - :timeout AND {which}
-                   RETURNING dataset, state"""
+                   RETURNING app_id, dataset, seqno, sent_at, state"""
         params = {
             "now": now,
             "ok": PostState.OK,
@@ -540,8 +588,10 @@ class Store:
                 sql.format(which="dataset NOT IN (SELECT value FROM json_each(:names))"),
                 {**params, "timeout": default_timeout, "names": json.dumps(list(timeouts))},
             ).fetchall()
+            for app_id, dataset, seqno, sent_at, state in rows:
+                _keep_failure(db, app_id, dataset, seqno, sent_at, FailureKind(state), now, None)
         counts: dict[str, dict[EventState, int]] = {}
-        for dataset, state in rows:
+        for _, dataset, _, _, state in rows:
             per = counts.setdefault(dataset, {EventState.LOST: 0, EventState.UNOBSERVED: 0})
             per[EventState(state)] += 1
         return counts
@@ -583,6 +633,82 @@ class Store:
             removed += cur.rowcount
             if cur.rowcount < batch:
                 return removed
+
+    # ---- failures kept longer than the retention ----
+
+    def record_corrupted(self, app_id: str, dataset: str, seqno: int, detail: str, at: float) -> None:
+        """Keep an altered copy among the dataset's failures, with what differed (network content:
+        bounded here, escaped wherever it is shown)."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT sent_at FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?", (app_id, dataset, seqno)
+            ).fetchone()
+            if row is not None:
+                _keep_failure(db, app_id, dataset, seqno, row[0], FailureKind.CORRUPTED, at, detail)
+
+    def failures(self, dataset: str, limit: int = FAILURES_KEPT) -> list[FailureRow]:
+        """The dataset's kept failures, newest first, with their events' states now (if not pruned)."""
+        rows = self._read(
+            """SELECT f.dataset, f.seqno, f.sent_at, f.kind, f.at, f.detail, e.state FROM failures f
+               LEFT JOIN events e ON e.app_id = f.app_id AND e.dataset = f.dataset AND e.seqno = f.seqno
+               WHERE f.dataset = ? ORDER BY f.id DESC LIMIT ?""",
+            (dataset, limit),
+        )
+        return [
+            FailureRow(d, n, sent, FailureKind(kind), at, detail, EventState(state) if state else None)
+            for d, n, sent, kind, at, detail, state in rows
+        ]
+
+    # ---- the status page: one dataset's last hour ----
+
+    def latency_quantiles(self, dataset: str, since: float, step: float) -> list[tuple[float, float, float]]:
+        """(bucket start, p50, p99) of the end-to-end latency of events sent since `since`, by
+        buckets of `step` seconds: nearest-rank percentiles, computed in SQLite so that only a few
+        dozen rows come back however many events the hour had."""
+        rows = self._read(
+            """WITH ranked AS (
+                   SELECT CAST((sent_at - :since) / :step AS INTEGER) AS bucket, latency,
+                          ROW_NUMBER() OVER (PARTITION BY CAST((sent_at - :since) / :step AS INTEGER)
+                                             ORDER BY latency) AS rank,
+                          COUNT(*) OVER (PARTITION BY CAST((sent_at - :since) / :step AS INTEGER)) AS n
+                   FROM events INDEXED BY events_sent
+                   WHERE dataset = :dataset AND sent_at >= :since AND latency IS NOT NULL)
+               SELECT bucket,
+                      MAX(CASE WHEN rank = MAX(1, CAST(0.50 * n + 0.9999999 AS INTEGER)) THEN latency END),
+                      MAX(CASE WHEN rank = MAX(1, CAST(0.99 * n + 0.9999999 AS INTEGER)) THEN latency END)
+               FROM ranked GROUP BY bucket ORDER BY bucket""",
+            {"dataset": dataset, "since": since, "step": step},
+        )
+        return [(since + bucket * step, p50, p99) for bucket, p50, p99 in rows]
+
+    def window_counts(self, dataset: str, since: float) -> dict[str, int]:
+        """Events sent since `since` by state, for the loss share of the last hour."""
+        rows = self._read(
+            """SELECT state, COUNT(*) FROM events INDEXED BY events_sent
+               WHERE dataset = ? AND sent_at >= ? GROUP BY state""",
+            (dataset, since),
+        )
+        return dict(rows)
+
+    def last_arrival(self, dataset: str) -> float | None:
+        """Receive time of the newest event received, among the newest hundred sent (an index walk)."""
+        rows = self._read(
+            """SELECT MAX(received_at) FROM (SELECT received_at FROM events INDEXED BY events_sent
+               WHERE dataset = ? ORDER BY sent_at DESC LIMIT 100)""",
+            (dataset,),
+        )
+        return rows[0][0]
+
+    def subscription_intervals(self, dataset: str, since: float) -> list[tuple[float, float, bool]]:
+        """(start, end, open) of the dataset's subscriptions that reached past `since`; an open one
+        ends at its last heartbeat."""
+        rows = self._read(
+            """SELECT connected_at, COALESCE(disconnected_at, last_seen), disconnected_at IS NULL
+               FROM subscriptions WHERE dataset = ? AND COALESCE(disconnected_at, last_seen) >= ?
+               ORDER BY connected_at""",
+            (dataset, since),
+        )
+        return [(start, end, bool(is_open)) for start, end, is_open in rows]
 
     # ---- notes: what a process found out that /readyz should say ----
 
@@ -631,6 +757,74 @@ class Store:
         ):
             of(dataset)["duplicates"] = n
         return dict(sorted(out.items()))
+
+
+def _keep_failure(
+    db: sqlite3.Connection,
+    app_id: str,
+    dataset: str,
+    seqno: int,
+    sent_at: float,
+    kind: FailureKind,
+    at: float,
+    detail: str | None,
+) -> None:
+    """Add a failure and trim the dataset's to the newest FAILURES_KEPT, inside the caller's transaction."""
+    if detail is not None:
+        detail = detail[:FAILURE_DETAIL_MAX]
+    db.execute(
+        "INSERT INTO failures (app_id, dataset, seqno, sent_at, kind, at, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (app_id, dataset, seqno, sent_at, kind, at, detail),
+    )
+    db.execute(
+        """DELETE FROM failures WHERE dataset = :dataset AND id <= (
+               SELECT id FROM failures WHERE dataset = :dataset ORDER BY id DESC LIMIT 1 OFFSET :kept)""",
+        {"dataset": dataset, "kept": FAILURES_KEPT},
+    )
+
+
+class StoreReader(Store):
+    """A read-only connection for pages: every query is cut off after `query_seconds`, and a
+    reader that cannot get the connection within that time gives up, so a slow or locked
+    store delays the page by a bounded time and never anything else (it writes nothing,
+    takes no write lock, and runs no integrity check or migration)."""
+
+    def __init__(self, path: str | Path, query_seconds: float = 1.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._query_seconds = query_seconds
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist (yet)")
+        try:
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0)
+            self._db.execute(f"PRAGMA busy_timeout={round(query_seconds * 1000)}")
+            self._db.execute("PRAGMA query_only=1")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path} cannot be read ({exc})") from None
+        self._identity = _file_identity(self.path)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        raise StoreError("a StoreReader does not write")
+        yield self._db  # pragma: no cover
+
+    def _read(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        if not self._lock.acquire(timeout=self._query_seconds):
+            raise sqlite3.OperationalError("the store reader is busy with another page")
+        try:
+            deadline = time.monotonic() + self._query_seconds
+            self._db.set_progress_handler(lambda: time.monotonic() > deadline, 2000)
+            try:
+                return self._db.execute(sql, params).fetchall()
+            finally:
+                self._db.set_progress_handler(None, 0)
+        finally:
+            self._lock.release()
+
+    def app_id(self) -> str:
+        rows = self._read("SELECT value FROM meta WHERE key = 'app_id'")
+        return rows[0][0] if rows else "-"
 
 
 class Note:

@@ -96,6 +96,10 @@ class Receiver:
                 "; ".join(what),
                 extra={"dataset": self.ds, "seqno": seqno, "differences": what},
             )
+            try:  # kept among the dataset's failures, for the status page
+                self.store.record_corrupted(self.app_id, self.ds, seqno, "; ".join(what), received_at)
+            except sqlite3.Error as exc:  # the arrival still counts; only the page's record is missing
+                metrics.count_store_error(self.ds, StoreOperation.CLASSIFY, exc)
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
             self.log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})

@@ -20,6 +20,10 @@ from pathlib import Path
 
 from probe_stack.healthcheck import local_host
 from probe_stack.readiness import readiness
+from probe_stack.status_data import counters_by_dataset
+from probe_stack.status_page import CONTENT_TYPE as PAGE_TYPE
+from probe_stack.status_page import HEADERS as PAGE_HEADERS
+from probe_stack.status_page import Pages, wants_html
 from probe_stack.sweep import SweepClock, dead_pids
 from shared import lifecycle
 from shared.config import Config
@@ -128,6 +132,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     registry = CollectorRegistry()
     DeadFilesCachedCollector(registry, cfg.metrics_dir)
     clock = SweepClock()
+    pages = Pages(cfg, lambda: counters_by_dataset(registry.collect()))
 
     def sweep() -> None:
         if not clock.due(time.monotonic()):
@@ -142,7 +147,9 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path in ("/metrics", "/"):
+            if path == "/status" or (path == "/" and wants_html(self.headers.get("Accept"))):
+                self._send(*pages.page(), PAGE_TYPE, PAGE_HEADERS)  # a browser: the status page
+            elif path in ("/metrics", "/"):
                 sweep()
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
@@ -151,11 +158,19 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
                 ready, reason = readiness(cfg, store, time.time())
                 self._send(200 if ready else 503, reason.encode() + b"\n")
             else:
-                self._send(404, b"not found; try /metrics, /healthz or /readyz\n")
+                self._send(404, b"not found; try /metrics, /status, /healthz or /readyz\n")
 
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/plain; charset=utf-8",
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -187,7 +202,7 @@ def main() -> int:
     # hastens with a connection of its own, so it need not be frequent.
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": ACCEPT_POLL}, name="http")
     thread.start()
-    log.info("serving /metrics, /healthz and /readyz on %s:%d", cfg.metrics_host, cfg.metrics_port)
+    log.info("serving /metrics, /status, /healthz and /readyz on %s:%d", cfg.metrics_host, cfg.metrics_port)
     stop = threading.Event()
     lifecycle.wait_for_stop(stop, thread.is_alive)
     stop_serving(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from probe_stack.verdict import Facts, judge
 from shared.config import Config, Dataset
 from shared.store import Store
 
@@ -25,19 +26,19 @@ def readiness(cfg: Config, store: Store, now: float) -> tuple[bool, str]:
 
 def dataset_readiness(cfg: Config, ds: Dataset, store: Store, now: float) -> tuple[bool, str]:
     """Ready when its subscription is open and a post succeeded recently; else the reason, with
-    what the processes found out (a wrong dataset, say)."""
-    fresh = cfg.subscription_fresh_seconds()
-    if store.subscribed_since(ds.name, fresh, now) is None:
-        return False, _with_note("listener is not subscribed", store.note(f"listener:{ds.name}"))
-    max_age = cfg.ready_max_post_age_seconds or 3 * ds.interval_seconds + cfg.post_timeout_seconds
-    last_ok, _ = store.last_post(ds.name)
-    if last_ok is None:
-        return False, _with_note("no successful post yet", store.note(f"sender:{ds.name}"))
-    if now - last_ok > max_age:
-        reason = f"last successful post {now - last_ok:.0f}s ago (limit {max_age:g}s)"
-        return False, _with_note(reason, store.note(f"sender:{ds.name}"))
-    return True, "ready"
+    what the processes found out (a wrong dataset, say). The rule is verdict.judge's."""
+    verdict = judge(readiness_facts(cfg, ds, store, now))
+    return verdict.ready, "ready" if verdict.ready else verdict.text
 
 
-def _with_note(reason: str, note: str | None) -> str:
-    return f"{reason}: {note}" if note else reason
+def readiness_facts(cfg: Config, ds: Dataset, store: Store, now: float) -> Facts:
+    """The facts readiness needs (the status page adds loss, latency and arrivals to them)."""
+    subscribed = store.subscribed_since(ds.name, cfg.subscription_fresh_seconds(), now) is not None
+    last_ok, _ = store.last_post(ds.name) if subscribed else (None, None)
+    return Facts(
+        subscribed=subscribed,
+        last_ok_post_age=None if last_ok is None else now - last_ok,
+        max_post_age=cfg.ready_max_post_age_seconds or 3 * ds.interval_seconds + cfg.post_timeout_seconds,
+        listener_note=None if subscribed else store.note(f"listener:{ds.name}"),
+        sender_note=store.note(f"sender:{ds.name}") if subscribed else None,
+    )

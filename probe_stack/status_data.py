@@ -1,0 +1,154 @@
+"""The figures `probe status` and the status page show, from the same queries.
+
+Kept apart from both presentations so that the terminal and the page cannot disagree,
+and so that the page's renderer is a pure function of a snapshot (tested and timed
+without a store).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from probe_stack.readiness import readiness_facts
+from probe_stack.verdict import Facts, Limits, Verdict, judge
+from shared.config import Config, Dataset
+from shared.store import EventRow, EventState, FailureRow, Store
+
+HOUR = 3600.0
+GRAPH_STEP = 60.0  # one point a minute on the latency graph
+DEFAULT_LIMITS = Limits()
+RECENT = 10  # the last events shown per dataset on the page
+# The counters the page shows, without their _total: events by fate since the stack started.
+COUNTERS = (
+    "probe_events_posted",
+    "probe_event_post_errors",
+    "probe_events_received",
+    "probe_events_lost",
+    "probe_events_unobserved",
+    "probe_events_late",
+    "probe_events_duplicated",
+    "probe_events_corrupted",
+    "probe_websocket_disconnects",
+)
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    name: str
+    verdict: Verdict
+    recent: list[EventRow]
+    failures: list[FailureRow]
+    latency: list[tuple[float, float, float]]  # (minute, p50, p99), seconds
+    lost: int  # in the last hour
+    accepted: int  # accepted by the collector and judged or received, in the last hour
+    intervals: list[tuple[float, float, bool]]  # subscriptions in the last hour: (start, end, open)
+    counters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def loss_share(self) -> float | None:
+        return self.lost / self.accepted if self.accepted else None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: float
+    app_id: str
+    datasets: list[DatasetStatus]
+    problem: str | None = None  # why some or all of it could not be read
+
+
+def recent_events(store: Store, limit: int, dataset: str | None = None) -> list[EventRow]:
+    """The newest events, of one dataset or all: `probe status`'s rows and the page's."""
+    return store.recent_events(limit, dataset)
+
+
+def totals(store: Store) -> dict[str, dict[str, int]]:
+    """Events by state for each dataset in the store (within the retention)."""
+    return store.totals()
+
+
+def dataset_status(
+    cfg: Config, ds: Dataset, store: Store, now: float, recent: int = RECENT, limits: Limits = DEFAULT_LIMITS
+) -> DatasetStatus:
+    """Everything the page says about one dataset; its verdict from the same rule as /readyz."""
+    since = now - HOUR
+    base = readiness_facts(cfg, ds, store, now)
+    counts = store.window_counts(ds.name, since)
+    lost = counts.get(EventState.LOST, 0)
+    accepted = lost + counts.get(EventState.RECEIVED, 0) + counts.get(EventState.LATE, 0)
+    latency = store.latency_quantiles(ds.name, since, GRAPH_STEP)
+    intervals = store.subscription_intervals(ds.name, since)
+    arrived = store.last_arrival(ds.name)
+    if arrived is None:  # nothing yet: count from the start of this subscription
+        opened = [start for start, _, is_open in intervals if is_open]
+        arrived = min(opened) if opened else None
+    facts = Facts(
+        **{
+            **base.__dict__,
+            "last_arrival_age": None if arrived is None else max(0.0, now - arrived),
+            "loss_share": lost / accepted if accepted else None,
+            "latency_p99": max((p99 for _, _, p99 in latency[-15:]), default=None),
+        }
+    )
+    return DatasetStatus(
+        name=ds.name,
+        verdict=judge(facts, limits),
+        recent=recent_events(store, recent, ds.name),
+        failures=store.failures(ds.name),
+        latency=latency,
+        lost=lost,
+        accepted=accepted,
+        intervals=intervals,
+    )
+
+
+def snapshot(
+    cfg: Config,
+    store: Store,
+    now: float,
+    budget: float = 2.0,
+    counters: dict[str, dict[str, float]] | None = None,
+) -> Snapshot:
+    """Every configured dataset's status, within `budget` seconds of reading: datasets left
+    unread when it runs out (or when the store fails) are named in `problem`, not waited for."""
+    started = time.monotonic()
+    vanished = store.vanished()
+    if vanished:
+        return Snapshot(now, "-", [], vanished)
+    try:
+        app_id = store.app_id()
+    except sqlite3.Error as exc:
+        return Snapshot(now, "-", [], f"the store could not be read: {exc}")
+    out: list[DatasetStatus] = []
+    problem = None
+    for ds in cfg.datasets:
+        if time.monotonic() - started > budget:
+            problem = f"the store was slow: {len(cfg.datasets) - len(out)} dataset(s) not read within {budget:g}s"
+            break
+        try:
+            status = dataset_status(cfg, ds, store, now)
+        except sqlite3.Error as exc:
+            problem = f"the store could not be read: {exc}"
+            break
+        if counters is not None:
+            status = DatasetStatus(**{**status.__dict__, "counters": counters.get(ds.name, {})})
+        out.append(status)
+    return Snapshot(now, app_id, out, problem)
+
+
+def counters_by_dataset(families: Iterable) -> dict[str, dict[str, float]]:
+    """The COUNTERS of each dataset, summed over their other labels, from collected metric families."""
+    wanted = {f"{name}_total": name for name in COUNTERS}
+    out: dict[str, dict[str, float]] = {}
+    for family in families:
+        for sample in family.samples:
+            name = wanted.get(sample.name)
+            dataset = sample.labels.get("dataset")
+            if name is None or dataset is None:
+                continue
+            per = out.setdefault(dataset, dict.fromkeys(COUNTERS, 0.0))
+            per[name] += sample.value
+    return out

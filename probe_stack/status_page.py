@@ -1,0 +1,308 @@
+"""The status page: one self-contained HTML document drawn from a status_data.Snapshot.
+
+A pure function of the snapshot, so it is tested and timed without a store or a server.
+Everything is on the page itself (style, inline SVG graphs, a meta refresh): it works
+offline and in the read-only container, and its Content-Security-Policy allows nothing
+else. Every value is escaped: dataset names come from the configuration, and what differed
+in an altered copy comes from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from html import escape
+
+from probe_stack.status_data import HOUR, DatasetStatus, Snapshot, snapshot
+from probe_stack.verdict import Health
+from shared.config import Config
+from shared.store import StoreError, StoreReader
+
+log = logging.getLogger("metrics")
+
+REFRESH_SECONDS = 10
+GRAPH_W, GRAPH_H = 360, 80
+BAR_H = 12
+_PICKS = {1: "p50", 2: "p99"}
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#1b1f24;background:#fff}
+h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.1em;margin:0;display:inline}
+.meta,.muted{color:#57606a}.problem{background:#fff4d6;border:1px solid #d4a72c;padding:.4em .6em}
+table{border-collapse:collapse;margin:.4em 0}td,th{padding:.15em .6em;text-align:left;border-bottom:1px solid #e5e7ea}
+th{font-weight:600;background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.verdict{display:inline-block;min-width:6em;padding:0 .4em;border-radius:3px;font-weight:600;color:#fff;
+text-align:center}
+.healthy{background:#1a7f37}.degraded{background:#bf8700}.down{background:#cf222e}.blind{background:#6e7781}
+details{border:1px solid #d0d7de;border-radius:4px;margin:.6em 0;padding:.3em .8em}
+summary{cursor:pointer}.graphs{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.lost,.post_failed,.corrupted{color:#cf222e}.unobserved{color:#6e7781}.late{color:#bf8700}
+svg{background:#f6f8fa;border:1px solid #d0d7de}
+.p50{stroke:#0969da;color:#0969da;fill:#0969da}.p99{stroke:#cf222e;color:#cf222e;fill:#cf222e}
+polyline{fill:none}
+code{font-size:.95em;overflow-wrap:anywhere}
+""".strip()
+STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
+# Nothing may load: no script, font, frame or request; only the one inline style (by its hash)
+# and data: images.
+CSP = (
+    f"default-src 'none'; style-src '{STYLE_HASH}'; img-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+CONTENT_TYPE = "text/html; charset=utf-8"
+
+
+def _t(stamp: float | None, with_date: bool = False) -> str:
+    if stamp is None:
+        return "-"
+    fmt = "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S"
+    return datetime.fromtimestamp(stamp, UTC).strftime(fmt)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _verdict(ds: DatasetStatus) -> str:
+    health = ds.verdict.health
+    return f'<span class="verdict {health}" data-verdict="{health}">{health}</span>'
+
+
+def latency_graph(ds: DatasetStatus, now: float) -> str:
+    """p50 and p99 over the last hour as two polylines, with the scale's top written on it."""
+    start = now - HOUR
+    top = max((p99 for _, _, p99 in ds.latency if p99 is not None), default=0.0) * 1.1 or 0.001
+
+    def xy(pick: int) -> list[tuple[float, float]]:
+        return [
+            ((point[0] + 30 - start) / HOUR * GRAPH_W, GRAPH_H - point[pick] / top * (GRAPH_H - 4))
+            for point in ds.latency
+            if point[pick] is not None
+        ]
+
+    def line(pick: int) -> str:
+        # A dot at each minute as well, so that a lone minute (a young stack) shows.
+        points = xy(pick)
+        dots = "".join(f'<circle class="{_PICKS[pick]}" cx="{x:.1f}" cy="{y:.1f}" r="1.5"/>' for x, y in points)
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        return f'<polyline class="{_PICKS[pick]}" fill="none" stroke-width="1.5" points="{path}"/>{dots}'
+
+    title = f"end-to-end latency of {ds.name}, last hour: p50 (blue) and p99 (red)"
+    return (
+        f'<svg class="latency" width="{GRAPH_W}" height="{GRAPH_H}" viewBox="0 0 {GRAPH_W} {GRAPH_H}" role="img">'
+        f"<title>{_e(title)}</title>"
+        f"{line(2)}{line(1)}"
+        f'<text x="4" y="12" font-size="10" fill="#57606a">{_e(_ms(top))}</text>'
+        f'<text x="4" y="{GRAPH_H - 3}" font-size="10" fill="#57606a">-60 min</text>'
+        f'<text x="{GRAPH_W - 28}" y="{GRAPH_H - 3}" font-size="10" fill="#57606a">now</text>'
+        "</svg>"
+    )
+
+
+def subscription_bar(ds: DatasetStatus, now: float) -> str:
+    """The last hour as a bar: green where the listener was subscribed, grey where it was blind."""
+    start = now - HOUR
+    rects = []
+    for a, b, _ in ds.intervals:
+        x0 = max(0.0, (a - start) / HOUR * GRAPH_W)
+        x1 = min(float(GRAPH_W), (b - start) / HOUR * GRAPH_W)
+        if x1 > x0:
+            rects.append(f'<rect x="{x0:.1f}" y="0" width="{max(x1 - x0, 1):.1f}" height="{BAR_H}" fill="#2da44e"/>')
+    return (
+        f'<svg class="subscription" width="{GRAPH_W}" height="{BAR_H}" viewBox="0 0 {GRAPH_W} {BAR_H}" role="img">'
+        f"<title>{_e(f'subscription of {ds.name}, last hour: green while subscribed')}</title>"
+        + "".join(rects)
+        + "</svg>"
+    )
+
+
+def _events(ds: DatasetStatus) -> str:
+    rows = "".join(
+        f'<tr class="event"><td class="n">{e.seqno}</td><td>{_t(e.sent_at)}</td>'
+        f'<td class="{_e(e.state)}">{_e(e.state)}</td><td class="n">{_ms(e.latency)}</td>'
+        f'<td class="n">{e.receive_count}</td><td>{_e(e.post_error or "")}</td></tr>'
+        for e in ds.recent
+    )
+    head = "<tr><th>seqno</th><th>sent (UTC)</th><th>state</th><th>latency</th><th>copies</th><th>note</th></tr>"
+    return f'<table class="events">{head}{rows}</table>' if rows else '<p class="muted">no events yet</p>'
+
+
+def _failures(ds: DatasetStatus) -> str:
+    if not ds.failures:
+        return '<p class="muted">no failures kept</p>'
+    rows = "".join(
+        f'<tr class="failure" data-kind="{_e(f.kind)}"><td class="{_e(f.kind)}">{_e(f.kind)}</td>'
+        f'<td class="n">{f.seqno}</td><td>{_t(f.sent_at, True)}</td>'
+        f"<td>{_e(f.state or 'pruned')}</td><td><code>{_e(f.detail or '')}</code></td></tr>"
+        for f in ds.failures
+    )
+    head = "<tr><th>failure</th><th>seqno</th><th>sent (UTC)</th><th>state now</th><th>detail</th></tr>"
+    return f'<table class="failures">{head}{rows}</table>'
+
+
+def _counters(ds: DatasetStatus) -> str:
+    if not ds.counters:
+        return ""
+    cells = "".join(
+        f"<tr><td>{_e(name.removeprefix('probe_'))}</td><td class='n'>{value:.0f}</td></tr>"
+        for name, value in ds.counters.items()
+    )
+    return f'<table class="counters"><tr><th colspan="2">since the stack started</th></tr>{cells}</table>'
+
+
+def _share(ds: DatasetStatus) -> str:
+    share = ds.loss_share
+    return "-" if share is None else f"{share:.2%} ({ds.lost} of {ds.accepted})"
+
+
+def _section(ds: DatasetStatus, now: float) -> str:
+    anchor = "ds-" + hashlib.sha256(ds.name.encode()).hexdigest()[:12]
+    state = " open" if ds.verdict.health is not Health.HEALTHY else ""
+    return (
+        f'<details id="{anchor}" class="dataset" data-dataset="{_e(ds.name)}"{state}>'
+        f"<summary><h2>{_e(ds.name)}</h2> {_verdict(ds)} <span class='muted'>{_e(ds.verdict.text)}</span></summary>"
+        '<div class="graphs"><div>'
+        f"<p>latency, last hour (<span class='p50'>p50</span> / <span class='p99'>p99</span>); "
+        f"loss {_e(_share(ds))}</p>{latency_graph(ds, now)}"
+        f"<p>subscribed, last hour</p>{subscription_bar(ds, now)}</div>"
+        f"<div>{_counters(ds)}</div></div>"
+        f"<h3>last events</h3>{_events(ds)}"
+        f"<h3>failures kept (the last 50)</h3>{_failures(ds)}"
+        "</details>"
+    )
+
+
+def _summary_row(ds: DatasetStatus) -> str:
+    anchor = "ds-" + hashlib.sha256(ds.name.encode()).hexdigest()[:12]
+    p99 = max((p for _, _, p in ds.latency[-15:] if p is not None), default=None)
+    return (
+        f'<tr class="dataset-row" data-dataset="{_e(ds.name)}"><td><a href="#{anchor}">{_e(ds.name)}</a></td>'
+        f"<td>{_verdict(ds)}</td><td>{_e(ds.verdict.text)}</td>"
+        f'<td class="n">{_e(_share(ds))}</td><td class="n">{_ms(p99)}</td></tr>'
+    )
+
+
+def render(snap: Snapshot, refresh: int = REFRESH_SECONDS) -> bytes:
+    """The whole page, as UTF-8."""
+    counts: dict[str, int] = {}
+    for ds in snap.datasets:
+        counts[ds.verdict.health] = counts.get(ds.verdict.health, 0) + 1
+    tally = ", ".join(f"{n} {h}" for h in Health if (n := counts.get(h, 0))) or "no datasets read"
+    problem = f'<p class="problem">{_e(snap.problem)}</p>' if snap.problem else ""
+    head = "<tr><th>dataset</th><th>verdict</th><th>reason</th><th>loss, last hour</th><th>p99, last 15 min</th></tr>"
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="refresh" content="{int(refresh)}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>dataplatform-probe: {_e(tally)}</title><style>{STYLE}</style></head><body>",
+        "<h1>dataplatform-probe</h1>",
+        f'<p class="meta">{_e(tally)} &middot; app_id <code>{_e(snap.app_id)}</code> &middot; '
+        f"{_t(snap.at, True)} UTC &middot; refreshes every {int(refresh)} s &middot; "
+        '<a href="metrics">metrics</a> &middot; <a href="readyz">readyz</a></p>',
+        problem,
+        f'<table class="summary">{head}{"".join(_summary_row(ds) for ds in snap.datasets)}</table>',
+        *(_section(ds, snap.at) for ds in snap.datasets),
+        "</body></html>",
+    ]
+    return "\n".join(parts).encode()
+
+
+def _accept_q(accept: str, wanted: str) -> float:
+    """The q the Accept header gives `wanted` (type/subtype), by its most specific matching range."""
+    kind = wanted.split("/", 1)[0]
+    best, specificity = 0.0, -1
+    for part in accept.split(",")[:64]:
+        media, *params = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        rank = 2 if media == wanted else 1 if media == f"{kind}/*" else 0 if media == "*/*" else -1
+        if rank < specificity or rank < 0:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(value)))
+                except ValueError:
+                    q = 0.0
+        if rank > specificity or q > best:
+            best, specificity = q, rank
+    return best
+
+
+def wants_html(accept: str | None) -> bool:
+    """Whether `/` should give the page: only when Accept prefers text/html to every exposition
+    format. Prometheus, curl (*/*) and a scraper with no Accept keep getting the metrics."""
+    if not accept:
+        return False
+    accept = accept[:2048]
+    html = _accept_q(accept, "text/html")
+    exposition = max(_accept_q(accept, "text/plain"), _accept_q(accept, "application/openmetrics-text"))
+    return html > exposition
+
+
+class Pages:
+    """The page for the metrics server: read through its own read-only connection with a bounded
+    query time, one render at a time (another request meanwhile gets the last page, or 503), and
+    the last page reused for a second. Scrapes never touch any of it."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        counters: Callable[[], dict[str, dict[str, float]]],
+        query_seconds: float = 1.0,
+        budget: float = 2.0,
+    ) -> None:
+        self._cfg = cfg
+        self._counters = counters
+        self._query_seconds = query_seconds
+        self._budget = budget
+        self._busy = threading.Lock()
+        self._reader: StoreReader | None = None
+        self._last: tuple[float, bytes] | None = None
+
+    def page(self) -> tuple[int, bytes]:
+        if not self._busy.acquire(blocking=False):
+            last = self._last
+            return (200, last[1]) if last else (503, b"the status page is being drawn; try again\n")
+        try:
+            now = time.time()
+            if self._last and now - self._last[0] < 1.0:
+                return 200, self._last[1]
+            body = render(self._snapshot(now))
+            self._last = (now, body)
+            return 200, body
+        finally:
+            self._busy.release()
+
+    def _snapshot(self, now: float) -> Snapshot:
+        try:
+            if self._reader is None or self._reader.vanished():
+                if self._reader is not None:
+                    self._reader.close()
+                self._reader = StoreReader(self._cfg.db_path, self._query_seconds)
+        except StoreError as exc:
+            self._reader = None
+            return Snapshot(now, "-", [], str(exc))
+        try:
+            counters = self._counters()
+        except Exception:  # the page goes on without them; /metrics shows the same failure
+            log.exception("status page: the counters could not be collected")
+            counters = {}
+        return snapshot(self._cfg, self._reader, now, self._budget, counters)

@@ -1,0 +1,147 @@
+"""The status page in a real headless Chromium, against the whole supervised stack with drops.
+
+What a person sees: a row per dataset with its verdict, a latency graph with points, the
+lost events kept among the failures, no request anywhere else and no console error, a
+screenshot that is not blank; and hostile field names from the network shown as text.
+Prometheus, meanwhile, keeps getting the exposition at `/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared import event as event_mod
+from shared.store import EventState, FailureKind, StoreReader
+from tests.browser import Browser, png_colours
+from tests.e2e.harness import PROMTOOL, Stack, require, stack_env
+from tests.helpers import free_port, probe_cmd, start, start_emulator, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+SCRIPT = "<script>alert(1)</script>"
+IMG = '"><img src=x onerror=alert(2)>'
+CONFIG = "environment: local\ndatasets:\n  - id: drops\n  - id: steady\n"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    emulator = start_emulator(tmp_path, "--dataset", "drops/1", "--dataset", "steady/1")
+    emulator.faults("drops", drop_rate=0.3, seed=5)
+    (tmp_path / "probe.yaml").write_text(CONFIG)
+    run_dir = tempfile.mkdtemp(prefix="pr-")
+    port = free_port()
+    env = stack_env(emulator, tmp_path, run_dir, port, 1.5, PROBE_CONFIG=tmp_path / "probe.yaml")
+    proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
+    stack = Stack(proc, env, f"http://127.0.0.1:{port}", emulator, "")
+    try:
+        yield stack
+    finally:
+        code = proc.stop(signal.SIGTERM, timeout=60)
+        emulator.proc.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            print("---- stack log ----\n" + proc.output()[-8000:])
+        assert code == 0, f"the stack did not stop cleanly ({code})"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Browser]:
+    chromium = Browser(tmp_path)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def kept(env: dict[str, str], dataset: str, kind: FailureKind) -> int:
+    with StoreReader(env["PROBE_DB_PATH"]) as store:
+        return sum(f.kind is kind for f in store.failures(dataset))
+
+
+def send_hostile_copy(stack: Stack) -> None:
+    """A copy of a received event of `steady` with field names that are markup: altered, so kept."""
+    with StoreReader(stack.env["PROBE_DB_PATH"]) as store:
+        app_id = store.app_id()
+        row = next(e for e in store.recent_events(50, "steady") if e.state is EventState.RECEIVED)
+    doc = event_mod.build(app_id, "steady", row.seqno, row.sent_at)
+    event_mod.seal(doc)
+    doc[SCRIPT] = IMG
+    doc[IMG] = SCRIPT
+    assert stack.emulator.inject(dataset="steady", text=json.dumps(doc) + "\n") == 1
+
+
+def test_the_status_page_in_chromium_shows_each_dataset_its_graph_and_kept_failures_and_escapes_the_network(
+    stack: Stack, browser: Browser, tmp_path: Path
+) -> None:
+    url = stack.metrics_url
+    wait_until(lambda: kept(stack.env, "drops", FailureKind.LOST) >= 2, 90, "lost events of drops kept")
+    send_hostile_copy(stack)
+    wait_until(lambda: kept(stack.env, "steady", FailureKind.CORRUPTED) == 1, 20, "the hostile copy kept")
+
+    page = browser.page()
+    page.load(f"{url}/")  # Chromium's own Accept prefers text/html: the page, not the metrics
+    assert page.js("document.title").startswith("dataplatform-probe"), page.js("document.body.innerText")[:300]
+    page.load(f"{url}/status")
+    rows = page.js(
+        "[...document.querySelectorAll('tr.dataset-row')]"
+        ".map(r => [r.dataset.dataset, r.querySelector('[data-verdict]').dataset.verdict])"
+    )
+    assert sorted(name for name, _ in rows) == ["drops", "steady"], rows
+    assert all(verdict in ("healthy", "degraded", "down", "blind") for _, verdict in rows), rows
+    assert dict(rows)["drops"] == "degraded", rows  # 30% dropped: loss above the alerts' 1%
+    points = page.js(
+        "[...document.querySelectorAll('details.dataset svg.latency polyline.p99')]"
+        ".map(p => p.getAttribute('points').trim().split(/\\s+/).filter(Boolean).length)"
+    )
+    assert len(points) == 2 and min(points) >= 1, points
+    lost = page.js('document.querySelectorAll(\'details[data-dataset="drops"] tr.failure[data-kind="lost"]\').length')
+    assert lost >= 2
+
+    # The hostile field names are on the page as text, and nothing of them became markup.
+    shown = page.js(
+        'document.querySelector(\'details[data-dataset="steady"] tr.failure[data-kind="corrupted"]\').textContent'
+    )
+    assert SCRIPT in shown and IMG in shown, shown
+    assert page.js("document.querySelectorAll('script, img, iframe, object').length") == 0
+
+    origin = url + "/"
+    assert page.requests and all(r.startswith(origin) or r.startswith("data:") for r in page.requests), page.requests
+    assert page.problems == [], page.problems
+
+    png = page.screenshot(tmp_path / "status.png")
+    small = page.call(
+        "Page.captureScreenshot", format="png", clip={"x": 0, "y": 0, "width": 1200, "height": 900, "scale": 0.25}
+    )
+    assert png_colours(base64.b64decode(small["data"])) >= 16, "the screenshot is blank"
+    assert len(png) > 10_000
+
+    # Prometheus's own Accept at / still gets the exposition, which promtool accepts.
+    scrape = requests.get(f"{url}/", headers={"Accept": PROMETHEUS_ACCEPT}, timeout=10)
+    assert scrape.headers["Content-Type"].startswith("text/plain"), scrape.headers
+    assert "probe_events_posted_total" in scrape.text
+    if PROMTOOL:
+        promtool = subprocess.run([PROMTOOL, "check", "metrics"], input=scrape.text, capture_output=True, text=True)
+        assert promtool.returncode == 0 and not (promtool.stdout + promtool.stderr).strip(), promtool.stdout
+    else:
+        require(PROMTOOL)
+    for accept in (None, "*/*"):  # curl and the original's scrape
+        headers = {"Accept": accept} if accept else {}
+        got = requests.get(f"{url}/", headers=headers, timeout=10)
+        assert got.headers["Content-Type"].startswith("text/plain") and "# HELP" in got.text
+    csp = requests.get(f"{url}/status", timeout=10).headers["Content-Security-Policy"]
+    assert csp.startswith("default-src 'none'")

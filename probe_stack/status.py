@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from probe_stack import status_data
 from probe_stack.healthcheck import metrics_address, url_host
 from shared.config import Config
 from shared.exits import ExitStatus
@@ -77,8 +79,8 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     except StoreError as exc:
         print(f"probe status: {exc}", file=sys.stderr)
         return ExitStatus.STORE
-    rows = store.recent_events(limit, dataset)
-    totals = store.totals()
+    rows = status_data.recent_events(store, limit, dataset)  # the page's queries too
+    totals = status_data.totals(store)
     app_id = store.app_id()
     configured = [ds.name for ds in cfg.datasets]
     if dataset is not None:
@@ -96,6 +98,9 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     counters = stack_counters(cfg)
     if isinstance(counters, dict) and dataset is not None:
         counters = {dataset: counters.get(dataset, {})}
+    now = time.time()
+    shown = [ds for ds in cfg.datasets if dataset in (None, ds.name)]
+    verdicts = {ds.name: status_data.dataset_status(cfg, ds, store, now, 0).verdict for ds in shown}
     if as_json:
         doc = {
             "app_id": app_id,
@@ -104,6 +109,7 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
             "totals_scope": STORE_SCOPE,
             "stack_counters": counters if isinstance(counters, dict) else None,
             "stack_counters_scope": STACK_SCOPE if isinstance(counters, dict) else counters,
+            "verdicts": {name: {"health": v.health, "reason": v.text} for name, v in verdicts.items()},
             "events": [row.__dict__ for row in rows],
         }
         print(json.dumps(doc, indent=2))
@@ -117,6 +123,8 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
             f"{row.dataset[:20]:<20}  {row.seqno:>8}  {sent:<23}  {WORDS.get(row.state, row.state):<11}  {latency:>9}  "
             f"{row.receive_count:>6}  {row.post_error or ''}"
         )
+    for name, verdict in verdicts.items():  # the status page's verdicts, by /readyz's rule
+        print(f"verdict {name}: {verdict.health} ({verdict.text})")
     print(f"totals: {STORE_SCOPE}")
     for name, counts in sorted(totals.items()):
         print(f"totals {name}: {_line(counts, WORDS)}")

@@ -1,11 +1,12 @@
 """The Grafana dashboard of the probe, as plain data.
 
-Built here rather than with a dashboard SDK: it is a list of about twenty panels
-of three kinds, and a few small functions over dicts keep it readable without a
-dependency. deploy/grafana/dashboards/dataplatform-probe.json is its output (a
-test keeps the two in step), importable as it is and provisioned by the example
-compose stack. The last row repeats the original service's dashboard panels, so
-its users find them again.
+Built here rather than with a dashboard SDK (grafana-foundation-sdk was weighed: the
+README says why not): it is a list of about twenty panels of four kinds, and a few small
+functions over dicts keep it readable without a runtime dependency of `probe dashboard`.
+deploy/grafana/dashboards/dataplatform-probe.json is its output (a test keeps the two in
+step), importable as it is and provisioned by the example compose stack. An overview with
+the alert list comes first, then one row per dataset (Grafana repeats it), and last the
+original service's dashboard panels, so its users find them again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import Any
 
 UID = "dataplatform-probe"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'dataset=~"$dataset"'
+# The rules' own selector (alert-params.yaml's `selector`; a test keeps the two in step) is the
+# `job` variable's default, so the panels show what the alerts judge, on every instance chosen.
+JOB = "dataplatform-probe"
+TARGET = 'job="$job", instance=~"$instance"'
+SEL = f'{TARGET}, dataset=~"$dataset"'
 
 
 def _target(expr: str, legend: str = "", ref: int = 0) -> dict[str, Any]:
@@ -56,14 +61,99 @@ def stat(title: str, description: str, expr: str, pos: tuple[int, int, int, int]
     return _panel("stat", title, description, [(expr, "{{dataset}}")], pos, unit)
 
 
-def row(title: str, y: int, collapsed: bool = False, panels: list | None = None) -> dict[str, Any]:
-    return {
+def row(
+    title: str, y: int, collapsed: bool = False, panels: list | None = None, repeat: str | None = None
+) -> dict[str, Any]:
+    out = {
         "type": "row",
         "title": title,
         "collapsed": collapsed,
         "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
         "panels": panels or [],
     }
+    if repeat:
+        out["repeat"] = repeat
+    return out
+
+
+def alert_list(pos: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Grafana's alert list, showing the probe's alerts as Prometheus evaluates them (no query of its own)."""
+    x, y, w, h = pos
+    return {
+        "type": "alertlist",
+        "title": "Probe alerts",
+        "description": "The probe's alerts firing or pending in Prometheus (deploy/prometheus/probe-rules.yml).",
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "options": {
+            "viewMode": "list",
+            "groupMode": "default",
+            "groupBy": [],
+            "maxItems": 20,
+            "sortOrder": 1,
+            "dashboardAlerts": False,
+            "alertName": "",
+            "alertInstanceLabelFilter": '{component="dataplatform-probe"}',
+            "datasource": "${datasource}",
+            "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False, "error": True},
+        },
+    }
+
+
+def annotations() -> list[dict[str, Any]]:
+    """Marks on every graph: stack restarts, subscription changes and firing alerts."""
+
+    def prometheus(name: str, expr: str, colour: str, title: str, text: str, tags: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "datasource": DS,
+            "enable": True,
+            "hide": False,
+            "iconColor": colour,
+            "expr": expr,
+            "step": "30s",
+            "titleFormat": title,
+            "textFormat": text,
+            "tagKeys": tags,
+            "useValueForTime": False,
+        }
+
+    return [
+        {
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
+        },
+        prometheus(
+            "Stack restarts",
+            # `probe run` starts with fresh counters: a reset of the posted count is a restart.
+            f"sum by (job, instance) (resets(probe_events_posted_total{{{TARGET}}}[1m])) > 0",
+            "blue",
+            "stack restart",
+            "{{instance}}: the probe's counters started again",
+            "instance",
+        ),
+        prometheus(
+            "Subscription changes",
+            f"sum by (instance, dataset) (changes(probe_websocket_connected{{{SEL}}}[1m])) > 0",
+            "orange",
+            "subscription changed",
+            "{{dataset}} on {{instance}}: the listener subscribed or lost its subscription",
+            "dataset",
+        ),
+        prometheus(
+            "Firing alerts",
+            # Absence alerts (ProbeDown) carry no instance: the empty value matches too.
+            'ALERTS{alertstate="firing", component="dataplatform-probe", job=~"$job|", instance=~"$instance|"}',
+            "red",
+            "{{alertname}}",
+            "{{alertname}} {{dataset}} ({{severity}})",
+            "alertname,severity,dataset",
+        ),
+    ]
 
 
 def per_minute(metric: str) -> str:
@@ -118,7 +208,8 @@ def panels() -> list[dict[str, Any]]:
             f"sum by (dataset) (probe_events_in_flight{{{SEL}}})",
             (16, 1, 4, 4),
         ),
-        stat("Probe up", "1 while Prometheus can scrape the probe.", 'min(up{job=~".*probe.*"})', (20, 1, 4, 4)),
+        stat("Probe up", "1 while Prometheus can scrape the probe.", f"min(up{{{TARGET}}})", (20, 1, 4, 4)),
+        alert_list((0, 5, 24, 6)),
     ]
     latency = [
         timeseries(
@@ -234,9 +325,9 @@ def panels() -> list[dict[str, Any]]:
             "Events (original)",
             "The original dashboard's counters.",
             [
-                ("probe_events_posted_total", "posted"),
-                ("probe_events_received_total", "received"),
-                ("probe_events_lost_total", "lost"),
+                (f"probe_events_posted_total{{{TARGET}}}", "posted"),
+                (f"probe_events_received_total{{{TARGET}}}", "received"),
+                (f"probe_events_lost_total{{{TARGET}}}", "lost"),
             ],
             (0, 48, 12, 7),
         ),
@@ -244,9 +335,9 @@ def panels() -> list[dict[str, Any]]:
             "Events per minute (original)",
             "As the original dashboard plotted them.",
             [
-                ("rate(probe_events_posted_total[1m]) * 60", "posted"),
-                ("rate(probe_events_received_total[1m]) * 60", "received"),
-                ("rate(probe_events_lost_total[1m]) * 60", "lost"),
+                (f"rate(probe_events_posted_total{{{TARGET}}}[1m]) * 60", "posted"),
+                (f"rate(probe_events_received_total{{{TARGET}}}[1m]) * 60", "received"),
+                (f"rate(probe_events_lost_total{{{TARGET}}}[1m]) * 60", "lost"),
             ],
             (12, 48, 12, 7),
         ),
@@ -254,10 +345,10 @@ def panels() -> list[dict[str, Any]]:
             "Latency (original)",
             "The newest first arrival's latency, and its 10-minute view.",
             [
-                ("probe_event_latency", "latest"),
-                ("avg_over_time(probe_event_latency[10m])", "avg 10m"),
-                ("max_over_time(probe_event_latency[10m])", "max 10m"),
-                ("quantile_over_time(0.90, probe_event_latency[10m])", "p90 10m"),
+                (f"probe_event_latency{{{TARGET}}}", "latest"),
+                (f"avg_over_time(probe_event_latency{{{TARGET}}}[10m])", "avg 10m"),
+                (f"max_over_time(probe_event_latency{{{TARGET}}}[10m])", "max 10m"),
+                (f"quantile_over_time(0.90, probe_event_latency{{{TARGET}}}[10m])", "p90 10m"),
             ],
             (0, 55, 12, 7),
             "s",
@@ -266,26 +357,24 @@ def panels() -> list[dict[str, Any]]:
             "Missing share (original)",
             "Share of the events sent in the window that have not arrived.",
             [
-                ("probe_events_missing_1m_share", "1m"),
-                ("probe_events_missing_10m_share", "10m"),
-                ("probe_events_missing_1h_share", "1h"),
+                (f"probe_events_missing_1m_share{{{TARGET}}}", "1m"),
+                (f"probe_events_missing_10m_share{{{TARGET}}}", "10m"),
+                (f"probe_events_missing_1h_share{{{TARGET}}}", "1h"),
             ],
             (12, 55, 12, 7),
             "percentunit",
         ),
     ]
+    # One row per dataset chosen (Grafana repeats it); the panels below it move down with it.
+    per_dataset = [*latency, *events, *connection, *sender]
+    for panel in [*per_dataset, *original]:
+        panel["gridPos"]["y"] += 6
     return [
         row("Overview", 0),
         *overview,
-        row("Latency", 5),
-        *latency,
-        row("Events", 14),
-        *events,
-        row("Connection", 23),
-        *connection,
-        row("Sender and messages", 31),
-        *sender,
-        row("The original service's panels", 47, collapsed=True, panels=original),
+        row("Dataset $dataset", 11, repeat="dataset"),
+        *per_dataset,
+        row("The original service's panels", 53, collapsed=True, panels=original),
     ]
 
 
@@ -313,27 +402,42 @@ def dashboard() -> dict[str, Any]:
                     "hide": 0,
                 },
                 {
-                    "name": "dataset",
-                    "label": "Dataset",
-                    "type": "query",
-                    "datasource": DS,
-                    "query": {"query": "label_values(probe_events_posted_total, dataset)", "refId": "datasets"},
-                    "definition": "label_values(probe_events_posted_total, dataset)",
-                    "includeAll": True,
-                    "multi": True,
-                    "allValue": ".*",
-                    "refresh": 2,
-                    "current": {},
+                    "name": "job",
+                    "label": "Job",
+                    "description": "The probe's scrape job: the alert rules' selector (alert-params.yaml) by default.",
+                    "type": "textbox",
+                    "query": JOB,
+                    "current": {"text": JOB, "value": JOB},
                     "hide": 0,
                 },
+                _query_variable("instance", "Instance", 'label_values(probe_build_info{job="$job"}, instance)'),
+                _query_variable("dataset", "Dataset", f"label_values(probe_events_posted_total{{{TARGET}}}, dataset)"),
             ]
         },
-        "annotations": {"list": []},
+        "annotations": {"list": annotations()},
         "panels": panels(),
     }
     for number, panel in enumerate(all_panels(doc), start=1):
         panel["id"] = number
     return doc
+
+
+def _query_variable(name: str, label: str, definition: str) -> dict[str, Any]:
+    """A multi-value variable from label values, "All" matching every value."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": definition, "refId": name},
+        "definition": definition,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "refresh": 2,
+        "current": {},
+        "hide": 0,
+    }
 
 
 def all_panels(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -169,9 +169,27 @@ def test_the_dashboard_has_its_variables_and_every_panel_a_query() -> None:
     kinds = {p["type"] for p in panels}
     assert {"timeseries", "heatmap", "stat"} <= kinds
     for panel in panels:
+        if panel["type"] == "alertlist":  # Prometheus's alerts, filtered by label: no query of its own
+            assert panel["options"]["alertInstanceLabelFilter"] == '{component="dataplatform-probe"}'
+            continue
         assert panel["targets"] and panel["datasource"]["uid"] == "${datasource}", panel["title"]
-    ours = [t["expr"] for p in doc["panels"] if p["type"] != "row" for t in p["targets"]]
+    ours = [t["expr"] for p in doc["panels"] if p["type"] != "row" for t in p.get("targets", [])]
     assert all("$dataset" in expr for expr in ours if "probe_" in expr)
+
+
+def test_every_dashboard_query_has_the_rules_selector_and_the_graphs_are_annotated() -> None:
+    doc = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    assert f'job="{variables["job"]["query"]}"' == alerting.load_params(PARAMS).selector
+    assert variables["instance"]["includeAll"] and "$job" in variables["instance"]["definition"]
+    exprs = [t["expr"] for p in dashboard.all_panels(doc) for t in p.get("targets", [])]
+    assert exprs and all('job="$job", instance=~"$instance"' in expr for expr in exprs), exprs
+    names = {a["name"]: a for a in doc["annotations"]["list"]}
+    assert {"Stack restarts", "Subscription changes", "Firing alerts"} <= set(names)
+    assert "ALERTS{" in names["Firing alerts"]["expr"] and "$job" in names["Stack restarts"]["expr"]
+    assert [p["type"] for p in dashboard.all_panels(doc)].count("alertlist") == 1
+    repeated = [p for p in doc["panels"] if p["type"] == "row" and p.get("repeat") == "dataset"]
+    assert len(repeated) == 1 and variables["dataset"]["multi"] and variables["dataset"]["includeAll"]
 
 
 def test_the_compose_stack_refers_to_files_that_exist_and_ports_that_agree() -> None:

@@ -233,7 +233,19 @@ def dashboard_queries() -> list[str]:
     """Every panel's PromQL, with Grafana's variables as Grafana would fill them in."""
     doc = json.loads((ROOT / "deploy/grafana/dashboards/dataplatform-probe.json").read_text())
     exprs = [t["expr"] for p in dashboard.all_panels(doc) for t in p.get("targets", [])]
-    return [e.replace("$__rate_interval", "1m").replace("$dataset", ".*") for e in exprs]
+    return [fill_variables(e) for e in exprs]
+
+
+def fill_variables(expr: str) -> str:
+    """The test's Prometheus calls its scrape job "probe"; every instance and dataset chosen."""
+    for name, value in (("$__rate_interval", "1m"), ("$job", "probe"), ("$instance", ".*"), ("$dataset", ".*")):
+        expr = expr.replace(name, value)
+    return expr
+
+
+def annotation_queries() -> list[str]:
+    doc = json.loads((ROOT / "deploy/grafana/dashboards/dataplatform-probe.json").read_text())
+    return [fill_variables(a["expr"]) for a in doc["annotations"]["list"] if "expr" in a]
 
 
 def settle(monitored: Monitored, seconds: float) -> None:
@@ -257,6 +269,8 @@ def test_one_incident_pages_once_and_every_panel_has_data(monitored: Monitored) 
     except AssertionError:
         raise AssertionError("queries without data:\n" + "\n".join(empty())) from None
     assert stack.value('max(probe_events_missing_1h_share{job="probe"})') <= 0.2  # a healthy pipeline
+    for expr in annotation_queries():  # valid PromQL (stack.query asserts success); data only on events
+        stack.query(expr)
 
     # 1. The listener is stopped: a ticket that it is not subscribed; no page, and no loss, as the probe is blind.
     start = time.time()

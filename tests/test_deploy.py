@@ -195,7 +195,7 @@ def test_every_dashboard_query_has_the_rules_selector_and_the_graphs_are_annotat
 def test_the_compose_stack_refers_to_files_that_exist_and_ports_that_agree() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"probe", "prometheus", "alertmanager", "grafana"}
+    assert set(services) == {"probe", "prometheus", "alertmanager", "grafana", "emulator"}
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]

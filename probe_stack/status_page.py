@@ -15,13 +15,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from html import escape
 
 from probe_stack.status_data import HOUR, DatasetStatus, Snapshot, snapshot
 from probe_stack.verdict import Health
 from shared.config import Config
-from shared.store import StoreError, StoreReader
+from shared.store import EventState, FailureKind, StoreError, StoreReader
 
 log = logging.getLogger("metrics")
 
@@ -66,8 +65,7 @@ CONTENT_TYPE = "text/html; charset=utf-8"
 def _t(stamp: float | None, with_date: bool = False) -> str:
     if stamp is None:
         return "-"
-    fmt = "%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S"
-    return datetime.fromtimestamp(stamp, UTC).strftime(fmt)
+    return time.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.gmtime(stamp))
 
 
 def _ms(seconds: float | None) -> str:
@@ -76,6 +74,10 @@ def _ms(seconds: float | None) -> str:
 
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
+
+
+# The states and kinds are the code's own words: escaped once, not on every row.
+_WORD = {str(w): _e(w) for w in (*EventState, *FailureKind, "pruned")}
 
 
 def _verdict(ds: DatasetStatus) -> str:
@@ -88,19 +90,20 @@ def latency_graph(ds: DatasetStatus, now: float) -> str:
     start = now - HOUR
     top = max((p99 for _, _, p99 in ds.latency if p99 is not None), default=0.0) * 1.1 or 0.001
 
-    def xy(pick: int) -> list[tuple[float, float]]:
-        return [
-            ((point[0] + 30 - start) / HOUR * GRAPH_W, GRAPH_H - point[pick] / top * (GRAPH_H - 4))
+    x_scale, y_scale = GRAPH_W / HOUR, (GRAPH_H - 4) / top
+
+    def line(pick: int) -> str:
+        # Whole pixels: the graph is 360 wide, a point a minute; and formatting is most of the cost.
+        points = [
+            (round((point[0] + 30 - start) * x_scale), round(GRAPH_H - point[pick] * y_scale))
             for point in ds.latency
             if point[pick] is not None
         ]
-
-    def line(pick: int) -> str:
-        # A dot at each minute as well, so that a lone minute (a young stack) shows.
-        points = xy(pick)
-        dots = "".join(f'<circle class="{_PICKS[pick]}" cx="{x:.1f}" cy="{y:.1f}" r="1.5"/>' for x, y in points)
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        return f'<polyline class="{_PICKS[pick]}" fill="none" stroke-width="1.5" points="{path}"/>{dots}'
+        name = _PICKS[pick]
+        if len(points) == 1:  # a lone minute (a young stack) draws no line: a dot shows it
+            return f'<circle class="{name}" cx="{points[0][0]}" cy="{points[0][1]}" r="2"/>'
+        path = " ".join([f"{x},{y}" for x, y in points])
+        return f'<polyline class="{name}" fill="none" stroke-width="1.5" points="{path}"/>'
 
     title = f"end-to-end latency of {ds.name}, last hour: p50 (blue) and p99 (red)"
     return (
@@ -134,8 +137,8 @@ def subscription_bar(ds: DatasetStatus, now: float) -> str:
 def _events(ds: DatasetStatus) -> str:
     rows = "".join(
         f'<tr class="event"><td class="n">{e.seqno}</td><td>{_t(e.sent_at)}</td>'
-        f'<td class="{_e(e.state)}">{_e(e.state)}</td><td class="n">{_ms(e.latency)}</td>'
-        f'<td class="n">{e.receive_count}</td><td>{_e(e.post_error or "")}</td></tr>'
+        f'<td class="{_WORD[e.state]}">{_WORD[e.state]}</td><td class="n">{_ms(e.latency)}</td>'
+        f'<td class="n">{e.receive_count}</td><td>{_e(e.post_error) if e.post_error else ""}</td></tr>'
         for e in ds.recent
     )
     head = "<tr><th>seqno</th><th>sent (UTC)</th><th>state</th><th>latency</th><th>copies</th><th>note</th></tr>"
@@ -146,9 +149,9 @@ def _failures(ds: DatasetStatus) -> str:
     if not ds.failures:
         return '<p class="muted">no failures kept</p>'
     rows = "".join(
-        f'<tr class="failure" data-kind="{_e(f.kind)}"><td class="{_e(f.kind)}">{_e(f.kind)}</td>'
+        f'<tr class="failure" data-kind="{_WORD[f.kind]}"><td class="{_WORD[f.kind]}">{_WORD[f.kind]}</td>'
         f'<td class="n">{f.seqno}</td><td>{_t(f.sent_at, True)}</td>'
-        f"<td>{_e(f.state or 'pruned')}</td><td><code>{_e(f.detail or '')}</code></td></tr>"
+        f"<td>{_WORD[f.state or 'pruned']}</td><td><code>{_e(f.detail) if f.detail else ''}</code></td></tr>"
         for f in ds.failures
     )
     head = "<tr><th>failure</th><th>seqno</th><th>sent (UTC)</th><th>state now</th><th>detail</th></tr>"

@@ -727,6 +727,13 @@ class Store:
     # ---- operators ----
 
     def recent_events(self, limit: int, dataset: str | None = None) -> list[EventRow]:
+        if dataset is not None:  # an index walk back from the dataset's newest (the page asks per dataset)
+            rows = self._read(
+                f"""SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_sent WHERE dataset = ?
+                    ORDER BY sent_at DESC LIMIT ?""",
+                (dataset, limit),
+            )
+            return [_event_row(row) for row in rows]
         rows = self._read(
             f"""SELECT {_EVENT_COLUMNS} FROM events WHERE (:dataset IS NULL OR dataset = :dataset)
                 ORDER BY sent_at DESC LIMIT :limit""",

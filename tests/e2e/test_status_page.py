@@ -104,9 +104,12 @@ def test_the_status_page_in_chromium_shows_each_dataset_its_graph_and_kept_failu
     assert sorted(name for name, _ in rows) == ["drops", "steady"], rows
     assert all(verdict in ("healthy", "degraded", "down", "blind") for _, verdict in rows), rows
     assert dict(rows)["drops"] == "degraded", rows  # 30% dropped: loss above the alerts' 1%
+    # Each graph's p99: a line of a point a minute, or a dot while the stack is younger than two minutes.
     points = page.js(
-        "[...document.querySelectorAll('details.dataset svg.latency polyline.p99')]"
-        ".map(p => p.getAttribute('points').trim().split(/\\s+/).filter(Boolean).length)"
+        "[...document.querySelectorAll('details.dataset svg.latency')].map(svg => {"
+        " const line = svg.querySelector('polyline.p99');"
+        " return line ? line.getAttribute('points').trim().split(/\\s+/).length"
+        " : svg.querySelectorAll('circle.p99[cx][cy]').length; })"
     )
     assert len(points) == 2 and min(points) >= 1, points
     lost = page.js('document.querySelectorAll(\'details[data-dataset="drops"] tr.failure[data-kind="lost"]\').length')

@@ -43,9 +43,9 @@ test: init test-deps ## the whole test suite (installs what it needs first)
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
 # tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in
 # the container tests. Installed when missing and we may (root with apt-get).
-TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap
-TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark uidmap mmdebstrap
-test-deps: ## install Prometheus, Alertmanager, podman and mmdebstrap (Debian packages) when missing
+TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap chromium
+TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark uidmap mmdebstrap chromium
+test-deps: ## install Prometheus, Alertmanager, podman, mmdebstrap and Chromium (Debian packages) when missing
 	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -18,7 +18,11 @@ from shared.config import Config, Dataset
 from shared.store import EventRow, EventState, FailureRow, Store
 
 HOUR = 3600.0
-GRAPH_STEP = 60.0  # one point a minute on the latency graph
+# The graphs span the last hour, or the stack's life when shorter (at least MIN_WINDOW), in
+# GRAPH_POINTS buckets: a point a minute over an hour, and a useful graph from the start.
+MIN_WINDOW = 300.0
+GRAPH_POINTS = 60
+LATENCY_RECENT = 900.0  # the verdict's p99 is over the last 15 minutes, as the alert's
 DEFAULT_LIMITS = Limits()
 RECENT = 10  # the last events shown per dataset on the page
 # The counters the page shows, without their _total: events by fate since the stack started.
@@ -41,10 +45,11 @@ class DatasetStatus:
     verdict: Verdict
     recent: list[EventRow]
     failures: list[FailureRow]
-    latency: list[tuple[float, float, float]]  # (minute, p50, p99), seconds
+    latency: list[tuple[float, float, float]]  # (bucket start, p50, p99), seconds
     lost: int  # in the last hour
     accepted: int  # accepted by the collector and judged or received, in the last hour
-    intervals: list[tuple[float, float, bool]]  # subscriptions in the last hour: (start, end, open)
+    intervals: list[tuple[float, float, bool]]  # subscriptions in the window: (start, end, open)
+    window: float = HOUR  # seconds the graphs span, back from the snapshot's time
     counters: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -79,8 +84,10 @@ def dataset_status(
     counts = store.window_counts(ds.name, since)
     lost = counts.get(EventState.LOST, 0)
     accepted = lost + counts.get(EventState.RECEIVED, 0) + counts.get(EventState.LATE, 0)
-    latency = store.latency_quantiles(ds.name, since, GRAPH_STEP)
-    intervals = store.subscription_intervals(ds.name, since)
+    first = store.first_sent_since(ds.name, since)
+    window = HOUR if first is None else min(HOUR, max(MIN_WINDOW, now - first))
+    latency = store.latency_quantiles(ds.name, now - window, window / GRAPH_POINTS)
+    intervals = store.subscription_intervals(ds.name, now - window)
     arrived = store.last_arrival(ds.name)
     if arrived is None:  # nothing yet: count from the start of this subscription
         opened = [start for start, _, is_open in intervals if is_open]
@@ -90,7 +97,7 @@ def dataset_status(
             **base.__dict__,
             "last_arrival_age": None if arrived is None else max(0.0, now - arrived),
             "loss_share": lost / accepted if accepted else None,
-            "latency_p99": max((p99 for _, _, p99 in latency[-15:]), default=None),
+            "latency_p99": recent_p99(latency, now),
         }
     )
     return DatasetStatus(
@@ -102,7 +109,13 @@ def dataset_status(
         lost=lost,
         accepted=accepted,
         intervals=intervals,
+        window=window,
     )
+
+
+def recent_p99(latency: list[tuple[float, float, float]], now: float) -> float | None:
+    """The highest p99 of the buckets of the last 15 minutes (a bucket's p99 bounds the window's)."""
+    return max((p99 for start, _, p99 in latency if start >= now - LATENCY_RECENT and p99 is not None), default=None)
 
 
 def snapshot(

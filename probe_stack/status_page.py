@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from probe_stack.status_data import HOUR, DatasetStatus, Snapshot, snapshot
+from probe_stack.status_data import DatasetStatus, Snapshot, recent_p99, snapshot
 from probe_stack.verdict import Health
 from shared.config import Config
 from shared.store import EventState, FailureKind, StoreError, StoreReader
@@ -87,15 +87,16 @@ def _verdict(ds: DatasetStatus) -> str:
 
 def latency_graph(ds: DatasetStatus, now: float) -> str:
     """p50 and p99 over the last hour as two polylines, with the scale's top written on it."""
-    start = now - HOUR
+    start, span = now - ds.window, ds.window
     top = max((p99 for _, _, p99 in ds.latency if p99 is not None), default=0.0) * 1.1 or 0.001
 
-    x_scale, y_scale = GRAPH_W / HOUR, (GRAPH_H - 4) / top
+    x_scale, y_scale = GRAPH_W / span, (GRAPH_H - 4) / top
+    half = span / 120  # a bucket's point at its middle
 
     def line(pick: int) -> str:
         # Whole pixels: the graph is 360 wide, a point a minute; and formatting is most of the cost.
         points = [
-            (round((point[0] + 30 - start) * x_scale), round(GRAPH_H - point[pick] * y_scale))
+            (round((point[0] + half - start) * x_scale), round(GRAPH_H - point[pick] * y_scale))
             for point in ds.latency
             if point[pick] is not None
         ]
@@ -105,30 +106,30 @@ def latency_graph(ds: DatasetStatus, now: float) -> str:
         path = " ".join([f"{x},{y}" for x, y in points])
         return f'<polyline class="{name}" fill="none" stroke-width="1.5" points="{path}"/>'
 
-    title = f"end-to-end latency of {ds.name}, last hour: p50 (blue) and p99 (red)"
+    title = f"end-to-end latency of {ds.name}, last {_span(ds)}: p50 (blue) and p99 (red)"
     return (
         f'<svg class="latency" width="{GRAPH_W}" height="{GRAPH_H}" viewBox="0 0 {GRAPH_W} {GRAPH_H}" role="img">'
         f"<title>{_e(title)}</title>"
         f"{line(2)}{line(1)}"
         f'<text x="4" y="12" font-size="10" fill="#57606a">{_e(_ms(top))}</text>'
-        f'<text x="4" y="{GRAPH_H - 3}" font-size="10" fill="#57606a">-60 min</text>'
+        f'<text x="4" y="{GRAPH_H - 3}" font-size="10" fill="#57606a">-{_span(ds)}</text>'
         f'<text x="{GRAPH_W - 28}" y="{GRAPH_H - 3}" font-size="10" fill="#57606a">now</text>'
         "</svg>"
     )
 
 
 def subscription_bar(ds: DatasetStatus, now: float) -> str:
-    """The last hour as a bar: green where the listener was subscribed, grey where it was blind."""
-    start = now - HOUR
+    """The graphs' span as a bar: green where the listener was subscribed, grey where it was blind."""
+    start, span = now - ds.window, ds.window
     rects = []
     for a, b, _ in ds.intervals:
-        x0 = max(0.0, (a - start) / HOUR * GRAPH_W)
-        x1 = min(float(GRAPH_W), (b - start) / HOUR * GRAPH_W)
+        x0 = max(0.0, (a - start) / span * GRAPH_W)
+        x1 = min(float(GRAPH_W), (b - start) / span * GRAPH_W)
         if x1 > x0:
             rects.append(f'<rect x="{x0:.1f}" y="0" width="{max(x1 - x0, 1):.1f}" height="{BAR_H}" fill="#2da44e"/>')
     return (
         f'<svg class="subscription" width="{GRAPH_W}" height="{BAR_H}" viewBox="0 0 {GRAPH_W} {BAR_H}" role="img">'
-        f"<title>{_e(f'subscription of {ds.name}, last hour: green while subscribed')}</title>"
+        f"<title>{_e(f'subscription of {ds.name}, last {_span(ds)}: green while subscribed')}</title>"
         + "".join(rects)
         + "</svg>"
     )
@@ -180,9 +181,9 @@ def _section(ds: DatasetStatus, now: float) -> str:
         f'<details id="{anchor}" class="dataset" data-dataset="{_e(ds.name)}"{state}>'
         f"<summary><h2>{_e(ds.name)}</h2> {_verdict(ds)} <span class='muted'>{_e(ds.verdict.text)}</span></summary>"
         '<div class="graphs"><div>'
-        f"<p>latency, last hour (<span class='p50'>p50</span> / <span class='p99'>p99</span>); "
-        f"loss {_e(_share(ds))}</p>{latency_graph(ds, now)}"
-        f"<p>subscribed, last hour</p>{subscription_bar(ds, now)}</div>"
+        f"<p>latency, last {_span(ds)} (<span class='p50'>p50</span> / <span class='p99'>p99</span>); "
+        f"loss in the last hour {_e(_share(ds))}</p>{latency_graph(ds, now)}"
+        f"<p>subscribed, last {_span(ds)}</p>{subscription_bar(ds, now)}</div>"
         f"<div>{_counters(ds)}</div></div>"
         f"<h3>last events</h3>{_events(ds)}"
         f"<h3>failures kept (the last 50)</h3>{_failures(ds)}"
@@ -190,9 +191,13 @@ def _section(ds: DatasetStatus, now: float) -> str:
     )
 
 
-def _summary_row(ds: DatasetStatus) -> str:
+def _span(ds: DatasetStatus) -> str:
+    return f"{ds.window / 60:.0f} min"
+
+
+def _summary_row(ds: DatasetStatus, now: float) -> str:
     anchor = "ds-" + hashlib.sha256(ds.name.encode()).hexdigest()[:12]
-    p99 = max((p for _, _, p in ds.latency[-15:] if p is not None), default=None)
+    p99 = recent_p99(ds.latency, now)
     return (
         f'<tr class="dataset-row" data-dataset="{_e(ds.name)}"><td><a href="#{anchor}">{_e(ds.name)}</a></td>'
         f"<td>{_verdict(ds)}</td><td>{_e(ds.verdict.text)}</td>"
@@ -219,7 +224,7 @@ def render(snap: Snapshot, refresh: int = REFRESH_SECONDS) -> bytes:
         f"{_t(snap.at, True)} UTC &middot; refreshes every {int(refresh)} s &middot; "
         '<a href="metrics">metrics</a> &middot; <a href="readyz">readyz</a></p>',
         problem,
-        f'<table class="summary">{head}{"".join(_summary_row(ds) for ds in snap.datasets)}</table>',
+        f'<table class="summary">{head}{"".join(_summary_row(ds, snap.at) for ds in snap.datasets)}</table>',
         *(_section(ds, snap.at) for ds in snap.datasets),
         "</body></html>",
     ]

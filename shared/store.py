@@ -681,6 +681,14 @@ class Store:
         )
         return [(since + bucket * step, p50, p99) for bucket, p50, p99 in rows]
 
+    def first_sent_since(self, dataset: str, since: float) -> float | None:
+        """Send time of the dataset's oldest event sent since `since` (a young stack's graphs span its life)."""
+        rows = self._read(
+            "SELECT MIN(sent_at) FROM events INDEXED BY events_sent WHERE dataset = ? AND sent_at >= ?",
+            (dataset, since),
+        )
+        return rows[0][0]
+
     def window_counts(self, dataset: str, since: float) -> dict[str, int]:
         """Events sent since `since` by state, for the loss share of the last hour."""
         rows = self._read(

@@ -24,7 +24,7 @@ from shared import event as event_mod
 from shared.store import EventState, FailureKind, StoreReader
 from tests.browser import Browser, png_colours
 from tests.e2e.harness import PROMTOOL, Stack, require, stack_env
-from tests.helpers import free_port, probe_cmd, start, start_emulator, wait_until
+from tests.helpers import CLIENT_SECRET, WEBHOOK_TOKEN, free_port, probe_cmd, start, start_emulator, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -146,5 +146,7 @@ def test_the_status_page_in_chromium_shows_each_dataset_its_graph_and_kept_failu
         headers = {"Accept": accept} if accept else {}
         got = requests.get(f"{url}/", headers=headers, timeout=10)
         assert got.headers["Content-Type"].startswith("text/plain") and "# HELP" in got.text
-    csp = requests.get(f"{url}/status", timeout=10).headers["Content-Security-Policy"]
-    assert csp.startswith("default-src 'none'")
+    status = requests.get(f"{url}/status", timeout=10)
+    assert status.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert CLIENT_SECRET not in status.text and WEBHOOK_TOKEN not in status.text  # no secret, no URL with one
+    assert "http://" not in status.text and "ws://" not in status.text

@@ -42,8 +42,8 @@ details{border:1px solid #d0d7de;border-radius:4px;margin:.6em 0;padding:.3em .8
 summary{cursor:pointer}.graphs{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 .lost,.post_failed,.corrupted{color:#cf222e}.unobserved{color:#6e7781}.late{color:#bf8700}
 svg{background:#f6f8fa;border:1px solid #d0d7de}
-.p50{stroke:#0969da;color:#0969da;fill:#0969da}.p99{stroke:#cf222e;color:#cf222e;fill:#cf222e}
-polyline{fill:none}
+.p50{stroke:#0969da;color:#0969da}.p99{stroke:#cf222e;color:#cf222e}
+circle.p50{fill:#0969da}circle.p99{fill:#cf222e}td{white-space:nowrap}td code{white-space:normal}
 code{font-size:.95em;overflow-wrap:anywhere}
 """.strip()
 STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()

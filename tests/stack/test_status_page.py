@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import re
 import sqlite3
+import subprocess
 import threading
 import time
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ import requests
 import yaml
 
 from probe_stack import metrics_server
-from probe_stack.status_data import DatasetStatus, Snapshot, dataset_status
+from probe_stack.status_data import DatasetStatus, Snapshot, snapshot
 from probe_stack.status_page import CSP, Pages, render, wants_html
 from probe_stack.verdict import Facts, Health, Limits, Why, judge
 from shared import config
@@ -31,7 +35,7 @@ from shared.store import (
     Store,
     StoreReader,
 )
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, free_port, probe_cmd
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -224,7 +228,27 @@ def test_the_server_gives_the_page_to_a_browser_and_metrics_to_prometheus(
 
 
 def test_probe_status_and_the_page_give_the_same_verdict(tmp_path: Path) -> None:
-    cfg = config.load({"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local"})
-    with Store(tmp_path / "s.db") as store:
-        status = dataset_status(cfg, cfg.datasets[0], store, time.time())
-    assert status.verdict.health is Health.BLIND and status.verdict.text == "listener is not subscribed"
+    db = tmp_path / "probe.sqlite3"
+    env = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local", "PROBE_DB_PATH": str(db)}
+    cfg = config.load(env)
+    now = time.time()
+    with Store(db) as store:  # subscribed and posting, one in three lost: degraded by loss
+        app = store.app_id()
+        sub = store.subscription_opened("probe-dataset", now - 600)
+        for i in range(30):
+            sent = now - 148 + i * 5
+            seqno = store.record_send(app, "probe-dataset", "1", sent)
+            store.record_post(app, "probe-dataset", seqno, True, None, sent)
+            if i % 3:
+                store.classify_arrival(app, "probe-dataset", seqno, sent + 0.2)
+        store.subscription_alive(sub, now)
+        store.judge_overdue(now, {"probe-dataset": 30}, 30)
+    cli = subprocess.run(
+        probe_cmd("status", "--json"), env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert cli.returncode == 0, cli.stderr
+    verdict = json.loads(cli.stdout)["verdicts"]["probe-dataset"]
+    with StoreReader(db) as reader:
+        page = render(snapshot(cfg, reader, time.time())).decode()
+    assert verdict["health"] == "degraded" and "of accepted events lost" in verdict["reason"]
+    assert f'data-verdict="{verdict["health"]}"' in page and escape(verdict["reason"]) in page

@@ -77,7 +77,8 @@ def row(
 
 
 def alert_list(pos: tuple[int, int, int, int]) -> dict[str, Any]:
-    """Grafana's alert list, showing the probe's alerts as Prometheus evaluates them (no query of its own)."""
+    """Grafana's alert list: the probe's alerts from every alert source (Prometheus's rules among them, as
+    Grafana reads them from the data source), picked by their `component` label; no query of its own."""
     x, y, w, h = pos
     return {
         "type": "alertlist",
@@ -93,7 +94,6 @@ def alert_list(pos: tuple[int, int, int, int]) -> dict[str, Any]:
             "dashboardAlerts": False,
             "alertName": "",
             "alertInstanceLabelFilter": '{component="dataplatform-probe"}',
-            "datasource": "${datasource}",
             "stateFilter": {"firing": True, "pending": True, "noData": False, "normal": False, "error": True},
         },
     }

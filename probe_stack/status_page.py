@@ -20,7 +20,7 @@ from html import escape
 from probe_stack.status_data import DatasetStatus, Snapshot, recent_p99, snapshot
 from probe_stack.verdict import Health
 from shared.config import Config
-from shared.store import EventState, FailureKind, StoreError, StoreReader
+from shared.store import FAILURES_KEPT, EventState, FailureKind, StoreError, StoreReader
 
 log = logging.getLogger("metrics")
 
@@ -86,7 +86,7 @@ def _verdict(ds: DatasetStatus) -> str:
 
 
 def latency_graph(ds: DatasetStatus, now: float) -> str:
-    """p50 and p99 over the last hour as two polylines, with the scale's top written on it."""
+    """p50 and p99 over the graphs' span as two polylines, with the scale's top written on it."""
     start, span = now - ds.window, ds.window
     top = max((p99 for _, _, p99 in ds.latency if p99 is not None), default=0.0) * 1.1 or 0.001
 
@@ -186,7 +186,7 @@ def _section(ds: DatasetStatus, now: float) -> str:
         f"<p>subscribed, last {_span(ds)}</p>{subscription_bar(ds, now)}</div>"
         f"<div>{_counters(ds)}</div></div>"
         f"<h3>last events</h3>{_events(ds)}"
-        f"<h3>failures kept (the last 50)</h3>{_failures(ds)}"
+        f"<h3>failures kept (the last {FAILURES_KEPT})</h3>{_failures(ds)}"
         "</details>"
     )
 

@@ -252,3 +252,45 @@ def test_probe_status_and_the_page_give_the_same_verdict(tmp_path: Path) -> None
         page = render(snapshot(cfg, reader, time.time())).decode()
     assert verdict["health"] == "degraded" and "of accepted events lost" in verdict["reason"]
     assert f'data-verdict="{verdict["health"]}"' in page and escape(verdict["reason"]) in page
+
+
+def test_a_locked_store_costs_the_page_a_bounded_time_and_scrapes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
+    port = free_port()
+    db = tmp_path / "probe.sqlite3"
+    env = {
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
+        "METRICS_HOST": "127.0.0.1",
+        "METRICS_PORT": str(port),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "PROBE_DB_PATH": str(db),
+    }
+    store = Store(db)
+    store.close()  # only /readyz uses it; an open connection would keep the locker out
+    srv = metrics_server.make_server(config.load(env), store, limit=8)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    # Another process holds the store locked, readers included (exclusive locking mode).
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        page: list[requests.Response] = []
+        asking = threading.Thread(target=lambda: page.append(requests.get(f"{base}/status", timeout=60)))
+        asking.start()
+        scrape = requests.get(f"{base}/metrics", timeout=10)  # the page is waiting on the lock meanwhile
+        assert scrape.status_code == 200 and scrape.headers["Content-Type"].startswith("text/plain")
+        # The page gives up after its query limit (1 s); the margin is for a loaded machine.
+        asking.join(1 + 30)
+        assert page and page[0].status_code == 200, "the page waited on the locked store"
+        assert "database is locked" in page[0].text and 'class="problem"' in page[0].text
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        srv.shutdown()
+        srv.server_close()

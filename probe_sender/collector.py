@@ -7,16 +7,19 @@ caller gets exactly one PostResult, so each failed event is counted once.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 import requests
+import urllib3.exceptions
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
 from shared.auth import AuthError, TokenProvider
-from shared.http_deadline import http_deadline
+from shared.config import url_host
+from shared.http_deadline import AnswerTooLarge, AnswerTooSlow, Cause, cause, http_deadline, read_bounded
 from shared.tracing import NoTracer
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -28,11 +31,15 @@ class PostError(StrEnum):
     """Why an event's post failed for good (the `reason` label of probe_event_post_errors)."""
 
     TIMEOUT = "timeout"
-    CONNECTION = "connection"
+    CONNECTION = "connection"  # the connection failed otherwise (reset, cut short, unreachable)
+    DNS = "dns"  # the collector's host name does not resolve (or not within the deadline)
+    REFUSED = "refused"  # nothing listens at the collector's address
+    TLS = "tls"  # the TLS handshake or the collector's certificate failed
     HTTP_4XX = "http_4xx"
     HTTP_429 = "http_429"
     HTTP_5XX = "http_5xx"
-    AUTH = "auth"
+    AUTH = "auth"  # the collector refused the token (401): never a failure to get one
+    TOKEN = "token"  # no token could be had from Keycloak (probe_token_request_errors says why)
     REDIRECT = "redirect"  # a 3xx: never followed, the request carries a token
     BAD_ANSWER = "bad_answer"  # a 2xx whose body is not the collector's JSON answer (a proxy's page, say)
 
@@ -65,15 +72,37 @@ def status_reason(status: int) -> PostError:
     return PostError.HTTP_5XX if status >= 500 else PostError.HTTP_4XX
 
 
-def _is_collector_answer(response: requests.Response) -> bool:
-    """Whether a 2xx body is the collector's answer (a JSON object), read up to a bound."""
-    body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-    if len(body) > MAX_ANSWER_BYTES:
-        return False
+# What reading a request's answer can raise below requests: urllib3's own errors (ProtocolError for
+# a body cut short, DecodeError for a bad gzip) are not OSErrors, nor are http.client's.
+TRANSPORT_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+    AnswerTooLarge,
+    AnswerTooSlow,
+)
+CAUSES = {
+    Cause.DNS: PostError.DNS,
+    Cause.REFUSED: PostError.REFUSED,
+    Cause.TLS: PostError.TLS,
+    Cause.TIMEOUT: PostError.TIMEOUT,
+    Cause.CONNECTION: PostError.CONNECTION,
+}
+
+
+def is_collector_answer(body: bytes) -> bool:
+    """Whether a 2xx body is the collector's answer: `{"message": "Ok"}` (the contract), or the older
+    local stand-in's `{"seqno": n}`. Anything else (a proxy's page, another service's JSON such as
+    `{"error": ...}`) is not, and the event must not be counted as posted on its word."""
     try:
-        return isinstance(json.loads(body), dict)
+        doc = json.loads(body)
     except (ValueError, RecursionError):
         return False
+    if not isinstance(doc, dict) or "error" in doc:
+        return False
+    seqno = doc.get("seqno")
+    return doc.get("message") == "Ok" or (isinstance(seqno, int) and not isinstance(seqno, bool))
 
 
 class Collector:
@@ -88,6 +117,7 @@ class Collector:
         proxies: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self.host = url_host(url)  # for log lines: never the path's query or a password
         # This collector's own proxies, decided once (wiring.collector_for) and given with every
         # post, so requests never resolves them per post; none given means none used.
         self._proxies = dict(proxies or {})
@@ -100,6 +130,7 @@ class Collector:
         self.tokens = tokens
         self.deadline = deadline
         self.session = session
+        self._adapter = session.get_adapter(url)
         self.tracer = tracer or NoTracer()
 
     def post(self, event: dict) -> PostResult:
@@ -125,7 +156,12 @@ class Collector:
         return PostResult(True, None, status, attempts, time.monotonic() - started)
 
     def _send(self, body: bytes, headers: dict[str, str], remaining: float, number: int) -> tuple[int, bool]:
-        """One POST within `remaining` seconds in all: (status, whether it is the collector's acceptance)."""
+        """One POST within `remaining` seconds in all: (status, whether it is the collector's acceptance).
+
+        Sent through the adapter, not the session: requests' redirect handling would read a 3xx's
+        body whole, and raise TooManyRedirects, before we could see the status; and no cookie a
+        collector sets is kept for the next post.
+        """
         with self.tracer.attempt(self.url, number) as trace, http_deadline(remaining) as dog:
             request = self._template.copy()
             request.body = body
@@ -134,27 +170,32 @@ class Collector:
             if trace.header:  # the collector's own traces continue the probe's
                 request.headers["X-Amzn-Trace-Id"] = trace.header
             try:
-                response = self.session.send(
+                response = self._adapter.send(
                     request,
-                    timeout=(min(CONNECT_TIMEOUT, max(remaining, 0.001)), max(remaining, 0.001)),
-                    allow_redirects=False,
                     stream=True,
+                    timeout=(min(CONNECT_TIMEOUT, max(remaining, 0.001)), max(remaining, 0.001)),
+                    verify=self.session.verify,
                     proxies=self._proxies,
                 )
-                try:
-                    status = response.status_code
-                    trace.status(status)
-                    return status, 200 <= status < 300 and _is_collector_answer(response)
-                finally:
-                    response.close()
-            except requests.Timeout:
-                trace.failed(PostError.TIMEOUT)
-                raise _Retriable(PostError.TIMEOUT) from None
-            except (requests.RequestException, OSError):
-                # A read cut short by the deadline's watchdog is a timeout, not a connection error.
-                reason = PostError.TIMEOUT if dog.fired else PostError.CONNECTION
+            except TRANSPORT_ERRORS as exc:
+                reason = CAUSES[cause(exc, dog.fired)]
                 trace.failed(reason)
                 raise _Retriable(reason) from None
+            try:
+                status = response.status_code
+                trace.status(status)
+                if not 200 <= status < 300:
+                    return status, False
+                try:
+                    return status, is_collector_answer(read_bounded(response, MAX_ANSWER_BYTES))
+                except TRANSPORT_ERRORS as exc:
+                    # The collector said 2xx and may have taken the event: not retried (that would
+                    # post it twice), counted once; a body that drips past the deadline is a timeout.
+                    reason = PostError.TIMEOUT if dog.fired or isinstance(exc, AnswerTooSlow) else PostError.BAD_ANSWER
+                    trace.failed(reason)
+                    raise _Final(reason, status) from None
+            finally:
+                response.close()
 
     def _attempt(self, body: bytes, started: float, number: int) -> int:
         renewed = False
@@ -170,15 +211,15 @@ class Collector:
                 except AuthError:
                     if self.deadline - (time.monotonic() - started) <= 0:
                         raise _Final(PostError.TIMEOUT) from None
-                    raise _Retriable(PostError.AUTH) from None
+                    raise _Retriable(PostError.TOKEN) from None
                 headers["Authorization"] = f"Bearer {token}"
                 remaining = self.deadline - (time.monotonic() - started)
             status, accepted = self._send(body, headers, remaining, number)
             if 300 <= status < 400:
                 raise _Final(PostError.REDIRECT, status)
-            if status == 401 and token is not None and not renewed:
-                # The contract: renew the token once and retry this request once.
-                self.tokens.invalidate(token)
+            if status == 401 and token is not None and not renewed and self.tokens.invalidate(token):
+                # The contract: renew the token once and retry this request once; but a token
+                # fetched moments ago is not renewed again (TokenProvider.invalidate).
                 renewed = True
                 continue
             if status == 401:

@@ -17,7 +17,7 @@ from probe_sender.fail_out import FailOut, FailOutGroup
 from probe_sender.schedule import SkipReason, next_slot
 from shared import event as event_mod
 from shared import metrics
-from shared.auth import TokenResult
+from shared.auth import HINTS, TokenFailure, TokenResult
 from shared.config import Config, Dataset
 from shared.log import DatasetLog
 from shared.store import Note, Store, StoreOperation
@@ -53,6 +53,7 @@ class Sender:
         self.log = DatasetLog(log, name)
         metrics.precreate(metrics.post_errors, name, PostError)
         metrics.precreate(metrics.token_requests, name, TokenResult)
+        metrics.precreate(metrics.token_request_errors, name, TokenFailure)
         metrics.precreate(metrics.skipped_slots, name, SkipReason)
         metrics.fail_outs.labels(name)
         metrics.precreate(metrics.store_errors, name, [StoreOperation.RECORD_SEND, StoreOperation.RECORD_POST])
@@ -124,7 +125,18 @@ class Sender:
         if result.status == 403:
             return f"the collector refuses writes to dataset {ds} (403): check the client's permissions"
         if result.reason is PostError.AUTH:
-            return f"posts to {ds} fail for want of a token the collector accepts (see the token errors)"
+            if self.collector.tokens is None:
+                return f"the collector at {self.collector.host} refuses posts to {ds} (401), which go without a token"
+            return f"the collector at {self.collector.host} refuses the token for {ds} (401)"
+        if result.reason is PostError.TOKEN:
+            tokens = self.collector.tokens
+            cause = tokens.last_failure if tokens is not None else None
+            hint = HINTS.get(cause) if cause is not None else None
+            host = tokens.host if tokens is not None else "?"
+            why = f"{cause}: {hint}" if hint else f"{cause}"
+            return f"posts to {ds} fail for want of a token: Keycloak at {host}: {why}"
+        if result.reason in (PostError.DNS, PostError.REFUSED, PostError.TLS, PostError.CONNECTION):
+            return f"posts to {ds} fail: the collector at {self.collector.host}: {result.reason}"
         return f"posts to {ds} fail ({result.reason}{f', status {result.status}' if result.status else ''})"
 
     def _post(self, event: dict) -> None:

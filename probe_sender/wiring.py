@@ -6,22 +6,30 @@ sender does (the same redirect rule, deadline guard and token handling).
 
 from __future__ import annotations
 
+import logging
+
 import requests
 
 from probe_sender.collector import Collector
 from shared import metrics
 from shared.auth import TokenProvider
-from shared.config import Config, Dataset
+from shared.config import Config, Dataset, url_host
 from shared.http_deadline import guard
 from shared.tracing import NoTracer
 
+log = logging.getLogger("sender")
+
 
 def session_for(cfg: Config) -> requests.Session:
+    return new_session(min(256, cfg.post_concurrency * len(cfg.datasets)))
+
+
+def new_session(pool: int) -> requests.Session:
+    """The collectors' HTTP session, with connection pools of `pool` connections per host."""
     session = requests.Session()
     session.trust_env = False  # proxies: each collector's own, read once (collector_for); no netrc
     session.max_redirects = 0  # never follow one with a token; the collector treats a 3xx as an error
     # Guarded: each post ends by its deadline in all, even against a peer that drips bytes.
-    pool = min(256, cfg.post_concurrency * len(cfg.datasets))
     session.mount("http://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
     session.mount("https://", guard(requests.adapters.HTTPAdapter(pool_maxsize=pool)))
     return session
@@ -41,7 +49,17 @@ def token_provider(cfg: Config, tracer: NoTracer) -> TokenProvider | None:
         on_request=lambda result: metrics.token_requests.labels(first, result).inc(),
         timeout=cfg.post_timeout_seconds,
         trace=tracer.token_request,
+        on_failure=lambda reason: metrics.token_request_errors.labels(first, reason).inc(),
     )
+
+
+def token_allowed(cfg: Config, url: str) -> bool:
+    """Whether the bearer token may go to this collector URL: its host (and port, where an entry
+    names one) is on COLLECTOR_TOKEN_HOSTS, by default the host of the configured COLLECTOR_URL."""
+    from urllib.parse import urlsplit
+
+    name, full = (urlsplit(url).hostname or "").lower(), url_host(url)
+    return bool(name) and any(entry in (full, name) for entry in cfg.token_hosts())
 
 
 def collector_for(
@@ -52,4 +70,19 @@ def collector_for(
     live on different hosts."""
     url = ds.collector_endpoint()
     proxies = requests.utils.get_environ_proxies(url)
+    if tokens is not None and not token_allowed(cfg, url):
+        log.warning(
+            "the bearer token is not sent to %s (dataset %s): its host is not in COLLECTOR_TOKEN_HOSTS (%s)",
+            without_path(url),
+            ds.name,
+            ",".join(cfg.token_hosts()),
+        )
+        tokens = None
     return Collector(url, tokens, cfg.post_timeout_seconds, session, tracer, ds.posts_a_list(), proxies)
+
+
+def without_path(url: str) -> str:
+    """scheme://host[:port] of a URL: enough to name it in a log line (no path, query or secret)."""
+    from urllib.parse import urlsplit
+
+    return f"{urlsplit(url).scheme}://{url_host(url)}"

@@ -114,6 +114,19 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def url_host(url: str) -> str:
+    """The host of a URL as an allow-list names it: `name`, or `name:port` when the URL gives a port
+    (lower case; never the user or password). "" when the URL has none."""
+    try:
+        parts = urlsplit(url)
+        name, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return ""
+    if ":" in name:
+        name = f"[{name}]"
+    return f"{name}:{port}" if name and port is not None else name
+
+
 class ConfigError(Exception):
     """A setting is wrong; str() is the one line shown to the operator."""
 
@@ -175,6 +188,7 @@ class Config:
     collector_url: str
     websocket_url: str
     webhook_token: str
+    collector_token_hosts: str
     auth_enabled: bool
     keycloak_server: str
     keycloak_realm: str
@@ -216,6 +230,12 @@ class Config:
 
     def collector_endpoint(self) -> str:
         return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
+
+    def token_hosts(self) -> tuple[str, ...]:
+        """The hosts the bearer token may be sent to (COLLECTOR_TOKEN_HOSTS; by default the host of
+        COLLECTOR_URL): never to one that only a dataset entry or a redirect names."""
+        listed = [h.strip().lower() for h in self.collector_token_hosts.split(",") if h.strip()]
+        return tuple(listed) or tuple(h for h in (url_host(self.collector_url),) if h)
 
     def subscription_fresh_seconds(self) -> float:
         """How recent a subscription's heartbeat must be for it to count as open: a ping, its
@@ -379,6 +399,15 @@ FIELDS: tuple[Field, ...] = (
         None,
         "Collector URL template with `{dataset_id}` and `{version}`; default from the environment.",
         schemes=("http", "https"),
+    ),
+    _f(
+        "collector_token_hosts",
+        "collector.token_hosts",
+        "COLLECTOR_TOKEN_HOSTS",
+        "str",
+        "",
+        "Comma-separated hosts (`name` or `name:port`) the bearer token may be sent to; default: the host "
+        "of `collector.url`. A dataset whose collector is elsewhere posts without the token (logged at start).",
     ),
     _f(
         "post_timeout_seconds",

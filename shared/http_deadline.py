@@ -1,26 +1,96 @@
-"""Total deadlines for HTTP requests made with requests (and so python-keycloak).
+"""Total deadlines and bounded answers for HTTP requests made with requests (and so python-keycloak).
 
 requests and urllib3 apply their timeouts to each socket operation, so a peer that
-drips a byte at a time never times out. A guarded adapter's connections are tracked
-per thread, and `http_deadline` shuts them when its Watchdog fires. A module of its
-own so that the listener, which makes no HTTP requests, never imports requests.
+drips a byte at a time never times out, and name resolution (getaddrinfo, in C) has
+no timeout at all: a DNS server that never answers holds a call for the resolver's
+own retries (20 s and more). A guarded adapter's connections are tracked per thread,
+and `http_deadline` shuts them when its Watchdog fires; their names are resolved on a
+small pool of threads, waited for only until the deadline. A module of its own so
+that the listener, which makes no HTTP requests, never imports requests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from enum import StrEnum
 from typing import Any
 
+import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError
+from urllib3.util.connection import allowed_gai_family
 
 from shared.deadline import Watchdog, shut
 
 _tracked = threading.local()
+# getaddrinfo cannot be interrupted: a lookup that outlives its deadline is abandoned to one of
+# these threads, which it holds until the resolver gives up. Few, so that a DNS outage costs a
+# bounded number of threads; a lookup queued behind them still ends by its caller's deadline.
+RESOLVER_THREADS = 4
+_resolver = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolve")
+
+
+class Cause(StrEnum):
+    """What went wrong below HTTP, as an operator would name it."""
+
+    DNS = "dns"  # the host's name did not resolve (or not within the deadline)
+    REFUSED = "refused"  # nothing listens at the address
+    TLS = "tls"  # the TLS handshake or the certificate failed
+    TIMEOUT = "timeout"  # the deadline passed
+    CONNECTION = "connection"  # any other failure of the connection (reset, cut short, unreachable)
+
+
+class AnswerTooLarge(Exception):
+    """An answer read through a BoundedAdapter passed its size bound."""
+
+
+class AnswerTooSlow(Exception):
+    """An answer read through a BoundedAdapter was still arriving at the deadline."""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, its causes and contexts, and the `reason` urllib3 wraps inside its own errors."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < 32:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nested in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+        todo.extend(arg for arg in current.args if isinstance(arg, BaseException))
+
+
+def cause(exc: BaseException, fired: bool = False) -> Cause:
+    """The cause of a failed request, from its exception (pure: tests feed it exceptions).
+
+    `fired`: the request's deadline watchdog shut its sockets, so a read cut short is a timeout.
+    """
+    chain = list(_chain(exc))
+    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in chain):
+        return Cause.DNS
+    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError)) for e in chain):
+        return Cause.TLS
+    if any(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED for e in chain):
+        return Cause.REFUSED
+    timeouts = (TimeoutError, requests.Timeout, AnswerTooSlow)
+    if fired or any(isinstance(e, timeouts) for e in chain):
+        return Cause.TIMEOUT
+    return Cause.CONNECTION
 
 
 @contextlib.contextmanager
@@ -42,11 +112,19 @@ def http_deadline(seconds: float) -> Iterator[Watchdog]:
 
     dog = Watchdog(seconds, shut_all)
     _tracked.track = track
+    _tracked.due = time.monotonic() + max(0.0, seconds)
     try:
         with dog:
             yield dog
     finally:
         _tracked.track = None
+        _tracked.due = None
+
+
+def remaining() -> float | None:
+    """Seconds left of this thread's http_deadline, or None outside one."""
+    due = getattr(_tracked, "due", None)
+    return None if due is None else due - time.monotonic()
 
 
 def _track(sock: socket.socket | None) -> None:
@@ -55,24 +133,77 @@ def _track(sock: socket.socket | None) -> None:
         track(sock)
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+def resolve(host: str, port: int, within: float | None) -> list[str]:
+    """The addresses of `host`, in the resolver's order, waited for at most `within` seconds.
+
+    Raises socket.gaierror when the name does not resolve, or not in time.
+    """
+    family = allowed_gai_family()
+    lookup = _resolver.submit(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=None if within is None else max(0.0, within))
+    except FutureTimeout:
+        lookup.cancel()
+        raise socket.gaierror(socket.EAI_AGAIN, "no answer from the resolver within the deadline") from None
+    addresses: list[str] = []
+    for *_, address in infos:
+        if address[0] not in addresses:
+            addresses.append(str(address[0]))
+    return addresses
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class _GuardedMixin:
+    """Names resolved within the deadline; every socket visible to http_deadline."""
+
+    _dns_host: str
+    port: int
+
+    def _new_conn(self) -> socket.socket:
+        host = self._dns_host
+        if _is_address(host):
+            return super()._new_conn()  # type: ignore[misc]
+        try:
+            addresses = resolve(host, self.port, remaining())
+        except socket.gaierror as exc:
+            raise NameResolutionError(host, self, exc) from exc  # type: ignore[arg-type]
+        # Each address in turn, as urllib3 itself would, without a second (unbounded) lookup.
+        last: BaseException | None = None
+        try:
+            for address in addresses:
+                self._dns_host = address
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except OSError as exc:  # urllib3's NewConnectionError and ConnectTimeoutError are OSErrors
+                    last = exc
+        finally:
+            self._dns_host = host
+        if last is None:
+            raise NameResolutionError(host, self, socket.gaierror(socket.EAI_NONAME, "no address"))  # type: ignore[arg-type]
+        raise last
+
     def connect(self) -> None:
-        super().connect()
-        _track(self.sock)
+        super().connect()  # type: ignore[misc]
+        _track(self.sock)  # type: ignore[attr-defined]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        _track(self.sock)  # a reused keep-alive connection
-        super().request(*args, **kwargs)
+        _track(self.sock)  # type: ignore[attr-defined]  # a reused keep-alive connection
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _track(self.sock)
+class _GuardedHTTPConnection(_GuardedMixin, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _track(self.sock)
-        super().request(*args, **kwargs)
+
+class _GuardedHTTPSConnection(_GuardedMixin, HTTPSConnection):
+    pass
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
@@ -87,3 +218,49 @@ def guard(adapter: HTTPAdapter) -> HTTPAdapter:
     """Make an adapter's connections visible to http_deadline (its other settings are kept)."""
     adapter.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
     return adapter
+
+
+READ_CHUNK = 16384
+
+
+def read_bounded(response: requests.Response, limit: int) -> bytes:
+    """A response's body, at most `limit` bytes on the wire and after decompression, read by the
+    deadline of this thread's http_deadline (checked between reads, as the watchdog only cuts
+    reads that block: a peer that streams fast never blocks). Raises AnswerTooLarge or AnswerTooSlow."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise AnswerTooLarge(f"the answer declares {declared} bytes (at most {limit} taken)")
+    raw = response.raw
+    body = bytearray()
+    while True:
+        left = remaining()
+        if left is not None and left <= 0:
+            raise AnswerTooSlow("the answer was still arriving at the deadline")
+        chunk = raw.read(READ_CHUNK, decode_content=True)
+        if not chunk:  # urllib3 returns nothing only at the body's end
+            break
+        body += chunk
+        if len(body) > limit or raw.tell() > limit:
+            raise AnswerTooLarge(f"the answer passed {limit} bytes")
+    return bytes(body)
+
+
+class BoundedAdapter(HTTPAdapter):
+    """An adapter whose answers are read by read_bounded, for a client (python-keycloak) that reads
+    them whole with `response.content`: the body is read here, bounded, before the client sees it."""
+
+    def __init__(self, limit: int, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(**kwargs)
+        guard(self)
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        response = super().send(request, stream=True, **kwargs)
+        try:
+            response._content = read_bounded(response, self.limit)
+            response._content_consumed = True
+        except BaseException:
+            response.raw.close()  # never back into the pool half read
+            raise
+        response.raw.release_conn()
+        return response

@@ -67,6 +67,12 @@ last_sent = Gauge(
     "probe_last_event_sent_timestamp_seconds", "Unix time the newest event was sent.", D, multiprocess_mode="max"
 )
 token_requests = Counter("probe_token_requests", "Token requests to Keycloak, by result (ok/error).", [*D, "result"])
+token_request_errors = Counter(
+    "probe_token_request_errors",
+    "Failed token requests to Keycloak, by reason (dns, refused, tls, timeout, connection, rejected, "
+    "http_4xx, http_5xx, redirect, bad_answer).",
+    [*D, "reason"],
+)
 fail_outs = Counter(
     "probe_sender_fail_outs",
     "Times the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row (and was restarted).",

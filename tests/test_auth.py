@@ -19,8 +19,10 @@ def token_reply(token: str, expires_in: float = 300) -> Reply:
     return Reply(200, json.dumps({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}).encode())
 
 
-def provider(url: str, results: list[TokenResult], margin: float = 30) -> TokenProvider:
-    return TokenProvider(f"{url}/auth", "api-catalog", "client", "s3cret", margin, on_request=results.append)
+def provider(url: str, results: list[TokenResult], margin: float = 30, min_renewal: float = 30) -> TokenProvider:
+    return TokenProvider(
+        f"{url}/auth", "api-catalog", "client", "s3cret", margin, on_request=results.append, min_renewal=min_renewal
+    )
 
 
 def test_a_token_is_fetched_with_client_credentials_and_reused() -> None:
@@ -48,7 +50,7 @@ def test_a_short_lived_token_is_renewed_at_half_its_life() -> None:
 
 def test_invalidate_forgets_only_the_refused_token() -> None:
     with serve(sequence(token_reply("t1"), token_reply("t2"))) as stub:
-        tokens = provider(stub.url, [])
+        tokens = provider(stub.url, [], min_renewal=0)
         assert tokens.get() == "t1"
         tokens.invalidate("some-older-token")
         assert tokens.get() == "t1"

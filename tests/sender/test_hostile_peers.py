@@ -15,6 +15,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_a_collector_that_refuses_every_token_does_not_make_a_token_request_per_
     assert len(token_requests) == 1  # the first token; 20 refusals within the interval renew none
 
 
-def test_the_token_goes_only_to_allowed_hosts(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_the_token_goes_only_to_allowed_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """COLLECTOR_TOKEN_HOSTS defaults to COLLECTOR_URL's host: a dataset entry naming another host
     (here another port of loopback) gets its posts without the bearer token."""
     from shared import config
@@ -251,9 +252,8 @@ def test_a_token_answer_that_declares_too_much_is_not_read() -> None:
         stopping.wait(30)
 
     failures: list[TokenFailure] = []
-    with raw_peer(handle) as peer:
-        with pytest.raises(AuthError):
-            provider(f"http://127.0.0.1:{peer.port}", failures, timeout=5.0).get()
+    with raw_peer(handle) as peer, pytest.raises(AuthError):
+        provider(f"http://127.0.0.1:{peer.port}", failures, timeout=5.0).get()
     assert failures == [TokenFailure.BAD_ANSWER]
 
 
@@ -263,9 +263,12 @@ def test_a_token_answer_that_declares_too_much_is_not_read() -> None:
 def test_wrong_credentials_are_rejected_with_the_hint_and_the_host(caplog: pytest.LogCaptureFixture) -> None:
     body = b'{"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"}'
     failures: list[TokenFailure] = []
-    with serve(sequence(Reply(401, body))) as stub, caplog.at_level(logging.WARNING, "auth"):
-        with pytest.raises(AuthError) as raised:
-            provider(stub.url, failures).get()
+    with (
+        serve(sequence(Reply(401, body))) as stub,
+        caplog.at_level(logging.WARNING, "auth"),
+        pytest.raises(AuthError) as raised,
+    ):
+        provider(stub.url, failures).get()
     assert failures == [TokenFailure.REJECTED] and raised.value.reason is TokenFailure.REJECTED
     (line,) = [r.getMessage() for r in caplog.records if r.name == "auth"]
     assert "check ORIGO_CLIENT_ID and the secret" in line and stub.url.removeprefix("http://") in line

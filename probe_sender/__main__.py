@@ -26,6 +26,7 @@ def main() -> int:
     from probe_sender.wiring import collector_for, session_for, token_provider
     from shared import metrics
     from shared.auth import AuthError
+    from shared.config import redact_url
     from shared.store import Store
     from shared.tracing import make_tracer
 
@@ -50,7 +51,7 @@ def main() -> int:
         senders.append(Sender(cfg, ds, store, collector, app_id, fail_outs, stop, tracer))
         log.info(
             "sending to %s every %gs as app_id=%s dataset=%s (%s/%s)",
-            ds.collector_endpoint(),
+            redact_url(ds.collector_endpoint()),
             ds.interval_seconds,
             app_id,
             ds.name,

@@ -31,7 +31,7 @@ from probe_stack.watch import exec_watcher
 from shared import log as log_mod
 from shared.config import Config
 from shared.exits import ExitStatus
-from shared.lifecycle import load_config_or_exit
+from shared.lifecycle import load_config_or_exit, no_core_dumps
 from shared.parent import child_dies_with_us
 from shared.store import Store, StoreError
 
@@ -267,6 +267,7 @@ def reader_command(cfg: Config, environ: Mapping[str, str] | None = None, execut
 def run(with_emulator: bool = False) -> int:
     global _json_output
     _append_to_stdout()
+    no_core_dumps()  # inherited by supervisord and every program: a core would hold the secrets
     cfg = load_config_or_exit()
     _json_output = cfg.log_format == "json"
     for warning in cfg.warnings:

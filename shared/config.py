@@ -114,6 +114,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def _url_password(url: str) -> str:
+    """The password a URL carries (user:password@host), or "": a secret like any other."""
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
 def url_host(url: str) -> str:
     """The host of a URL as an allow-list names it: `name`, or `name:port` when the URL gives a port
     (lower case; never the user or password). "" when the URL has none."""
@@ -249,7 +257,10 @@ class Config:
     def secrets(self) -> list[str]:
         """Values that must never be printed (fed to the log redaction filter)."""
         values = [getattr(self, f.name) for f in FIELDS if f.secret and getattr(self, f.name)]
-        return values + [d.webhook_token for d in self.datasets if d.webhook_token]
+        urls = [self.collector_url, self.websocket_url, self.keycloak_server]
+        urls += [u for d in self.datasets for u in (d.collector_url, d.websocket_url)]
+        passwords = [p for p in map(_url_password, urls) if p]
+        return values + [d.webhook_token for d in self.datasets if d.webhook_token] + passwords
 
     def redacted(self) -> dict[str, Any]:
         """Every setting as `probe config check` shows it: secrets hidden, credentials cut out of URLs."""
@@ -914,7 +925,14 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None, *, for_r
         warnings=tuple(warnings),
         datasets=datasets,
     )
-    return _validate(cfg, origin, config_path, for_reading)
+    cfg = _validate(cfg, origin, config_path, for_reading)
+    if cfg.xray_enabled and not for_reading:  # read-only commands trace nothing
+        from shared.tracing import check_settings
+
+        problem = check_settings(env.get("AWS_XRAY_DAEMON_ADDRESS"), cfg.xray_sampling_rules)
+        if problem:
+            raise ConfigError(problem)
+    return cfg
 
 
 def _single_dataset(values: Mapping[str, Any]) -> Dataset:

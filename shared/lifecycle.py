@@ -4,11 +4,21 @@ Signals: SIGTERM/SIGINT are blocked in every thread and collected by the main
 thread with sigtimedwait, so no Python signal handler ever runs. A handler that
 interrupts a metric update deadlocks prometheus_client's non-reentrant lock
 (docs/runtime.md), and one that sets a threading.Event can deadlock too.
+SIGHUP (a closed terminal, or an operator expecting a reload) is collected the same
+way and ignored with one log line: nothing is reloaded, and it never kills a program.
+
+No program writes a core dump: one would hold the client secret, the webhook token
+and the JWT. RLIMIT_CORE is 0 (inherited by everything `probe run` starts) and the
+programs that hold secrets are not dumpable (PR_SET_DUMPABLE 0: no core, and no other
+process of the same user may read their memory or environment).
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -21,6 +31,18 @@ from shared.exits import ExitStatus
 from shared.parent import die_with_parent
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+IGNORED_SIGNALS = {signal.SIGHUP}
+PR_SET_DUMPABLE = 4  # <linux/prctl.h>
+
+log = logging.getLogger("lifecycle")
+
+
+def no_core_dumps(dumpable: bool = False) -> None:
+    """No core file from this process or any it starts; unless `dumpable`, not dumpable at all."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if not dumpable and sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def load_config_or_exit(prog: str = "probe", for_reading: bool = False) -> config_mod.Config:
@@ -39,7 +61,8 @@ def load_config_or_exit(prog: str = "probe", for_reading: bool = False) -> confi
 
 def start_process(name: str) -> config_mod.Config:
     """Load config (exit 2 with one line on error), block stop signals, set up logging and metrics dir."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | IGNORED_SIGNALS)
+    no_core_dumps()
     die_with_parent()
     cfg = load_config_or_exit(f"probe {name}")
     log_mod.setup(name, cfg.log_format, cfg.log_level, cfg.secrets())
@@ -60,8 +83,10 @@ def wait_for_stop(stop: threading.Event, alive: Callable[[], bool], poll: float 
     can return a bogus signal number, which must not stop the process.
     """
     while alive():
-        info = signal.sigtimedwait(STOP_SIGNALS, poll)
-        if info is not None and info.si_signo in STOP_SIGNALS:
+        info = signal.sigtimedwait(STOP_SIGNALS | IGNORED_SIGNALS, poll)
+        if info is not None and info.si_signo in IGNORED_SIGNALS:
+            log.info("SIGHUP ignored: nothing is reloaded; restart the program to apply changes")
+        elif info is not None and info.si_signo in STOP_SIGNALS:
             stop.set()
             return info.si_signo
     stop.set()

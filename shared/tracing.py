@@ -9,8 +9,8 @@ records the arrival in the same trace. Segments go by UDP to the X-Ray daemon at
 AWS_XRAY_DAEMON_ADDRESS (the SDK's default 127.0.0.1:2000): a missing daemon costs
 dropped datagrams, never a blocked or failed probe.
 
-Secrets never enter a segment: URLs are recorded without their query, and no
-header, token or body is recorded.
+Secrets never enter a segment: URLs are recorded without their user, password and
+query, and no header, token or body is recorded.
 """
 
 from __future__ import annotations
@@ -31,8 +31,35 @@ SAMPLE_ALL = {"version": 2, "default": {"fixed_target": 1, "rate": 1.0}, "rules"
 
 
 def without_query(url: str) -> str:
+    """A URL as a segment may show it: scheme, host, port and path; never a user, password or query."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_settings(daemon_address: str | None, sampling_rules: str) -> str | None:
+    """What is wrong with the X-Ray settings, in one line, or None: for `probe config check`, so
+    that a bad value fails there (exit 2) rather than crash both programs at start, again and again."""
+    from aws_xray_sdk.core.daemon_config import DaemonConfig
+    from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
+
+    if daemon_address is not None:
+        try:
+            DaemonConfig(daemon_address)
+        except Exception:  # the SDK raises its own error, or ValueError for a port that is no number
+            return (
+                f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: expected host:port, or "
+                "'tcp:host:port udp:host:port' (default 127.0.0.1:2000)"
+            )
+    if sampling_rules:
+        try:
+            LocalSampler(_load_rules(sampling_rules))
+        except Exception as exc:  # unreadable, not JSON, or rules the SDK refuses (its errors vary)
+            return (
+                f"XRAY_SAMPLING_RULES = {sampling_rules!r}: not X-Ray local sampling rules "
+                f"(version 2 with a default rule): {type(exc).__name__}"
+            )
+    return None
 
 
 class Attempt:

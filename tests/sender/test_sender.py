@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import resource
 import signal
+import socket
 import statistics
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -111,10 +114,10 @@ def test_token_endpoint_down_is_retried_with_backoff_not_in_a_tight_loop(
     proc, env = run_sender(
         emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05, POST_TIMEOUT_SECONDS=0.3, MAX_CONSECUTIVE_ERRORS=0
     )
-    wait_until(lambda: sum(r.post_error == "auth" for r in rows(env)) >= 40, 20, "40 posts failed for want of a token")
+    wait_until(lambda: sum(r.post_error == "token" for r in rows(env)) >= 40, 20, "40 posts failed for want of a token")
     samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
-    failed = metric(samples, "probe_event_post_errors_total", reason="auth")
-    assert failed >= 40
+    failed = metric(samples, "probe_event_post_errors_total", reason="token")
+    assert failed >= 40 and metric(samples, "probe_event_post_errors_total", reason="auth") == 0
     assert metric(samples, "probe_token_requests_total", result="error") <= 6  # backoff: 0.5 s, 1 s, 2 s, ...
     emulator.faults(token_down=False)
     wait_until(lambda: rows(env)[-1].post_state == "ok", 30, "posts to succeed once the token endpoint is back")
@@ -301,3 +304,53 @@ def test_a_full_disk_is_counted_as_a_store_error_and_nothing_unrecorded_is_poste
     recorded = {r.seqno for r in rows(env)}
     posted = {e["seqno"] for e in emulator.truth()["events"]}
     assert posted <= recorded  # record before send: nothing reached the collector unrecorded
+
+
+def test_a_password_in_the_collector_url_never_shows_sighup_is_ignored_and_no_core_is_dumped(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """22.12 and 22.16 on the real process: the start-up line and every X-Ray segment without the
+    URL's password, RLIMIT_CORE 0 as /proc shows it, and a SIGHUP that costs one log line."""
+    password = "hunter2-url-pw"
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(0.1)
+    datagrams: list[bytes] = []
+    done = threading.Event()
+
+    def receive() -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                datagrams.append(daemon.recv(65536))
+
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    url = f"http://probe:{password}@127.0.0.1:{emulator.port}/event-collector/event/{{dataset_id}}/{{version}}"
+    proc, env = run_sender(
+        emulator,
+        tmp_path,
+        EVENT_INTERVAL_SECONDS=0.05,
+        COLLECTOR_URL=url,
+        AWS_XRAY_SDK_ENABLED="true",
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+    )
+    try:
+        wait_until(lambda: len(rows(env)) >= 5, 30, "five events")
+        limits = Path(f"/proc/{proc.popen.pid}/limits").read_text()
+        (core,) = [line.split()[4:6] for line in limits.splitlines() if line.startswith("Max core file size")]
+        assert core == ["0", "0"], limits
+        proc.popen.send_signal(signal.SIGHUP)
+        count = len(rows(env))
+        wait_until(lambda: len(rows(env)) >= count + 10, 20, "sending on after SIGHUP")
+        assert proc.popen.poll() is None
+        assert proc.stop() == ExitStatus.OK
+    finally:
+        done.set()
+        receiver.join(2)
+        daemon.close()
+    output = proc.output()
+    assert output.count("SIGHUP ignored") == 1, output[-3000:]
+    assert "sending to http://" in output and password not in output
+    assert datagrams and all(password.encode() not in d for d in datagrams)
+    assert any(b"127.0.0.1" in d and b"/event-collector/event/" in d for d in datagrams)
+    assert {r.post_state for r in rows(env)} == {"ok"}

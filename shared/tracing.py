@@ -37,21 +37,35 @@ def without_query(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _host_port(host: str, port: str) -> bool:
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def daemon_address_ok(value: str) -> bool:
+    """Whether AWS_XRAY_DAEMON_ADDRESS is a form the SDK takes: `host:port`, or `tcp:host:port
+    udp:host:port` in either order. Checked here, not with the SDK: importing it reads the variable
+    and raises at import time, with a traceback."""
+    forms = value.split(" ")
+    if len(forms) == 1:
+        parts = forms[0].split(":")
+        return len(parts) == 2 and _host_port(*parts)
+    if len(forms) == 2:
+        parts = {form.split(":")[0]: form.split(":") for form in forms}
+        return set(parts) == {"tcp", "udp"} and all(len(p) == 3 and _host_port(p[1], p[2]) for p in parts.values())
+    return False
+
+
 def check_settings(daemon_address: str | None, sampling_rules: str) -> str | None:
     """What is wrong with the X-Ray settings, in one line, or None: for `probe config check`, so
     that a bad value fails there (exit 2) rather than crash both programs at start, again and again."""
-    from aws_xray_sdk.core.daemon_config import DaemonConfig
-    from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
-
-    if daemon_address is not None:
-        try:
-            DaemonConfig(daemon_address)
-        except Exception:  # the SDK raises its own error, or ValueError for a port that is no number
-            return (
-                f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: expected host:port, or "
-                "'tcp:host:port udp:host:port' (default 127.0.0.1:2000)"
-            )
+    if daemon_address is not None and not daemon_address_ok(daemon_address):
+        return (
+            f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: expected host:port, or "
+            "'tcp:host:port udp:host:port' (default 127.0.0.1:2000)"
+        )
     if sampling_rules:
+        from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
+
         try:
             LocalSampler(_load_rules(sampling_rules))
         except Exception as exc:  # unreadable, not JSON, or rules the SDK refuses (its errors vary)

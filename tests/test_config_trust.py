@@ -1,0 +1,81 @@
+"""Settings that guard secrets and peers (issue 22): X-Ray settings checked up front, passwords in
+URLs treated as secrets, the hosts the bearer token may go to."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shared import config
+from shared.exits import ExitStatus
+from tests.helpers import ROOT, probe_cmd
+
+LOCAL = {"ORIGO_ENVIRONMENT": "local", "PROBE_CONFIG": "/nonexistent-probe.yaml"}
+
+
+def load(**env: str) -> config.Config:
+    return config.load({**LOCAL, "PROBE_CONFIG": str(ROOT / "probe.yaml"), **env})
+
+
+def check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    names = {f.env for f in config.FIELDS} | {f.file_env for f in config.FIELDS} | {"AWS_XRAY_DAEMON_ADDRESS"}
+    full = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("PROBE_")}
+    full.update(ORIGO_ENVIRONMENT="local", PROBE_DB_PATH=str(tmp_path / "p.sqlite3"), **env)
+    return subprocess.run(probe_cmd("config", "check"), env=full, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("address", ["bogus", "127.0.0.1:notaport", "tcp:127.0.0.1:2000"])
+def test_a_bad_xray_daemon_address_fails_config_check_with_one_line(tmp_path: Path, address: str) -> None:
+    result = check(tmp_path, AWS_XRAY_SDK_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS=address)
+    assert result.returncode == ExitStatus.CONFIG, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "AWS_XRAY_DAEMON_ADDRESS" in line and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"version": 2, "rules": []},  # no default rule
+        {"version": 7, "default": {"fixed_target": 1, "rate": 1.0}, "rules": []},
+        {"version": 2, "default": {"fixed_target": -1, "rate": 1.0}, "rules": []},
+        {"version": 2, "default": {"fixed_target": 1, "rate": 1.0}, "rules": [{"description": "x"}]},
+    ],
+)
+def test_bad_xray_sampling_rules_fail_config_check_with_one_line(tmp_path: Path, rules: dict) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    result = check(tmp_path, AWS_XRAY_SDK_ENABLED="true", XRAY_SAMPLING_RULES=str(path))
+    assert result.returncode == ExitStatus.CONFIG, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "XRAY_SAMPLING_RULES" in line and "Traceback" not in result.stderr
+
+
+def test_good_xray_settings_pass(tmp_path: Path) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"version": 2, "default": {"fixed_target": 1, "rate": 0.5}, "rules": []}))
+    address = "tcp:127.0.0.1:2000 udp:127.0.0.1:2000"
+    result = check(
+        tmp_path, AWS_XRAY_SDK_ENABLED="true", XRAY_SAMPLING_RULES=str(path), AWS_XRAY_DAEMON_ADDRESS=address
+    )
+    assert result.returncode == ExitStatus.OK, result.stderr
+
+
+def test_a_password_in_a_url_is_a_secret_for_the_log_filter_and_redacted_in_config_check(tmp_path: Path) -> None:
+    url = "http://probe:pw-in-url-77@127.0.0.1:9/event-collector/event/{dataset_id}/{version}"
+    cfg = load(COLLECTOR_URL=url)
+    assert "pw-in-url-77" in cfg.secrets()
+    result = check(tmp_path, COLLECTOR_URL=url)
+    assert result.returncode == ExitStatus.OK and "pw-in-url-77" not in result.stdout + result.stderr
+
+
+def test_the_token_hosts_default_to_the_collector_urls_host_and_can_be_listed() -> None:
+    url = "https://user:pw@API.example.org:8443/event-collector/event/{dataset_id}/{version}"
+    assert load(COLLECTOR_URL=url).token_hosts() == ("api.example.org:8443",)
+    assert load(COLLECTOR_URL="https://api.example.org/x").token_hosts() == ("api.example.org",)
+    listed = load(COLLECTOR_TOKEN_HOSTS=" a.example.org, B.example.org:443 ,")
+    assert listed.token_hosts() == ("a.example.org", "b.example.org:443")
+    assert config.url_host("http://[::1]:8080/x") == "[::1]:8080" and config.url_host("not a url") == ""

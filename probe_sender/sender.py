@@ -26,6 +26,29 @@ from shared.tracing import NoTracer
 log = logging.getLogger("sender")
 
 
+def problem(ds: Dataset, result: PostResult, collector: Collector) -> str:
+    """One line an operator understands, naming the cause and the host (never a secret or query):
+    for the log, /readyz and `probe check` alike."""
+    name = f"{ds.id}/{ds.version}"
+    if result.status == 404:
+        return f"dataset {name} is not known to the collector (404): check its id and version"
+    if result.status == 403:
+        return f"the collector refuses writes to dataset {name} (403): check the client's permissions"
+    if result.reason is PostError.AUTH:
+        if collector.tokens is None:
+            return f"the collector at {collector.host} refuses posts to {name} (401), which go without a token"
+        return f"the collector at {collector.host} refuses the token for {name} (401)"
+    if result.reason is PostError.TOKEN:
+        tokens = collector.tokens
+        cause = tokens.last_failure if tokens is not None else None
+        hint = HINTS.get(cause) if cause is not None else None
+        why = f"{cause}: {hint}" if hint else f"{cause}"
+        return f"posts to {name} fail for want of a token: Keycloak at {tokens.host if tokens else '?'}: {why}"
+    if result.reason in (PostError.DNS, PostError.REFUSED, PostError.TLS, PostError.CONNECTION, PostError.TIMEOUT):
+        return f"posts to {name} fail: the collector at {collector.host}: {result.reason}"
+    return f"posts to {name} fail ({result.reason}{f', status {result.status}' if result.status else ''})"
+
+
 class Sender:
     def __init__(
         self,
@@ -118,26 +141,7 @@ class Sender:
         self._pool.submit(self._post, event)
 
     def _problem(self, result: PostResult) -> str:
-        """One line an operator understands, for the log and /readyz."""
-        ds = f"{self.ds.id}/{self.ds.version}"
-        if result.status == 404:
-            return f"dataset {ds} is not known to the collector (404): check its id and version"
-        if result.status == 403:
-            return f"the collector refuses writes to dataset {ds} (403): check the client's permissions"
-        if result.reason is PostError.AUTH:
-            if self.collector.tokens is None:
-                return f"the collector at {self.collector.host} refuses posts to {ds} (401), which go without a token"
-            return f"the collector at {self.collector.host} refuses the token for {ds} (401)"
-        if result.reason is PostError.TOKEN:
-            tokens = self.collector.tokens
-            cause = tokens.last_failure if tokens is not None else None
-            hint = HINTS.get(cause) if cause is not None else None
-            host = tokens.host if tokens is not None else "?"
-            why = f"{cause}: {hint}" if hint else f"{cause}"
-            return f"posts to {ds} fail for want of a token: Keycloak at {host}: {why}"
-        if result.reason in (PostError.DNS, PostError.REFUSED, PostError.TLS, PostError.CONNECTION):
-            return f"posts to {ds} fail: the collector at {self.collector.host}: {result.reason}"
-        return f"posts to {ds} fail ({result.reason}{f', status {result.status}' if result.status else ''})"
+        return problem(self.ds, result, self.collector)
 
     def _post(self, event: dict) -> None:
         try:

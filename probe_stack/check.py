@@ -74,6 +74,7 @@ def run(cfg: Config, count: int, timeout: float, as_json: bool, only: str | None
 def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, timeout: float) -> list[Outcome]:
     from probe_listener.receiver import Receiver
     from probe_listener.subscription import Subscription
+    from probe_sender.sender import problem
     from probe_sender.wiring import collector_for, session_for, token_provider
     from shared import event as event_mod
     from shared.store import EventState, Store
@@ -110,7 +111,8 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
                     event = event_mod.build(app_id, ds.name, seqno, sent_at, ds.payload_bytes)
                     event_mod.seal(event)
                     result = collector.post(event)
-                    detail = None if result.ok else f"{result.reason}" + (f" {result.status}" if result.status else "")
+                    # The same words as the sender's note behind /readyz: the reason, its cause and host.
+                    detail = None if result.ok else f"{result.reason}: {problem(ds, result, collector)}"
                     store.record_post(app_id, ds.name, seqno, result.ok, detail, time.time())
                     time.sleep(SPACING_SECONDS)
 

@@ -46,5 +46,34 @@ def test_check_says_why_a_post_failed(emulator: EmulatorClient, tmp_path: Path) 
     )
     assert result.returncode == ExitStatus.FATAL
     (event,) = json.loads(result.stdout)["events"]
-    assert (event["outcome"], event["detail"]) == ("post_failed", "auth")
+    assert event["outcome"] == "post_failed"
+    # Keycloak refused the client: named as such (never `auth`, which is the collector's refusal),
+    # with the host and the hint, in the words the sender's note gives /readyz.
+    assert event["detail"].startswith(
+        "token: posts to probe-dataset/1 fail for want of a token: Keycloak at 127.0.0.1:"
+    )
+    assert event["detail"].endswith(": rejected: check ORIGO_CLIENT_ID and the secret")
     assert "wrong-secret" not in result.stdout + result.stderr
+
+
+def test_check_with_keycloak_not_listening_names_the_cause_and_host(emulator: EmulatorClient, tmp_path: Path) -> None:
+    """Not `post_failed auth` for every event: the cause (refused) and the host it was."""
+    from tests.helpers import free_port
+
+    keycloak = f"127.0.0.1:{free_port()}"
+    result = run_check(
+        emulator,
+        tmp_path,
+        "--count",
+        "1",
+        "--json",
+        KEYCLOAK_SERVER=f"http://{keycloak}/auth",
+        POST_TIMEOUT_SECONDS="1",
+    )
+    assert result.returncode == ExitStatus.FATAL, result.stdout + result.stderr
+    (event,) = json.loads(result.stdout)["events"]
+    assert event["outcome"] == "post_failed"
+    assert event["detail"] == (
+        f"token: posts to probe-dataset/1 fail for want of a token: Keycloak at {keycloak}: refused: "
+        "is Keycloak running at that address?"
+    )

@@ -363,7 +363,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             "warning",
             f"The probe's token requests to Keycloak fail ({ds})",
             f"{{{{ $value }}}} token requests failed over {p.token_error_window}: the probe cannot authenticate "
-            "to the collector, so its posts fail with reason auth.",
+            "to the collector, so its posts fail with reason token.",
             p.token_error_for,
         ),
         _alert(

@@ -181,6 +181,11 @@ class XRayTracer(NoTracer):
 
     @contextlib.contextmanager
     def token_request(self) -> Iterator[None]:
+        # The first token is fetched before any event's segment: then there is nothing to attach
+        # it to, and the SDK would log "No segment found" for it.
+        if self._recorder.context.get_trace_entity() is None:
+            yield None
+            return
         sub = self._recorder.begin_subsegment("token request", namespace="remote")
         try:
             yield None

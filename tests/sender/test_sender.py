@@ -31,6 +31,7 @@ from tests.helpers import (
     start_probe,
     wait_until,
 )
+from tests.http_stub import raw_peer, read_request
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -350,7 +351,47 @@ def test_a_password_in_the_collector_url_never_shows_sighup_is_ignored_and_no_co
         daemon.close()
     output = proc.output()
     assert output.count("SIGHUP ignored") == 1, output[-3000:]
+    assert "No segment found" not in output  # the first token, fetched outside any event, is not traced
     assert "sending to http://" in output and password not in output
     assert datagrams and all(password.encode() not in d for d in datagrams)
     assert any(b"127.0.0.1" in d and b"/event-collector/event/" in d for d in datagrams)
     assert {r.post_state for r in rows(env)} == {"ok"}
+
+
+def test_a_token_endpoint_flooding_its_answer_neither_takes_memory_nor_delays_sigterm(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """22.2 on the real process: Keycloak answers with an endless body as fast as it is read. The
+    sender reads a bounded part of it (each try), stays small, and stops at once on SIGTERM."""
+    asked = threading.Event()
+
+    def flood(conn: socket.socket, stopping: threading.Event) -> None:
+        read_request(conn)
+        asked.set()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+        block = b'{"access_token": "' + b"a" * 65536
+        while not stopping.is_set():
+            conn.sendall(block)
+
+    with raw_peer(flood) as keycloak:
+        proc, env = run_sender(
+            emulator,
+            tmp_path,
+            KEYCLOAK_SERVER=f"http://127.0.0.1:{keycloak.port}/auth",
+            POST_TIMEOUT_SECONDS=10,
+            EVENT_INTERVAL_SECONDS=0.2,
+            MAX_CONSECUTIVE_ERRORS=0,
+        )
+        wait_until(asked.is_set, 30, "the first token request")
+        failing = "posts failing for want of a token"
+        wait_until(lambda: sum(r.post_error == "token" for r in rows(env)) >= 3, 30, failing)
+        status = Path(f"/proc/{proc.popen.pid}/status").read_text()
+        (peak,) = [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
+        stopped = time.monotonic()
+        assert proc.stop(timeout=30) == ExitStatus.OK
+        took = time.monotonic() - stopped
+    assert peak < 300 * 1024, f"peak RSS {peak} kB"  # kB: about 60 MB is the sender's own; not gigabytes
+    assert took < 10, took  # within a post deadline; it used to wait for SIGKILL
+    samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
+    assert metric(samples, "probe_token_request_errors_total", reason="bad_answer") >= 1
+    assert metric(samples, "probe_event_post_errors_total", reason="auth") == 0

@@ -54,7 +54,7 @@ class TokenFailure(StrEnum):
 
 MAX_ANSWER_BYTES = 262144  # on the wire and decompressed: a token answer is a few KB
 REJECTING_ERRORS = frozenset({"invalid_client", "unauthorized_client", "unauthorized"})
-# A collector's 401 forgets the shared token at most this often: a collector that refuses every
+# A collector's 401 renews the shared token at most this often: a collector that refuses every
 # token (a foreign or misconfigured one) must not turn each of its posts into a token request.
 MIN_RENEWAL_SECONDS = 30.0
 
@@ -182,7 +182,7 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
-        self._fetched_at = float("-inf")
+        self._renewed_at = float("-inf")  # when a collector's refusal last made us renew
         self._failures = 0
         self._next_try = 0.0
         self._last_failure: TokenFailure | None = None
@@ -216,13 +216,16 @@ class TokenProvider:
             self._lock.release()
 
     def invalidate(self, token: str) -> bool:
-        """The collector refused `token`: forget it, unless it was already replaced (True) or was
-        fetched less than `min_renewal` seconds ago (False: a renewal would not help, only cost)."""
+        """The collector refused `token`: forget it (True), unless it was already replaced (True: the
+        caller retries with the new one) or a refusal already renewed it less than `min_renewal`
+        seconds ago (False: a collector that refuses every token, say a foreign one, gets no more)."""
         with self._lock:
             if self._token != token:
                 return True
-            if time.monotonic() - self._fetched_at < self._min_renewal:
+            now = time.monotonic()
+            if now - self._renewed_at < self._min_renewal:
                 return False
+            self._renewed_at = now
             self._token = None
             return True
 
@@ -263,7 +266,6 @@ class TokenProvider:
         self._failures = 0
         self._last_failure = None
         self._token = token
-        self._fetched_at = now
         # Short-lived tokens (tests, odd realms) renew at half their life rather than at once.
         self._renew_at = now + lifetime - min(self._margin, lifetime / 2)
         return token

@@ -50,7 +50,7 @@ def test_a_short_lived_token_is_renewed_at_half_its_life() -> None:
 
 def test_invalidate_forgets_only_the_refused_token() -> None:
     with serve(sequence(token_reply("t1"), token_reply("t2"))) as stub:
-        tokens = provider(stub.url, [], min_renewal=0)
+        tokens = provider(stub.url, [])
         assert tokens.get() == "t1"
         tokens.invalidate("some-older-token")
         assert tokens.get() == "t1"
@@ -135,3 +135,14 @@ def test_keycloaks_token_decoding_loads_only_when_touched() -> None:
     token, loaded_before_use, used = json.loads(done.stdout)
     assert token == "t1" and not loaded_before_use
     assert used == "JWK"  # deferred, not taken away: touching it loads it
+
+
+def test_a_refusal_renews_the_token_at_most_once_per_interval() -> None:
+    with serve(sequence(token_reply("t1"), token_reply("t2"), token_reply("t3"))) as stub:
+        tokens = provider(stub.url, [], min_renewal=0.5)
+        assert tokens.get() == "t1" and tokens.invalidate("t1")
+        assert tokens.get() == "t2" and not tokens.invalidate("t2")  # within the interval: kept
+        assert tokens.get() == "t2"
+        time.sleep(0.5)  # the interval itself is the point here
+        assert tokens.invalidate("t2") and tokens.get() == "t3"
+    assert len(stub.requests) == 3

@@ -79,7 +79,7 @@ def test_a_401_renews_the_token_once_and_retries_once() -> None:
         return Reply(200) if request.headers["Authorization"] == "Bearer token-2" else Reply(401)
 
     with serve(script) as stub:
-        tokens = TokenProvider(f"{stub.url}/auth", "r", "client", "secret", refresh_margin=30, min_renewal=0)
+        tokens = TokenProvider(f"{stub.url}/auth", "r", "client", "secret", refresh_margin=30)
         result = collector(stub.url, tokens=tokens).post(EVENT)
         posts = [r.headers["Authorization"] for r in stub.requests if r.path != TOKEN_PATH]
     assert (result.ok, result.attempts) == (True, 1)
@@ -93,7 +93,7 @@ def test_a_second_401_is_an_auth_error() -> None:
         return token_reply(next(issued)) if request.path == TOKEN_PATH else Reply(401)
 
     with serve(script) as stub:
-        tokens = TokenProvider(f"{stub.url}/auth", "r", "client", "secret", refresh_margin=30, min_renewal=0)
+        tokens = TokenProvider(f"{stub.url}/auth", "r", "client", "secret", refresh_margin=30)
         result = collector(stub.url, tokens=tokens).post(EVENT)
         posts = [r for r in stub.requests if r.path != TOKEN_PATH]
     assert (result.ok, result.reason, result.status) == (False, PostError.AUTH, 401)

@@ -110,7 +110,10 @@ def test_a_collector_that_refuses_every_token_does_not_make_a_token_request_per_
         results = [refusing.post(EVENT) for _ in range(20)]
         token_requests = [r for r in stub.requests if r.path == TOKEN_PATH]
     assert {(r.ok, r.reason, r.status) for r in results} == {(False, PostError.AUTH, 401)}
-    assert len(token_requests) == 1  # the first token; 20 refusals within the interval renew none
+    # The first token, and one renewal for the first refusal (the contract's retry); the other 19
+    # refusals within the interval renew nothing (they used to renew once each).
+    assert len(token_requests) == 2
+    assert [r.attempts for r in results] == [1] * 20 and len(stub.requests) == 2 + 21
 
 
 def test_the_token_goes_only_to_allowed_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

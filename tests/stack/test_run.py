@@ -272,3 +272,15 @@ def test_the_demo_emulator_gets_no_secret_on_its_command_line_and_output_to_a_fi
 def test_probe_version() -> None:
     result = subprocess.run(probe_cmd("--version"), capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.split() == ["probe", metadata.version("dataplatform-probe")]
+
+
+def test_no_process_of_the_stack_can_dump_core(launch: Callable[..., Running]) -> None:
+    """A core of the sender held the client secret, the webhook token and the JWT (issue 22.12):
+    the runner (now its watcher), supervisord and every program run with RLIMIT_CORE 0, hard too."""
+    stack = launch("cores")
+    pids = stack.pids() | {stack.proc.popen.pid}
+    assert len(pids) >= 4
+    for pid in pids:
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        (core,) = [line.split()[4:6] for line in limits.splitlines() if line.startswith("Max core file size")]
+        assert core == ["0", "0"], (pid, Path(f"/proc/{pid}/cmdline").read_bytes())

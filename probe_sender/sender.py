@@ -181,9 +181,10 @@ class Sender:
         if self._note.record(problem):
             self.log.error("%s", problem)
         self.log.warning(
-            "post failed dataset=%s seqno=%d reason=%s status=%s attempts=%d after %.2fs",
+            "post failed dataset=%s seqno=%d host=%s reason=%s status=%s attempts=%d after %.2fs",
             self.ds.name,
             seqno,
+            self.collector.host,
             result.reason,
             result.status,
             result.attempts,
@@ -191,6 +192,7 @@ class Sender:
             extra={
                 "dataset": self.ds.name,
                 "seqno": seqno,
+                "host": self.collector.host,
                 "reason": result.reason,
                 "status": result.status,
                 "attempts": result.attempts,

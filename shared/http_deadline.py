@@ -178,6 +178,9 @@ class _GuardedMixin:
         last: BaseException | None = None
         try:
             for address in addresses:
+                left = remaining()
+                if last is not None and left is not None and left <= 0:
+                    break  # each address has its own connect timeout: the deadline ends the list
                 self._dns_host = address
                 try:
                     return super()._new_conn()  # type: ignore[misc]

@@ -310,3 +310,41 @@ def test_a_keycloak_5xx_and_3xx_are_named() -> None:
                 f"{stub.url}/auth", "r", "c", "s", 30, on_request=results.append, on_failure=failures.append
             ).get()
         assert (failures, results) == ([expected], [TokenResult.ERROR]), reply
+
+
+# ---- the cause of a failure, as a pure function ----
+
+
+def _wrapped(inner: BaseException) -> BaseException:
+    """As requests raises it: a ConnectionError around urllib3's MaxRetryError around the cause."""
+    import requests
+    from urllib3.exceptions import MaxRetryError
+
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise MaxRetryError(None, "/", exc) from exc  # type: ignore[arg-type]
+    except MaxRetryError as retry:
+        return requests.ConnectionError(retry)
+
+
+def test_the_cause_of_a_failure_is_found_however_deep_it_is_wrapped() -> None:
+    import ssl
+
+    from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
+
+    from shared.http_deadline import Cause, cause
+
+    refused = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] Connection refused")  # type: ignore[arg-type]
+    refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
+    cases = [
+        (_wrapped(NameResolutionError("h", None, socket.gaierror(-2, "Name or service not known"))), Cause.DNS),  # type: ignore[arg-type]
+        (_wrapped(refused), Cause.REFUSED),
+        (_wrapped(ssl.SSLCertVerificationError("certificate verify failed")), Cause.TLS),
+        (_wrapped(TimeoutError("timed out")), Cause.TIMEOUT),
+        (_wrapped(ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))), Cause.CONNECTION),
+    ]
+    for exc, expected in cases:
+        assert cause(exc) is expected, exc
+    assert cause(_wrapped(ConnectionResetError(104, "reset")), fired=True) is Cause.TIMEOUT

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from enum import StrEnum
-from urllib.parse import urlsplit
 
+from shared.config import url_host
 from shared.deferred_import import deferred
 from shared.http_deadline import AnswerTooLarge, BoundedAdapter, cause, http_deadline
 
@@ -163,8 +163,7 @@ class TokenProvider:
             client_secret_key=client_secret,
             timeout=max(1, round(timeout)),
         )
-        parts = urlsplit(server_url)
-        self.host = (parts.hostname or "?") if parts.port is None else f"{parts.hostname}:{parts.port}"
+        self.host = url_host(server_url) or "?"  # for log lines: never a password or a query
         # Never follow a redirect with the client secret in the body: requests would re-post the
         # form to wherever a 307 points. With no redirect allowed, a 3xx is a failed token request.
         session = self._client.connection._s

@@ -53,15 +53,6 @@ def token_provider(cfg: Config, tracer: NoTracer) -> TokenProvider | None:
     )
 
 
-def token_allowed(cfg: Config, url: str) -> bool:
-    """Whether the bearer token may go to this collector URL: its host (and port, where an entry
-    names one) is on COLLECTOR_TOKEN_HOSTS, by default the host of the configured COLLECTOR_URL."""
-    from urllib.parse import urlsplit
-
-    name, full = (urlsplit(url).hostname or "").lower(), url_host(url)
-    return bool(name) and any(entry in (full, name) for entry in cfg.token_hosts())
-
-
 def collector_for(
     cfg: Config, ds: Dataset, tokens: TokenProvider | None, session: requests.Session, tracer: NoTracer
 ) -> Collector:
@@ -70,7 +61,7 @@ def collector_for(
     live on different hosts."""
     url = ds.collector_endpoint()
     proxies = requests.utils.get_environ_proxies(url)
-    if tokens is not None and not token_allowed(cfg, url):
+    if tokens is not None and not cfg.token_allowed(url):
         log.warning(
             "the bearer token is not sent to %s (dataset %s): its host is not in COLLECTOR_TOKEN_HOSTS (%s)",
             without_path(url),

@@ -20,7 +20,7 @@ import socket
 import stat
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,15 @@ class Config:
         COLLECTOR_URL): never to one that only a dataset entry or a redirect names."""
         listed = [h.strip().lower() for h in self.collector_token_hosts.split(",") if h.strip()]
         return tuple(listed) or tuple(h for h in (url_host(self.collector_url),) if h)
+
+    def token_allowed(self, url: str) -> bool:
+        """Whether the bearer token may go to `url`: its host is on token_hosts(), as `name` (any
+        port) or as `name:port` (that port only)."""
+        try:
+            name = (urlsplit(url).hostname or "").lower()
+        except ValueError:
+            return False
+        return bool(name) and any(entry in (url_host(url), name) for entry in self.token_hosts())
 
     def subscription_fresh_seconds(self) -> float:
         """How recent a subscription's heartbeat must be for it to count as open: a ping, its
@@ -926,6 +935,14 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None, *, for_r
         datasets=datasets,
     )
     cfg = _validate(cfg, origin, config_path, for_reading)
+    if cfg.auth_enabled and not for_reading:  # never silent: these datasets' posts go without the token
+        withheld = [d.name for d in cfg.datasets if not cfg.token_allowed(d.collector_endpoint())]
+        if withheld:
+            note = (
+                f"the bearer token is not sent to the collector of {', '.join(withheld)}: its host is not in "
+                f"COLLECTOR_TOKEN_HOSTS ({','.join(cfg.token_hosts())})"
+            )
+            cfg = replace(cfg, warnings=(*cfg.warnings, note))
     if cfg.xray_enabled and not for_reading:  # read-only commands trace nothing
         from shared.tracing import check_settings
 

@@ -148,7 +148,8 @@ def test_the_token_goes_only_to_allowed_hosts(tmp_path: Path, monkeypatch: pytes
     assert all(r.headers.get("Authorization", "").startswith("Bearer ") for r in own.requests if "event" in r.path)
     assert foreign.requests and not any("Authorization" in r.headers for r in foreign.requests)
     allowed = config.load({"PROBE_CONFIG": str(path), "COLLECTOR_TOKEN_HOSTS": f"{config.url_host(foreign.url)}"})
-    assert wiring.token_allowed(allowed, foreign.url) and not wiring.token_allowed(allowed, own.url)
+    assert allowed.token_allowed(foreign.url) and not allowed.token_allowed(own.url)
+    assert any("not sent to the collector of elsewhere" in w for w in cfg.warnings)
 
 
 # ---- 22.11: the post deadline covers name resolution ----

@@ -42,7 +42,7 @@ def problem(ds: Dataset, result: PostResult, collector: Collector) -> str:
         tokens = collector.tokens
         cause = tokens.last_failure if tokens is not None else None
         hint = HINTS.get(cause) if cause is not None else None
-        why = f"{cause}: {hint}" if hint else f"{cause}"
+        why = f"{cause}: {hint}" if hint else f"{cause or 'its token request did not end within the deadline'}"
         return f"posts to {name} fail for want of a token: Keycloak at {tokens.host if tokens else '?'}: {why}"
     if result.reason in (PostError.DNS, PostError.REFUSED, PostError.TLS, PostError.CONNECTION, PostError.TIMEOUT):
         return f"posts to {name} fail: the collector at {collector.host}: {result.reason}"

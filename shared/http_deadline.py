@@ -28,7 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import NameResolutionError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 from urllib3.util.connection import allowed_gai_family
 
 from shared.deadline import Watchdog, shut
@@ -184,7 +184,7 @@ class _GuardedMixin:
                 self._dns_host = address
                 try:
                     return super()._new_conn()  # type: ignore[misc]
-                except OSError as exc:  # urllib3's NewConnectionError and ConnectTimeoutError are OSErrors
+                except (ConnectTimeoutError, OSError) as exc:  # NewConnectionError is a ConnectTimeoutError
                     last = exc
         finally:
             self._dns_host = host

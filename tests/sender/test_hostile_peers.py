@@ -184,6 +184,21 @@ def test_a_post_whose_host_never_resolves_ends_by_its_deadline_as_dns(dns_never_
     assert took < 1.0 + 2.0, took  # the deadline, plus a margin for a busy machine; not the resolver's 30 s
 
 
+def test_each_address_of_a_host_is_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving on our own (to bound it) must keep urllib3's fallback to the next address."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, port: object, *args: object, **kwargs: object) -> object:
+        if host == "two.test":  # the first address refuses (nothing on 127.0.0.2), the second answers
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port)) for ip in ("127.0.0.2", "127.0.0.1")]
+        return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with serve(sequence(Reply(200))) as stub:
+        result = collector(stub.url.replace("127.0.0.1", "two.test")).post(EVENT)
+    assert (result.ok, result.attempts) == (True, 1)
+
+
 def test_a_token_request_whose_host_never_resolves_ends_by_its_deadline_as_dns(
     dns_never_answers: threading.Event,
 ) -> None:

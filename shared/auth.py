@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from shared.config import url_host
 from shared.deferred_import import deferred
-from shared.http_deadline import AnswerTooLarge, BoundedAdapter, cause, http_deadline
+from shared.http_deadline import AnswerTooLarge, BoundedAdapter, cause, chain, http_deadline
 
 log = logging.getLogger("auth")
 
@@ -72,10 +72,10 @@ def token_failure(exc: BaseException, fired: bool = False) -> TokenFailure:
         return TokenFailure.HTTP_5XX if status >= 500 else TokenFailure.HTTP_4XX
     if isinstance(exc, (ValueError, TypeError, KeyError, RecursionError)):
         return TokenFailure.BAD_ANSWER
-    chained = exc.__cause__
-    if isinstance(chained, TooManyRedirects):
+    found = list(chain(exc))
+    if any(isinstance(e, TooManyRedirects) for e in found):
         return TokenFailure.REDIRECT
-    if isinstance(chained, AnswerTooLarge) or isinstance(getattr(chained, "__context__", None), AnswerTooLarge):
+    if any(isinstance(e, AnswerTooLarge) for e in found):
         return TokenFailure.BAD_ANSWER
     return TokenFailure(cause(exc, fired).value)
 

@@ -59,7 +59,7 @@ class AnswerTooSlow(Exception):
     """An answer read through a BoundedAdapter was still arriving at the deadline."""
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc`, its causes and contexts, and the `reason` urllib3 wraps inside its own errors."""
     seen: set[int] = set()
     todo = [exc]
@@ -80,15 +80,16 @@ def cause(exc: BaseException, fired: bool = False) -> Cause:
 
     `fired`: the request's deadline watchdog shut its sockets, so a read cut short is a timeout.
     """
-    chain = list(_chain(exc))
-    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in chain):
-        return Cause.DNS
-    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError)) for e in chain):
+    found = list(chain(exc))
+    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in found):
+        return Cause.DNS  # our resolver gives up at the deadline with a gaierror: still the name's fault
+    if fired:  # whatever the cut made the read raise (a TLS socket shut mid-record, say)
+        return Cause.TIMEOUT
+    if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError)) for e in found):
         return Cause.TLS
-    if any(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED for e in chain):
+    if any(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED for e in found):
         return Cause.REFUSED
-    timeouts = (TimeoutError, requests.Timeout, AnswerTooSlow)
-    if fired or any(isinstance(e, timeouts) for e in chain):
+    if any(isinstance(e, (TimeoutError, requests.Timeout, AnswerTooSlow)) for e in found):
         return Cause.TIMEOUT
     return Cause.CONNECTION
 

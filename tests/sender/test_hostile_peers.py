@@ -303,9 +303,13 @@ def test_a_400_invalid_client_is_rejected_too() -> None:
 
 def test_keycloak_unreachable_is_refused_and_the_post_says_token_not_auth(caplog: pytest.LogCaptureFixture) -> None:
     failures: list[TokenFailure] = []
-    keycloak = f"http://127.0.0.1:{free_port()}"
-    with serve(sequence(Reply(200))) as stub, caplog.at_level(logging.DEBUG):
-        result = collector(stub.url, deadline=1.0, tokens=provider(keycloak, failures)).post(EVENT)
+    # Bound but not listening: connections are refused for as long as it is held (a port merely
+    # free could be taken by another program on a busy machine meanwhile).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        keycloak = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        with serve(sequence(Reply(200))) as stub, caplog.at_level(logging.DEBUG):
+            result = collector(stub.url, deadline=1.0, tokens=provider(keycloak, failures)).post(EVENT)
     assert (result.ok, result.reason) == (False, PostError.TOKEN)
     assert failures[0] is TokenFailure.REFUSED
     assert not stub.requests  # no post went without the token

@@ -63,6 +63,17 @@ def check_settings(daemon_address: str | None, sampling_rules: str) -> str | Non
             f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: expected host:port, or "
             "'tcp:host:port udp:host:port' (default 127.0.0.1:2000)"
         )
+    if daemon_address is not None:
+        # The SDK resolves the daemon's host for every segment it sends, and logs a traceback each
+        # time that fails: a name that does not resolve now is refused here, once.
+        import socket
+
+        for form in daemon_address.split(" "):
+            host = form.split(":")[-2]
+            try:
+                socket.getaddrinfo(host, None)
+            except (socket.gaierror, UnicodeError):
+                return f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: {host!r} does not resolve; give the daemon's IP"
     if sampling_rules:
         from aws_xray_sdk.core.sampling.local.sampler import LocalSampler
 

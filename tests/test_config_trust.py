@@ -79,3 +79,21 @@ def test_the_token_hosts_default_to_the_collector_urls_host_and_can_be_listed() 
     listed = load(COLLECTOR_TOKEN_HOSTS=" a.example.org, B.example.org:443 ,")
     assert listed.token_hosts() == ("a.example.org", "b.example.org:443")
     assert config.url_host("http://[::1]:8080/x") == "[::1]:8080" and config.url_host("not a url") == ""
+
+
+def test_a_daemon_host_that_does_not_resolve_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK would resolve it for every segment and log a traceback each time. In-process, with
+    getaddrinfo answering as for an unknown name, so that no DNS query leaves the machine."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == "daemon.test":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with pytest.raises(config.ConfigError, match=r"AWS_XRAY_DAEMON_ADDRESS.*does not resolve"):
+        load(AWS_XRAY_SDK_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS="daemon.test:2000")
+    assert load(AWS_XRAY_SDK_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS="tcp:127.0.0.1:2000 udp:127.0.0.1:2000")

@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
 import sys
 
 from aiohttp import web
 
-from emulator.faults import FaultError, Faults
-from emulator.options import add_arguments
-from emulator.server import Emulator, Settings
-
-
-def build(args: argparse.Namespace) -> Emulator:
-    datasets: dict[str, set[str]] = {}
-    for spec in args.dataset or ["probe-dataset/1"]:
-        name, _, version = spec.partition("/")
-        datasets.setdefault(name, set()).add(version or "1")
-    settings = Settings(
-        realm=args.realm,
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        datasets=datasets,
-        webhook_tokens={name: args.webhook_token for name in datasets},
-        idle_close_seconds=args.idle_close_seconds,
-        max_connection_seconds=args.max_connection_seconds,
-        collector_auth=not args.no_collector_auth,
-    )
-    changes = json.loads(args.faults)
-    if not isinstance(changes, dict):
-        raise FaultError("--faults: expected a JSON object of fault settings")
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    return Emulator(settings, Faults().updated(changes))
+from emulator.faults import FaultError
+from emulator.options import build, parser
+from emulator.server import SHUTDOWN_SECONDS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +28,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"emulator listening on http://{args.host}:{args.port}", flush=True)
 
     try:
-        web.run_app(emulator.app(), host=args.host, port=args.port, print=listening, access_log=None)
+        web.run_app(
+            emulator.app(),
+            host=args.host,
+            port=args.port,
+            print=listening,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
     except OSError as exc:  # the port is taken, or the address is not this machine's
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = "; stop what listens there, or choose another --port" if exc.errno == errno.EADDRINUSE else ""
@@ -62,9 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m emulator") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Run the local stand-in of the dataplatform.")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(parser(prog).parse_args(argv))
 
 
 if __name__ == "__main__":

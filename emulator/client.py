@@ -1,16 +1,21 @@
-"""Driving a real emulator process from tests and the bench: start it, set faults, read the truth.
+"""Driving a real emulator from tests and the bench: start it, set faults, read the truth.
 
-Everything here talks to the emulator over loopback HTTP, as a person with curl
-would; nothing reaches into its memory.
+The emulator runs as a process of its own (`start_emulator`: the bench, and tests where the
+process is the point) or on an event loop in a thread of the caller (`serve_emulator`: the
+same aiohttp application on a real loopback socket, without an interpreter to start).
+Everything here talks to it over loopback HTTP, as a person with curl would; nothing reaches
+into its memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,9 +80,30 @@ def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) ->
 
 
 @dataclass
+class InThread:
+    """An emulator served by its own event loop on a thread of this process; stopped like a Proc."""
+
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    runner: Any  # aiohttp.web.AppRunner
+
+    def output(self) -> str:
+        return "(the emulator ran in the test process: its log lines are in the captured log)"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        """Stop serving (requests in progress get the same short grace as the process's SIGTERM)."""
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(timeout)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
+            self.loop.close()
+        return 0
+
+
+@dataclass
 class EmulatorClient:
     port: int
-    proc: Proc
+    proc: Proc | InThread
     session: requests.Session = field(default_factory=requests.Session)
 
     @property
@@ -140,6 +166,29 @@ def start_emulator(tmp: Path, *extra: str) -> EmulatorClient:
         proc.stop()
         raise AssertionError("emulator did not start:\n" + proc.output()) from None
     return emulator
+
+
+def serve_emulator(*flags: str) -> EmulatorClient:
+    """The emulator `probe emulator FLAGS` would run, served on a free loopback port by a thread of this process."""
+    from aiohttp import web
+
+    from emulator.options import build, parser
+    from emulator.server import SHUTDOWN_SECONDS
+
+    app = build(parser("serve_emulator").parse_args(list(flags))).app()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS)
+
+    async def bind() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)  # the kernel picks the port: no race for a free one
+        await site.start()
+        return runner.addresses[0][1]
+
+    thread = threading.Thread(target=loop.run_forever, name="emulator", daemon=True)
+    thread.start()
+    port = asyncio.run_coroutine_threadsafe(bind(), loop).result(30)
+    return EmulatorClient(port, InThread(loop, thread, runner))
 
 
 def implied_state(event: dict | None) -> tuple[str, int]:

@@ -1,13 +1,22 @@
-"""Command-line flags of `probe emulator`; defaults match the local demo in probe.yaml."""
+"""Command-line flags of `probe emulator`, and the emulator they describe; defaults match the local demo in probe.yaml.
+
+Only the standard library and `emulator.faults` at import: `probe` builds its parser from
+these flags on every call, and aiohttp is imported only when an emulator is built.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
-from emulator.faults import Faults
+from emulator.faults import FaultError, Faults
 from shared.config import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_EMULATOR_PORT, LOCAL_WEBHOOK_TOKEN
+
+if TYPE_CHECKING:
+    from emulator.server import Emulator
 
 # Secrets come through these variables, so that they never stand on a command line.
 SECRET_ENV = "EMULATOR_CLIENT_SECRET"
@@ -56,3 +65,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of every random choice (repeatable runs)")
     parser.add_argument("--log-level", default="INFO", help="log level (default INFO)")
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog=prog, description="Run the local stand-in of the dataplatform.")
+    add_arguments(result)
+    return result
+
+
+def build(args: argparse.Namespace) -> Emulator:
+    """The emulator the parsed flags describe; ValueError or FaultError (a ValueError) when they cannot work."""
+    from emulator.server import Emulator, Settings
+
+    datasets: dict[str, set[str]] = {}
+    for spec in args.dataset or ["probe-dataset/1"]:
+        name, _, version = spec.partition("/")
+        datasets.setdefault(name, set()).add(version or "1")
+    settings = Settings(
+        realm=args.realm,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        datasets=datasets,
+        webhook_tokens={name: args.webhook_token for name in datasets},
+        idle_close_seconds=args.idle_close_seconds,
+        max_connection_seconds=args.max_connection_seconds,
+        collector_auth=not args.no_collector_auth,
+    )
+    changes = json.loads(args.faults)
+    if not isinstance(changes, dict):
+        raise FaultError("--faults: expected a JSON object of fault settings")
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return Emulator(settings, Faults().updated(changes))

@@ -28,6 +28,9 @@ MAX_EVENTS_PER_REQUEST = 500
 MAX_EVENT_BYTES = 1024 * 1024
 MAX_REQUEST_BYTES = 5 * 1024 * 1024
 MAX_CLIENT_FRAME = 32 * 1024
+# How long a stop waits for requests in progress (a post held by `collector_delay_ms`, say)
+# before they are cancelled: a SIGTERM ends the emulator within about this, not aiohttp's 60 s.
+SHUTDOWN_SECONDS = 0.25
 BEARER = re.compile(r"^(b|B)earer [-0-9a-zA-Z._]*$")
 
 

@@ -80,9 +80,9 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from emulator.__main__ import main
+    from emulator.__main__ import run
 
-    return main(args.args, prog="probe emulator")
+    return run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -175,11 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     rules.set_defaults(func=_rules)
     add("dashboard", "print the Grafana dashboard (JSON)").set_defaults(func=_dashboard)
 
-    # The emulator parses its own flags (`probe emulator --help`), so it is imported only when run.
-    emu = add(
-        "emulator", "run the local dataplatform emulator (`probe emulator --help` lists its flags)", add_help=False
-    )
-    emu.add_argument("args", nargs=argparse.REMAINDER)
+    # The emulator's flags are parsed here like every other subcommand's (a REMAINDER positional
+    # refused a leading option, `--help` included); its server, and aiohttp, load only when it runs.
+    from emulator.options import add_arguments
+
+    emu = add("emulator", "run the local dataplatform emulator (`probe emulator --help` lists its flags)")
+    add_arguments(emu)
     emu.set_defaults(func=_emulator)
     return parser
 

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EmulatorClient, start_emulator
+from tests.helpers import EmulatorClient, serve_emulator
 
 
 @pytest.fixture
-def emulator(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EmulatorClient]:
-    """A real emulator process on a free loopback port; its log is shown when a test fails."""
-    emu = start_emulator(tmp_path)
+def emulator(request: pytest.FixtureRequest) -> Iterator[EmulatorClient]:
+    """The real emulator on a free loopback port, served by a thread of the test process (no interpreter to start)."""
+    emu = serve_emulator()
     yield emu
     emu.proc.stop()
     report = getattr(request.node, "rep_call", None)

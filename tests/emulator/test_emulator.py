@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import socket
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -18,7 +21,17 @@ from jwcrypto import jwk, jwt
 from keycloak import KeycloakOpenID
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakError
 
-from tests.helpers import CLIENT_ID, CLIENT_SECRET, DATASET, WEBHOOK_TOKEN, EmulatorClient, wait_until
+from tests.helpers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    DATASET,
+    WEBHOOK_TOKEN,
+    EmulatorClient,
+    free_port,
+    probe_cmd,
+    start,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -261,3 +274,27 @@ def test_delay_distributions_are_seeded_and_shaped() -> None:
     assert statistics.median(lognormal) == pytest.approx(50, rel=0.05) and max(lognormal) > 150
     assert sample(delay_distribution="normal", delay_ms=5, delay_spread_ms=50).count(0.0) > 1000  # never negative
     assert sample(delay_distribution="uniform", delay_ms=100, delay_spread_ms=20) == uniform  # the seed repeats
+
+
+def test_the_emulator_process_stops_within_a_second_on_sigterm_while_it_holds_a_post(tmp_path: Path) -> None:
+    """`probe emulator` as a process (the process is the point): a post it holds does not hold up its stop."""
+    port = free_port()
+    proc = start(probe_cmd("emulator", "--port", str(port), "--no-collector-auth"), tmp_path / "emulator.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(f"{base}/_emulator/health", timeout=1).ok, 30, "the emulator up")
+        requests.put(f"{base}/_emulator/faults", json={"collector_delay_ms": 60_000}, timeout=5).raise_for_status()
+        body = b'{"app_id": "a", "seqno": 1, "time_sent": "t"}'
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as held:
+            held.sendall(
+                f"POST /event-collector/event/{DATASET}/1 HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            # Answered after the post's bytes were in: the one event loop has taken the post up.
+            assert requests.get(f"{base}/_emulator/health", timeout=5).ok
+            started = time.monotonic()
+            assert proc.stop(timeout=10) == 0, proc.output()
+            assert time.monotonic() - started < 1.0, proc.output()
+    finally:
+        proc.stop(signal.SIGKILL)

@@ -1,0 +1,101 @@
+"""Every command the README and docs/ show is real: a Make target, or a `probe` subcommand whose flags parse.
+
+Nothing is started: `probe` lines are parsed by the CLI's own parser (a dry parse), `make`
+lines are looked up among the Makefile's targets.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import pytest
+
+from probe_stack.cli import build_parser
+from tests.helpers import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^\s*```(\w*)")
+INLINE = re.compile(r"`((?:\.venv/bin/)?(?:probe|make) [^`]+)`")
+COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z_]+=\S* )*((?:\.venv/bin/)?probe|make)(?: |$)")
+ENDS_A_COMMAND = {">", ">>", "|", "&&", "||", ";", "&", "2>&1"}
+
+
+def shown_commands() -> list[tuple[str, str]]:
+    """(where, command line) of every `probe`/`make` line in a shell block or inline code span.
+
+    Shell blocks are those tagged sh/bash/console, plus any line written after a `$ ` prompt;
+    an untagged block without a prompt is a diagram, not commands.
+    """
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        text = doc.read_text()
+        block: str | None = None  # the open block's tag ("" when untagged), None outside blocks
+        for raw in text.splitlines():
+            fence, line = FENCE.match(raw), raw.strip()
+            if fence:
+                block = fence.group(1) if block is None else None
+            elif block is not None and (block in ("sh", "bash", "console") or line.startswith("$ ")):
+                found.update({line: doc.name} if COMMAND.match(line) and line not in found else {})
+        for span in INLINE.findall(text):
+            found.setdefault(span, doc.name)
+    return [(where, line) for line, where in found.items()]
+
+
+def words(line: str) -> list[str]:
+    """The command's own words: no prompt, no leading VAR=value, no comment, redirection or pipe after it."""
+    tokens = shlex.split(line.removeprefix("$ "), comments=True)
+    while tokens and re.fullmatch(r"[A-Z_]+=.*", tokens[0]):
+        tokens.pop(0)
+    for i, token in enumerate(tokens):
+        if token in ENDS_A_COMMAND:
+            return tokens[:i]
+    return tokens
+
+
+def make_targets() -> set[str]:
+    return set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text(), re.M))
+
+
+COMMANDS = shown_commands()
+
+
+def test_the_docs_show_the_commands_this_test_is_about() -> None:
+    lines = {line for _, line in COMMANDS}
+    assert any("probe emulator --port" in line for line in lines), "the README's emulator line was not found"
+    assert any(line.startswith("make test") for line in lines)
+    assert len(lines) > 20
+
+
+@pytest.mark.parametrize(("where", "line"), COMMANDS, ids=[f"{w}: {c}" for w, c in COMMANDS])
+def test_a_shown_command_is_real(where: str, line: str) -> None:
+    tokens = words(line)
+    program, args = tokens[0], tokens[1:]
+    if program == "make":
+        unknown = [t for t in args if not t.startswith("-") and "=" not in t and t not in make_targets()]
+        assert not unknown, f"{where}: `{line}` names no Make target {unknown}"
+        return
+    try:
+        build_parser().parse_args(args)
+    except SystemExit as exc:
+        raise AssertionError(f"{where}: `{line}` does not parse (exit {exc.code})") from None
+
+
+def test_every_subcommand_answers_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in subcommands:
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args([name, "--help"])
+        assert exc.value.code == 0, name
+        assert f"usage: probe {name}" in capsys.readouterr().out, name
+
+
+def test_the_installed_probe_emulator_lists_its_flags() -> None:
+    """The README's own line, through the installed entry point."""
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "probe"), "emulator", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert all(flag in result.stdout for flag in ("--port", "--dataset", "--faults", "--seed")), result.stdout

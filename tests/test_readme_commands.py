@@ -16,6 +16,7 @@ from probe_stack.cli import build_parser
 from tests.helpers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SHELL_TAGS = ("sh", "bash", "console")
 FENCE = re.compile(r"^\s*```(\w*)")
 INLINE = re.compile(r"`((?:\.venv/bin/)?(?:probe|make) [^`]+)`")
 COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z_]+=\S* )*((?:\.venv/bin/)?probe|make)(?: |$)")
@@ -36,8 +37,8 @@ def shown_commands() -> list[tuple[str, str]]:
             fence, line = FENCE.match(raw), raw.strip()
             if fence:
                 block = fence.group(1) if block is None else None
-            elif block is not None and (block in ("sh", "bash", "console") or line.startswith("$ ")):
-                found.update({line: doc.name} if COMMAND.match(line) and line not in found else {})
+            elif block is not None and (block in SHELL_TAGS or line.startswith("$ ")) and COMMAND.match(line):
+                found.setdefault(line, doc.name)
         for span in INLINE.findall(text):
             found.setdefault(span, doc.name)
     return [(where, line) for line, where in found.items()]

@@ -173,6 +173,7 @@ def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> Non
         "ORIGO_ENVIRONMENT": "local",
         "PROBE_DB_PATH": str(bad_store),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "METRICS_PORT": str(free_port()),  # the default, 8000, may be a running demo's
     }
     result = subprocess.run(probe_cmd("run"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == ExitStatus.STORE

@@ -42,16 +42,19 @@ test: init test-deps ## the whole test suite (installs what it needs first)
 
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
 # tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in
-# the container tests. Installed when missing and we may (root with apt-get).
-TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap chromium
-TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark uidmap mmdebstrap chromium
-test-deps: ## install Prometheus, Alertmanager, podman, mmdebstrap and Chromium (Debian packages) when missing
-	@missing=$$(for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || echo $$t; done); \
+# the container tests, with what podman leaves to Recommends/Suggests: iptables, which
+# netavark programs for podman's default network, and slirp4netns, the network of rootless
+# podman; Chromium. Installed when missing and we may (root with apt-get).
+# tests/test_test_tools.py checks that every program the suite runs is listed here.
+TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap iptables chromium
+TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark iptables slirp4netns uidmap mmdebstrap chromium
+test-deps: ## install Prometheus, Alertmanager, podman (and iptables), mmdebstrap and Chromium (Debian packages) when missing
+	@missing=$$(for t in $(TEST_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || echo $$t; done); \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $(TEST_PACKAGES) (missing: $$(echo $$missing))"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
+	    apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $(TEST_PACKAGES) >/dev/null; \
 	  else \
 	    echo "make test needs $$(echo $$missing): run 'sudo apt-get install $(TEST_PACKAGES)' (Debian/Ubuntu)" >&2; \
 	    exit 2; \

@@ -39,12 +39,12 @@ def test_a_token_is_fetched_with_client_credentials_and_reused() -> None:
 
 def test_a_short_lived_token_is_renewed_at_half_its_life() -> None:
     results: list[TokenResult] = []
-    with serve(sequence(token_reply("t1", expires_in=1), token_reply("t2"))) as stub:
+    with serve(sequence(token_reply("t1", expires_in=2), token_reply("t2"))) as stub:
         tokens = provider(stub.url, results)
         fetched = time.monotonic()
         assert tokens.get() == "t1"
-        wait_until(lambda: tokens.get() == "t2", 3, "the token renewed")
-        assert 0.5 <= time.monotonic() - fetched < 1.0  # at half its life, before it expires
+        wait_until(lambda: tokens.get() == "t2", 5, "the token renewed")
+        assert 1.0 <= time.monotonic() - fetched < 2.0  # at half its life, before it expires
     assert results == [TokenResult.OK, TokenResult.OK]
 
 

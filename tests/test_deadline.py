@@ -23,7 +23,7 @@ def test_a_shorter_deadline_added_after_a_longer_one_fires_first_and_on_time() -
         with Watchdog(0.2, short_fired.set) as short:
             assert short_fired.wait(2.0)
             took = time.monotonic() - started
-        assert short.fired and 0.15 <= took < 1.0, took
+        assert short.fired and 0.19 <= took < 2.5, took  # not before its deadline; long before the other's
         assert not long_fired.is_set()
 
 

@@ -47,18 +47,22 @@ def guarded_session() -> requests.Session:
 
 def test_a_collector_that_drips_its_answer_times_out_by_the_post_deadline() -> None:
     with raw_peer(dripping()) as peer:
-        collector = Collector(f"http://127.0.0.1:{peer.port}/event", None, 1.0, guarded_session())
+        deadline = 1.0
+        collector = Collector(f"http://127.0.0.1:{peer.port}/event", None, deadline, guarded_session())
         started = time.monotonic()
         result = collector.post({"app_id": "abcdef01", "seqno": 1, "time_sent": "2026-11-28T00:00:00Z"})
         took = time.monotonic() - started
     assert (result.ok, result.reason) == (False, PostError.TIMEOUT)
-    assert took < 1.6, took  # each byte arrives within the read timeout; only the total deadline ends it
+    # Each byte arrives within the read timeout and the answer takes 20 s: only the total deadline
+    # ends it (the margin, twice the deadline, is for a busy machine).
+    assert took < 3 * deadline, took
 
 
 def test_a_token_endpoint_that_drips_ends_by_its_deadline_and_never_holds_posts() -> None:
     results: list[TokenResult] = []
     with raw_peer(dripping()) as peer:
-        tokens = TokenProvider(f"http://127.0.0.1:{peer.port}/auth", "r", "c", "s3cret", 30, results.append, 1.0)
+        deadline = 2.0
+        tokens = TokenProvider(f"http://127.0.0.1:{peer.port}/auth", "r", "c", "s3cret", 30, results.append, deadline)
         failures: list[float] = []
 
         def fetch() -> None:
@@ -73,9 +77,9 @@ def test_a_token_endpoint_that_drips_ends_by_its_deadline_and_never_holds_posts(
         started = time.monotonic()
         with pytest.raises(AuthError, match="under way"):
             tokens.get(timeout=0.3)  # a post with 0.3 s left waits no longer than that
-        assert time.monotonic() - started < 0.6
+        assert time.monotonic() - started < 0.3 + 1.0  # not until the first request's end, 1.9 s away
         first.join(5)
-    assert failures and failures[0] < 1.8, failures
+    assert failures and failures[0] < deadline + 1.0, failures
     assert results == [TokenResult.ERROR]
 
 
@@ -115,7 +119,7 @@ def test_a_handshake_fed_a_line_a_second_ends_at_the_connect_timeout(
         sub, store, dataset = listener_setup(tmp_path, peer.port)
         started = time.monotonic()
         assert sub._connect() is None
-        assert time.monotonic() - started < 1.6
+        assert time.monotonic() - started < 3 * 1.0  # the handshake would take 10 s
         store.close()
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="timeout") == 1
 

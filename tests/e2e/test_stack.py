@@ -111,7 +111,7 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
         30,
         "a latency median",
     )
-    assert DELAY <= median <= DELAY + 0.02, median
+    assert DELAY <= median <= DELAY * 1.5, median  # the delay is a floor; a busy machine adds, not half as much
 
     exposed = requests.get(f"{stack.metrics_url}/metrics", timeout=5).text
     for name in readme_metrics():

@@ -167,20 +167,23 @@ def test_drop_rate_one_delivers_nothing_and_the_truth_says_dropped(emulator: Emu
     ws.close()
 
 
-def test_fixed_delay_is_kept_to_within_20ms(emulator: EmulatorClient) -> None:
+def test_a_fixed_delay_holds_every_event_that_long_and_not_much_longer(emulator: EmulatorClient) -> None:
+    """Never early; late only by what a busy machine adds (a margin of half the delay, on the median)."""
+    delay = 0.2
     ws = subscribe(emulator)
     bearer = token(emulator)
-    emulator.faults(delay_ms=200)
+    emulator.faults(delay_ms=delay * 1000)
     gaps = []
     for seqno in range(1, 11):
         posted = time.time()
         assert post(emulator, {"app_id": "a", "seqno": seqno, "time_sent": "t"}, bearer).ok
         assert json.loads(ws.recv())["seqno"] == seqno
         gaps.append(time.time() - posted)
-    assert all(0.18 <= gap <= 0.22 for gap in gaps), gaps
+    assert min(gaps) >= delay - 0.002, gaps  # the client never sees an event before its delay
     truth = emulator.truth()["events"]
     held = [e["writes"][0]["at"] - e["accepted_at"] for e in truth]
-    assert statistics.median(held) == pytest.approx(0.2, abs=0.01)
+    assert min(held) >= delay - 0.002, held  # (timer resolution)
+    assert statistics.median(held) <= delay * 1.5, held
     ws.close()
 
 

@@ -30,7 +30,11 @@ def run_once(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     """A developer's environment without their probe settings, on a free metrics port (8000 may be a demo's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
-    defaults = {"PROBE_CONFIG": str(ROOT / "probe.yaml"), "ORIGO_ENVIRONMENT": "local", "METRICS_PORT": str(free_port())}
+    defaults = {
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
+        "METRICS_PORT": str(free_port()),
+    }
     return {**env, **defaults, **extra}
 
 

@@ -26,7 +26,7 @@ from tests.container.podman import (
     podman,
     require_tools,
 )
-from tests.helpers import EmulatorClient, free_port, start_emulator, wait_until
+from tests.helpers import EmulatorClient, free_port, serve_emulator, wait_until
 
 CLIENT_SECRET = "container-secret-7c1f9b2e"
 WEBHOOK_TOKEN = "container-token-4d8a0e63"
@@ -48,7 +48,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorClien
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EMULATOR_CLIENT_SECRET", CLIENT_SECRET)
         patch.setenv("EMULATOR_WEBHOOK_TOKEN", WEBHOOK_TOKEN)
-        emulator = start_emulator(tmp_path_factory.mktemp("container-emulator"))
+        emulator = serve_emulator()
     yield emulator
     emulator.proc.stop()
 

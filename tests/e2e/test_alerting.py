@@ -30,7 +30,7 @@ import yaml
 
 from probe_stack import alerting, dashboard
 from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
-from tests.helpers import ROOT, free_port, probe_cmd, start, start_emulator, wait_until
+from tests.helpers import ROOT, free_port, probe_cmd, serve_emulator, start, wait_until
 from tests.http_stub import Reply, Request, serve
 
 pytestmark = pytest.mark.timeout(600)
@@ -184,7 +184,7 @@ def alertmanager_config(webhook: str) -> str:
 @pytest.fixture
 def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Monitored]:
     require(PROMETHEUS, ALERTMANAGER)
-    emulator = start_emulator(tmp_path, *(arg for name in DATASETS for arg in ("--dataset", f"{name}/1")))
+    emulator = serve_emulator(*(arg for name in DATASETS for arg in ("--dataset", f"{name}/1")))
     emulator.faults(delay_ms=50, seed=7)
     run_dir = tempfile.mkdtemp(prefix="pa-")
     metrics_port = free_port()

@@ -19,7 +19,7 @@ from tests.helpers import (
     metric,
     read_events,
     read_metrics,
-    start_emulator,
+    serve_emulator,
     start_probe,
     store_app_id,
     store_in_flight,
@@ -73,8 +73,8 @@ def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Proc]
 def test_three_datasets_each_with_its_own_fault_tell_the_truth_and_keep_to_themselves(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    emulator: EmulatorClient = start_emulator(
-        tmp_path, *(a for d in ("drops", "outage", "errors") for a in ("--dataset", f"{d}/1"))
+    emulator: EmulatorClient = serve_emulator(
+        *(a for d in ("drops", "outage", "errors") for a in ("--dataset", f"{d}/1"))
     )
     procs.append(emulator.proc)
     (tmp_path / "probe.yaml").write_text(CONFIG)
@@ -149,7 +149,7 @@ def test_three_datasets_each_with_its_own_fault_tell_the_truth_and_keep_to_thems
 def test_copies_altered_on_the_way_are_counted_corrupted_and_still_classified(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
-    emulator = start_emulator(tmp_path)
+    emulator = serve_emulator()
     procs.append(emulator.proc)
     env = emulator.env(
         tmp_path,

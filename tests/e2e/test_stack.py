@@ -26,8 +26,8 @@ from tests.helpers import (
     implied_state,
     probe_cmd,
     read_events,
+    serve_emulator,
     start,
-    start_emulator,
     store_app_id,
     store_in_flight,
     wait_until,
@@ -48,7 +48,7 @@ def readme_metrics() -> list[str]:
 @pytest.fixture
 def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     require(PROMETHEUS, PROMTOOL)
-    emulator = start_emulator(tmp_path)
+    emulator = serve_emulator()
     emulator.faults(delay_ms=DELAY * 1000, drop_rate=0.05, seed=42)
     run_dir = tempfile.mkdtemp(prefix="pr-")
     metrics_port = free_port()
@@ -181,7 +181,7 @@ def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> Non
 
 
 def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
-    emulator = start_emulator(tmp_path)
+    emulator = serve_emulator()
     run_dir = tempfile.mkdtemp(prefix="pr-")
     # The port is bound but not listening: probe run's check (is anyone answering there?) passes,
     # and the metrics program cannot bind it, so it keeps failing at start.
@@ -201,7 +201,7 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
 
 
 def test_a_busy_metrics_port_is_named_at_once_with_its_setting(tmp_path: Path) -> None:
-    emulator = start_emulator(tmp_path)
+    emulator = serve_emulator()
     try:
         with socket.create_server(("127.0.0.1", 0)) as busy:
             port = busy.getsockname()[1]
@@ -216,7 +216,7 @@ def test_a_busy_metrics_port_is_named_at_once_with_its_setting(tmp_path: Path) -
 
 
 def test_with_emulator_never_carries_on_against_a_foreign_process_on_its_port(tmp_path: Path) -> None:
-    foreign = start_emulator(tmp_path)  # something answering like an emulator, but not ours
+    foreign = serve_emulator()  # something answering like an emulator, but not ours
     try:
         env = stack_env(foreign, tmp_path, tempfile.mkdtemp(prefix="pb-"), free_port(), LOSS_TIMEOUT)
         result = subprocess.run(

@@ -24,7 +24,7 @@ from tests.helpers import (
     metric,
     read_events,
     read_metrics,
-    start_emulator,
+    serve_emulator,
     start_probe,
     wait_until,
 )
@@ -129,7 +129,7 @@ def test_token_endpoint_down_is_retried_with_backoff_not_in_a_tight_loop(
 
 
 def test_auth_can_be_switched_off_for_a_collector_that_needs_none(tmp_path: Path) -> None:
-    emulator = start_emulator(tmp_path, "--no-collector-auth")
+    emulator = serve_emulator("--no-collector-auth")
     try:
         proc, env = run_sender(emulator, tmp_path, EVENT_INTERVAL_SECONDS=0.05, AUTH_ENABLED="false")
         wait_until(lambda: sum(r.post_state == "ok" for r in rows(env)) >= 10, 20, "ten posts without a token")

@@ -37,8 +37,12 @@ lint: init ## ruff, and hadolint on the Dockerfile
 	$(RUN)/ruff format --check .
 	$(RUN)/hadolint Dockerfile
 
+# The tests mostly wait on processes they start, so TEST_WORKERS pytest-xdist workers share
+# the cores; each test file runs whole on one worker (module fixtures, such as the image,
+# are built once), and every test picks its own ports and directories.
+TEST_WORKERS ?= 3
 test: init test-deps ## the whole test suite (installs what it needs first)
-	$(RUN)/pytest
+	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
 # tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in

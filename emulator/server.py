@@ -114,6 +114,7 @@ class Emulator:
         self.dataset_faults: dict[str, Faults] = {}
         self._ids = itertools.count(1)
         self._closer: asyncio.Task | None = None
+        self._stopping = asyncio.Event()  # set when the server stops: held posts end at once
 
     # ---- app ----
 
@@ -140,6 +141,7 @@ class Emulator:
         self._closer = asyncio.create_task(self._close_periodically())
 
     async def _stop(self, _: web.Application) -> None:
+        self._stopping.set()
         if self._closer:
             self._closer.cancel()
         await self._close_all(1001, "emulator shutting down")
@@ -192,7 +194,11 @@ class Emulator:
     async def collect(self, request: web.Request) -> web.Response:
         faults = self.faults_for(request.match_info["dataset"])
         if faults.collector_delay_ms:
-            await asyncio.sleep(faults.collector_delay_ms / 1000)
+            try:  # a stop ends the hold at once: a held post never holds up the emulator's exit
+                await asyncio.wait_for(self._stopping.wait(), faults.collector_delay_ms / 1000)
+                return web.json_response({"message": "Service Unavailable"}, status=503)
+            except TimeoutError:
+                pass
         if self.settings.collector_auth and not self._authorized(request.headers.get("Authorization")):
             return web.json_response({"message": "Unauthorized"}, status=401)
         dataset, version = request.match_info["dataset"], request.match_info["version"]

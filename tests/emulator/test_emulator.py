@@ -75,11 +75,11 @@ def test_wrong_client_secret_raises_the_keycloak_authentication_error(emulator: 
 
 
 def test_expired_forged_and_missing_tokens_get_401(emulator: EmulatorClient) -> None:
-    emulator.faults(token_lifetime_seconds=1)
+    emulator.faults(token_lifetime_seconds=3)  # whole seconds: long enough to be used before it expires
     short = token(emulator)
     event = {"app_id": "abcdef01", "seqno": 1, "time_sent": "t"}
     assert post(emulator, event, short).status_code == 200
-    wait_until(lambda: post(emulator, event, short).status_code == 401, 5, "the token to expire")
+    wait_until(lambda: post(emulator, event, short).status_code == 401, 8, "the token to expire")
     good = token(emulator)
     header, payload, signature = good.split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
@@ -298,6 +298,9 @@ def test_the_emulator_process_stops_within_a_second_on_sigterm_while_it_holds_a_
             assert requests.get(f"{base}/_emulator/health", timeout=5).ok
             started = time.monotonic()
             assert proc.stop(timeout=10) == 0, proc.output()
-            assert time.monotonic() - started < 1.0, proc.output()
+            # About 0.1 s on a quiet machine; the margin is for a busy one, the hold is 60 s.
+            assert time.monotonic() - started < 3.0, proc.output()
+            held.settimeout(5)
+            assert held.recv(100).startswith(b"HTTP/1.1 503"), "the held post got no answer"
     finally:
         proc.stop(signal.SIGKILL)

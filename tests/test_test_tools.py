@@ -21,6 +21,7 @@ from tests.helpers import ROOT
 
 # On every Debian system (Essential: yes): bash, coreutils, dash, dpkg.
 ESSENTIAL = {"bash", "sh", "true", "false", "sleep", "env", "dpkg"}
+ESSENTIAL |= {"make"}  # not Essential, but what runs the suite (`make test`)
 RUNNERS = {"run", "Popen", "check_output", "check_call", "call", "start"}
 # What a listed tool needs at run time beyond its package's Depends (make installs with
 # --no-install-recommends): podman's default network (netavark) programs iptables.

@@ -48,7 +48,7 @@ test: init test-deps ## the whole test suite (installs what it needs first)
 # tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in
 # the container tests, with what podman leaves to Recommends/Suggests: iptables, which
 # netavark programs for podman's default network, and slirp4netns, the network of rootless
-# podman; Chromium. Installed when missing and we may (root with apt-get).
+# podman; Chromium, for the status page test. Installed when missing and we may (root with apt-get).
 # tests/test_test_tools.py checks that every program the suite runs is listed here.
 TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap iptables chromium
 TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark iptables slirp4netns uidmap mmdebstrap chromium

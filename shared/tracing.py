@@ -68,10 +68,13 @@ def check_settings(daemon_address: str | None, sampling_rules: str) -> str | Non
         # time that fails: a name that does not resolve now is refused here, once.
         import socket
 
+        from shared.config import LOOKUP_SECONDS
+        from shared.http_deadline import resolve
+
         for form in daemon_address.split(" "):
             host = form.split(":")[-2]
             try:
-                socket.getaddrinfo(host, None)
+                resolve(host, 0, within=LOOKUP_SECONDS)
             except (socket.gaierror, UnicodeError):
                 return f"AWS_XRAY_DAEMON_ADDRESS = {daemon_address!r}: {host!r} does not resolve; give the daemon's IP"
     if sampling_rules:

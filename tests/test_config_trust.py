@@ -97,3 +97,39 @@ def test_a_daemon_host_that_does_not_resolve_is_refused_up_front(monkeypatch: py
     with pytest.raises(config.ConfigError, match=r"AWS_XRAY_DAEMON_ADDRESS.*does not resolve"):
         load(AWS_XRAY_SDK_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS="daemon.test:2000")
     assert load(AWS_XRAY_SDK_ENABLED="true", AWS_XRAY_DAEMON_ADDRESS="tcp:127.0.0.1:2000 udp:127.0.0.1:2000")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "names"),
+    [
+        ("METRICS_HOST", "silent.test", "METRICS_HOST"),
+        ("AWS_XRAY_DAEMON_ADDRESS", "silent.test:2000", "AWS_XRAY_DAEMON_ADDRESS"),
+    ],
+)
+def test_a_name_whose_lookup_never_answers_is_refused_within_the_lookup_deadline(
+    monkeypatch: pytest.MonkeyPatch, setting: str, value: str, names: str
+) -> None:
+    """A DNS server that never answers must not hang `probe run` or `config check`: the lookup
+    (which cannot be interrupted) is waited for only until LOOKUP_SECONDS."""
+    import socket
+    import threading
+    import time
+
+    real, release = socket.getaddrinfo, threading.Event()
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host == "silent.test":
+            release.wait(30)  # a resolver that never answers (released when the test ends)
+            raise socket.gaierror(socket.EAI_AGAIN, "no answer")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(config, "LOOKUP_SECONDS", 0.5)
+    extra = {"AWS_XRAY_SDK_ENABLED": "true"} if setting.startswith("AWS") else {}
+    began = time.monotonic()
+    try:
+        with pytest.raises(config.ConfigError, match=names):
+            load(**{setting: value}, **extra)
+    finally:
+        release.set()
+    assert time.monotonic() - began < 0.5 * 10  # the lookup would have taken 30 s

@@ -24,7 +24,7 @@ from probe_stack.status_data import counters_by_dataset
 from probe_stack.status_page import CONTENT_TYPE as PAGE_TYPE
 from probe_stack.status_page import HEADERS as PAGE_HEADERS
 from probe_stack.status_page import Pages, wants_html
-from probe_stack.sweep import SweepClock, dead_pids
+from probe_stack.sweep import SweepClock, dead_pids, remove_live_gauges
 from shared import lifecycle
 from shared.config import Config
 from shared.exits import ExitStatus
@@ -125,7 +125,6 @@ def make_server(cfg: Config, store: Store, limit: int = MAX_CONNECTIONS) -> Boun
 
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import mark_process_dead
 
     from probe_stack.multiproc_cache import DeadFilesCachedCollector
 
@@ -138,7 +137,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
         if not clock.due(time.monotonic()):
             return
         for pid in dead_pids(cfg.metrics_dir):
-            mark_process_dead(pid, cfg.metrics_dir)
+            remove_live_gauges(cfg.metrics_dir, pid)
             log.info("dropped live gauges of dead pid %d", pid)
 
     class Handler(BaseHTTPRequestHandler):

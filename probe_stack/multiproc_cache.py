@@ -10,8 +10,9 @@ and the sums are prometheus_client's own (its `_read_metrics` and `_accumulate_m
 
 from __future__ import annotations
 
-import glob
+import logging
 import os
+import stat
 import threading
 from collections.abc import Iterable
 
@@ -19,7 +20,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from probe_stack.metrics_dir import METRIC_FILE
 from probe_stack.sweep import pid_alive
+
+log = logging.getLogger("metrics")
 
 
 def file_pid(path: str) -> int | None:
@@ -35,11 +39,34 @@ class DeadFilesCachedCollector(MultiProcessCollector):
         self._lock = threading.Lock()
         self._dead_files: frozenset[str] | None = None
         self._dead: dict[str, Metric] = {}
+        self._skipped: set[str] = set()
+
+    def metric_files(self) -> list[str]:
+        """The directory's metric files: regular files with prometheus_client's names only.
+
+        Anything else (a sub-directory called `counter_2.db`, a symlink, a stray name) would
+        make the whole scrape fail; it is left out, and logged once per name.
+        """
+        paths = []
+        with os.scandir(self._path) as entries:
+            for entry in entries:
+                if not entry.name.endswith(".db"):
+                    continue
+                try:
+                    regular = stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode)
+                except FileNotFoundError:  # a live gauge removed meanwhile by a sweep
+                    continue
+                if regular and METRIC_FILE.match(entry.name):
+                    paths.append(entry.path)
+                elif entry.name not in self._skipped:
+                    self._skipped.add(entry.name)
+                    log.warning("metrics directory: skipping %s, not a metric file of prometheus_client", entry.name)
+        return paths
 
     def collect(self) -> Iterable[Metric]:
         live, dead = [], []
         alive: dict[int, bool] = {}
-        for path in glob.glob(os.path.join(self._path, "*.db")):
+        for path in self.metric_files():
             pid = file_pid(path)
             if pid is not None and pid not in alive:
                 alive[pid] = pid_alive(pid)

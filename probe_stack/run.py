@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import secrets
 import shlex
@@ -19,14 +18,14 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from probe_stack import metrics_dir, stack_lock
-from probe_stack.healthcheck import local_host, metrics_address, url_host
+from probe_stack import metrics_dir, rundir, stack_lock
+from probe_stack.healthcheck import metrics_address, url_host
 from probe_stack.watch import exec_watcher
 from shared import log as log_mod
 from shared.config import Config
@@ -44,16 +43,28 @@ DEMO_FAULTS = (
 )
 
 
+# How long `probe ctl` waits for supervisord: a stopped (SIGSTOP) or hung supervisord accepts the
+# connection and never answers. Commands that stop programs wait up to their stopwaitsecs
+# (40 s for the sender) and startsecs; following a log (tail -f, fg) has no end by intent.
+CTL_QUICK_SECONDS = 15.0
+CTL_SLOW_SECONDS = 150.0
+CTL_QUICK_COMMANDS = frozenset({"status", "pid", "avail", "version", "help", "tail", "maintail", "clear"})
+
+
+def ctl_deadline(args: list[str]) -> float | None:
+    """Seconds `probe ctl ARGS` may take, or None for a command that follows output until stopped."""
+    verb = args[0] if args else "status"
+    if verb == "fg" or (verb in ("tail", "maintail") and "-f" in args):
+        return None
+    return CTL_QUICK_SECONDS if verb in CTL_QUICK_COMMANDS else CTL_SLOW_SECONDS
+
+
 def run_dir(cfg: Config) -> Path:
-    """Private directory of the control socket; derived from the store path so `probe ctl` finds it.
-
-    Under /tmp, because AF_UNIX socket paths are limited to about 107 bytes.
-    """
-    key = hashlib.sha256(str(Path(cfg.db_path).resolve()).encode()).hexdigest()[:10]
-    return Path(os.environ.get("PROBE_RUN_DIR") or Path(tempfile.gettempdir()) / f"probe-{os.getuid()}-{key}")
+    """Private directory of the control socket of the stack on this store (see probe_stack.rundir)."""
+    return rundir.find(cfg.db_path, os.environ)
 
 
-def prepare(cfg: Config) -> int:
+def prepare(cfg: Config, holder: str = "") -> int:
     """Open (create, migrate, check) the store and reset the metrics directory.
 
     The store is opened here, once, before any program starts: a corrupt or foreign
@@ -69,7 +80,7 @@ def prepare(cfg: Config) -> int:
     finally:
         store.close()
     try:
-        metrics_dir.reset(Path(cfg.metrics_dir))
+        metrics_dir.reset(Path(cfg.metrics_dir), holder)
     except metrics_dir.MetricsDirError as exc:
         _say(f"probe: {exc}")
         return ExitStatus.CONFIG
@@ -194,24 +205,6 @@ def _write_ctl_conf(rdir: Path, env: dict[str, str]) -> Path:
     return path
 
 
-def private_dir(path: Path) -> str | None:
-    """Create `path` as a private directory, or check that it is one; the reason when it is not.
-
-    An existing directory is never chmod'ed: a shared one (such as /tmp, sticky and
-    world-writable) must not be taken over, only refused.
-    """
-    with contextlib.suppress(FileExistsError):
-        path.mkdir(mode=0o700, parents=True)
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        return "is not a directory"
-    if st.st_uid != os.getuid():
-        return "belongs to another user"
-    if st.st_mode & 0o7077:
-        return f"is not private (mode {stat.S_IMODE(st.st_mode):o}; it must be 700)"
-    return None
-
-
 _json_output = False  # LOG_FORMAT=json: our own lines are JSON too
 
 
@@ -221,13 +214,23 @@ def _say(text: str, level: str = "ERROR") -> None:
 
 
 def port_in_use(host: str, port: int) -> str | None:
-    """Whether something already answers on host:port (then starting would only fail later, or
-    worse, talk to a stranger); the reason, or None."""
-    try:
-        with socket.create_connection((local_host(host), port), timeout=1):
-            return "something accepts connections there"
-    except OSError:
-        return None
+    """Whether the server to come could not bind host:port (then it would only fail later, or a
+    client would talk to a stranger); the reason, or None.
+
+    It binds, as the real server will (SO_REUSEADDR, as http.server and aiohttp set it), rather
+    than connecting: a socket bound there but not listening accepts no connection, yet takes
+    the port.
+    """
+    server = ThreadingHTTPServer
+    family = socket.AF_INET6 if ":" in host else server.address_family
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        if server.allow_reuse_address:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"it cannot be bound: {exc.strerror or exc}"
+    return None
 
 
 def _append_to_stdout() -> None:
@@ -277,15 +280,27 @@ def run(with_emulator: bool = False) -> int:
         if problem:
             _say(f"probe run --with-emulator: EMULATOR_FAULTS: {problem}")
             return ExitStatus.CONFIG
+    # Every lock first (store, run directory, metrics directory), and every check, before anything
+    # is written: a stack that is refused changes nothing of a running one.
     try:
-        lock = stack_lock.acquire(cfg.db_path, cfg.config_file or "none (defaults and environment)")
-    except stack_lock.StackRunning as exc:
+        locks = [stack_lock.acquire(cfg.db_path, cfg.config_file or "none (defaults and environment)")]
+        rdir, fd, warning = rundir.choose(cfg.db_path, os.environ)
+        locks.append(fd)
+        if warning:
+            _say(f"probe: warning: {warning}", "WARNING")
+        locks.append(metrics_dir.hold(Path(cfg.metrics_dir)))
+    except (stack_lock.StackRunning, metrics_dir.MetricsDirBusy) as exc:
         _say(f"probe: {exc}")
         return ExitStatus.BUSY
-    rdir = run_dir(cfg)
-    problem = private_dir(rdir)
-    if problem:
-        _say(f"probe: the run directory {rdir} {problem}; remove it or set PROBE_RUN_DIR")
+    except StoreError as exc:
+        _say(f"probe: {exc}")
+        return ExitStatus.STORE
+    except stack_lock.RunDirError as exc:
+        rdir = rundir.find(cfg.db_path, os.environ)
+        _say(f"probe: the run directory {rdir} {exc}; remove it or set PROBE_RUN_DIR")
+        return ExitStatus.CONFIG
+    except metrics_dir.MetricsDirError as exc:
+        _say(f"probe: {exc}")
         return ExitStatus.CONFIG
     busy = port_in_use(cfg.metrics_host, cfg.metrics_port)
     if busy:
@@ -303,12 +318,14 @@ def run(with_emulator: bool = False) -> int:
                 "stop what listens there, or point the URLs at another port"
             )
             return ExitStatus.CONFIG
-    code = prepare(cfg)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    code = prepare(cfg, f"pid {os.getpid()}, started {started}, store {Path(cfg.db_path).resolve()}")
     if code:
         return code
     (rdir / "fatal").unlink(missing_ok=True)
     env = _supervisor_env(cfg, rdir)
     _write_ctl_conf(rdir, env)
+    rundir.record(cfg.db_path, rdir)
     # LOG_FORMAT=json: everything the stack writes (supervisord's own lines, a traceback) goes
     # through the watcher, which makes every line JSON; the programs' JSON lines pass unchanged.
     relay_read, relay_write = os.pipe() if _json_output else (-1, None)
@@ -351,7 +368,7 @@ def run(with_emulator: bool = False) -> int:
         print("\n".join([*lines, "  stop     Ctrl-C"]), flush=True)
 
     # From here on `probe run` only waits, forwards signals and reports: it becomes the watcher.
-    exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, lock, _json_output, relay_read)
+    exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, locks, _json_output, relay_read)
     raise AssertionError("unreachable: exec_watcher does not return")
 
 
@@ -387,5 +404,11 @@ def ctl(args: list[str]) -> int:
         _say(NO_TAIL)
         return ExitStatus.CONFIG
     # Without arguments supervisorctl would open an interactive shell; an operator wants the status.
-    command = [sys.executable, "-P", "-m", "supervisor.supervisorctl", "-c", str(conf), *(args or ["status"])]
-    return subprocess.call(command)
+    args = args or ["status"]
+    command = [sys.executable, "-P", "-m", "supervisor.supervisorctl", "-c", str(conf), *args]
+    deadline = ctl_deadline(args)
+    try:
+        return subprocess.run(command, timeout=deadline).returncode
+    except subprocess.TimeoutExpired:
+        _say(f"probe ctl: supervisord did not answer within {deadline:g}s (stopped or hung?); gave up")
+        return ExitStatus.FATAL

@@ -1,21 +1,29 @@
-"""One stack per store: an OS lock beside the store file, held for the stack's whole life.
+"""One stack per store, per run directory and per metrics directory: OS locks held for the stack's life.
 
 Two stacks on one store would count each other's events as duplicates, wipe each
 other's metrics and rewrite each other's control credentials. flock() is released
 by the kernel when its holder dies, however it dies, so a crashed stack never
-blocks the next one.
+blocks the next one. Every lock is taken before anything is written, so a stack
+that is refused has changed nothing (not even the running one's supervisorctl.conf).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
+from shared.store import check_store_path, open_companion
+
 
 class StackRunning(Exception):
-    """Another stack holds the store; str() names it."""
+    """Another stack holds the store or the run directory; str() names it."""
+
+
+class RunDirError(Exception):
+    """The run directory cannot be used; str() says why (without the path)."""
 
 
 def lock_path(db_path: str) -> Path:
@@ -24,10 +32,15 @@ def lock_path(db_path: str) -> Path:
 
 
 def acquire(db_path: str, config_path: str) -> int:
-    """Take the store's lock or raise StackRunning; returns the descriptor to keep open (not inherited)."""
+    """Take the store's lock or raise StackRunning; returns the descriptor to keep open (not inherited).
+
+    The lock file is truncated and rewritten, so it is opened only as a plain file of ours in a
+    directory others cannot write (StoreError otherwise): never through a planted link.
+    """
     path = lock_path(db_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    check_store_path(Path(db_path).resolve())
+    fd = open_companion(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -40,4 +53,47 @@ def acquire(db_path: str, config_path: str) -> int:
     os.ftruncate(fd, 0)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     os.pwrite(fd, f"pid {os.getpid()}, started {started}, config {config_path}\n".encode(), 0)
+    return fd
+
+
+def private_problem(info: os.stat_result, uid: int) -> str | None:
+    """Why a directory (its lstat or fstat) is not a private directory of `uid`, or None."""
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != uid:
+        return "belongs to another user"
+    if info.st_mode & 0o7077:
+        return f"is not private (mode {stat.S_IMODE(info.st_mode):o}; it must be 700)"
+    return None
+
+
+def hold_private_dir(path: Path) -> int:
+    """Create `path` as a private directory, or check that it is one, and lock it; the descriptor.
+
+    An existing directory is never chmod'ed: a shared one (such as /tmp, sticky and
+    world-writable) must not be taken over, only refused (RunDirError). Another stack
+    holding it raises StackRunning.
+    """
+    try:
+        if not path.is_symlink():
+            path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise RunDirError(f"cannot be created ({exc.strerror})") from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise RunDirError("is not a directory") from None
+    problem = private_problem(os.fstat(fd), os.geteuid())
+    if problem:
+        os.close(fd)
+        raise RunDirError(problem)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StackRunning(
+            f"another stack already uses the run directory {path}; give this one its own PROBE_RUN_DIR"
+        ) from None
     return fd

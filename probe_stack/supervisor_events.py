@@ -13,8 +13,10 @@ process's live gauge files are deleted here rather than through prometheus_clien
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -47,9 +49,13 @@ def read_event(stdin: BinaryIO) -> tuple[dict[str, str], dict[str, str]] | None:
 
 
 def mark_process_dead(pid: int, metrics_dir: str) -> None:
-    """Delete the live gauges of a process that is gone (what prometheus_client's function does)."""
+    """Delete the live gauges of a process that is gone (what prometheus_client's function does),
+    regular files only: a directory or link of that name is none of ours to remove."""
     for mode in LIVE_GAUGE_MODES:
-        Path(metrics_dir, f"gauge_{mode}_{pid}.db").unlink(missing_ok=True)
+        path = Path(metrics_dir, f"gauge_{mode}_{pid}.db")
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
 
 
 def main() -> int:

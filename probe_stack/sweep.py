@@ -7,8 +7,10 @@ dead; the supervisord eventlistener does that on every exit, but it can miss one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import stat
 import threading
 from dataclasses import dataclass, field
 
@@ -26,14 +28,32 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def dead_pids(metrics_dir: str) -> set[int]:
-    """Pids that left live-gauge files behind and no longer exist."""
+    """Pids that left live-gauge files (regular files only) behind and no longer exist."""
     pids = set()
     for name in os.listdir(metrics_dir):
         match = LIVE_GAUGE_FILE.match(name)
-        if match and not pid_alive(int(match.group(1))):
+        if match and _regular(os.path.join(metrics_dir, name)) and not pid_alive(int(match.group(1))):
             pids.add(int(match.group(1)))
     return pids
+
+
+def remove_live_gauges(metrics_dir: str, pid: int) -> None:
+    """prometheus_client's mark_process_dead, but for regular files only (it would fail on a
+    directory of that name, and must never follow a link)."""
+    for name in os.listdir(metrics_dir):
+        match = LIVE_GAUGE_FILE.match(name)
+        path = os.path.join(metrics_dir, name)
+        if match and int(match.group(1)) == pid and _regular(path):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 @dataclass

@@ -6,7 +6,7 @@ reaps orphans as PID 1, and turns a FATAL program into exit status 1. So it exec
 file, which imports nothing but the standard library and two small modules, in a fresh
 interpreter started without `site` (-S). The pid stays the same: supervisord and the
 demo emulator remain its children (their parent-death signal still points at it), and
-the store's lock stays held through an inherited descriptor.
+the locks (store, run directory, metrics directory) stay held through inherited descriptors.
 """
 
 from __future__ import annotations
@@ -26,21 +26,29 @@ EMULATOR_STOP_SECONDS = 10.0
 
 
 def exec_watcher(
-    supervisord: int, emulator: int | None, run_dir: Path, lock_fd: int, json_output: bool, relay_fd: int = -1
+    supervisord: int,
+    emulator: int | None,
+    run_dir: Path,
+    lock_fds: list[int],
+    json_output: bool,
+    relay_fd: int = -1,
 ) -> None:
     """Replace the current process with the watcher (never returns). Stop signals are blocked
     until the watcher has its handlers: the mask survives exec, and a signal meanwhile waits.
 
-    `relay_fd`: the read end of the pipe the stack writes its output to (LOG_FORMAT=json), which
-    the watcher copies to its standard output with every line made JSON."""
-    os.set_inheritable(lock_fd, True)
+    `lock_fds`: the stack's locks (store, run directory, metrics directory), held on by the
+    watcher. `relay_fd`: the read end of the pipe the stack writes its output to (LOG_FORMAT=json),
+    which the watcher copies to its standard output with every line made JSON."""
+    for fd in lock_fds:
+        os.set_inheritable(fd, True)
     if relay_fd >= 0:
         os.set_inheritable(relay_fd, True)
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-S", str(Path(__file__).resolve()), str(supervisord), str(emulator or 0)]
-    os.execv(sys.executable, [*args, str(run_dir), str(lock_fd), "json" if json_output else "text", str(relay_fd)])
+    locks = ",".join(str(fd) for fd in lock_fds)
+    os.execv(sys.executable, [*args, str(run_dir), locks, "json" if json_output else "text", str(relay_fd)])
 
 
 def wait_for(child: int, reaped: set[int]) -> int:

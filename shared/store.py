@@ -10,8 +10,10 @@ says why IMMEDIATE, WAL and autocommit).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -233,6 +235,125 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+# The files SQLite and the stack keep beside the store. SQLite opens its own with O_NOFOLLOW;
+# the stack's lock and run-directory record are opened so too (open_companion), and every one
+# must be a plain file of ours.
+COMPANION_SUFFIXES = ("-wal", "-shm", "-journal", ".lock", ".rundir")
+
+
+def directory_problem(mode: int, owner: int, uid: int) -> str | None:
+    """Why a store's directory is unsafe (others could plant or swap its files there), or None.
+
+    Others may not write to it, unless it is sticky (as /tmp is): there they can add names but
+    never remove or replace ours, and the files found there are checked one by one.
+    """
+    if owner not in (uid, 0):
+        return "belongs to another user"
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        return f"is writable by other users (mode {stat.S_IMODE(mode):o}, not sticky)"
+    return None
+
+
+def file_problem(info: os.stat_result, uid: int) -> str | None:
+    """Why an existing store file or companion cannot be trusted (a link, another's, hard-linked), or None."""
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_uid != uid:
+        return "belongs to another user"
+    if info.st_nlink != 1:
+        return "has other hard links"
+    return None
+
+
+def check_store_path(path: Path) -> None:
+    """Refuse a store whose directory others can write, or whose companions are not plain files of ours.
+
+    A planted `-wal`, `-shm` or `.lock` link would otherwise make the stack write through it
+    into a file of the planter's choosing (root's files, when root runs the probe).
+    """
+    uid = os.geteuid()
+    directory = path.parent
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        return
+    problem = directory_problem(info.st_mode, info.st_uid, uid)
+    if problem:
+        raise StoreError(
+            f"the store's directory {directory} {problem}: others could plant files the probe writes through; "
+            "use a directory only you can write"
+        )
+    for name in ("", *COMPANION_SUFFIXES):
+        companion = path.with_name(path.name + name)
+        try:
+            problem = file_problem(os.lstat(companion), uid)
+        except FileNotFoundError:
+            continue
+        if problem:
+            raise StoreError(f"{companion} {problem}; the probe will not open it: remove it, or use another store")
+
+
+def open_companion(path: Path) -> int:
+    """Open (creating) a file beside the store for writing, never through a link, and only a plain file of ours."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    problem = file_problem(os.fstat(fd), os.geteuid())
+    if problem:
+        os.close(fd)
+        raise StoreError(f"{path} {problem}; the probe will not write to it: remove it, or use another PROBE_DB_PATH")
+    return fd
+
+
+def _identify(path: Path) -> None:
+    """Refuse a file that is not a probe store before anything writes to it.
+
+    Read-only: an open for writing would already change a foreign file (its WAL is checkpointed
+    into it and deleted when the connection closes). A file the probe cannot read this way is
+    left to the writable open, which says what is wrong.
+    """
+    if path.stat().st_size == 0:
+        raise StoreError(
+            f"store {path} is an empty file: the probe never leaves one so (it creates its stores itself), "
+            "so this one is someone else's; remove it or point PROBE_DB_PATH at a new file"
+        )
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return
+        raise StoreError(
+            f"store {path} cannot be opened ({exc}); check PROBE_DB_PATH points at a "
+            "probe store on local disk, or move the file aside"
+        ) from None
+    finally:
+        db.close()
+    _check_identity(path, version, tables)
+
+
+def _check_identity(path: Path, version: int, tables: set[str]) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {path} has schema version {version}, newer than this probe's "
+            f"{SCHEMA_VERSION}; run the newer probe or point PROBE_DB_PATH elsewhere"
+        )
+    if version == 0 and tables:
+        raise StoreError(
+            f"store {path} is an SQLite file of something else (tables: {', '.join(sorted(tables)[:5])}); "
+            "the probe will not change it: point PROBE_DB_PATH at a new file"
+        )
+    if version > 0 and not tables >= OUR_TABLES:
+        raise StoreError(
+            f"store {path} claims schema version {version} but lacks the probe's tables; "
+            "it is not a probe store: point PROBE_DB_PATH at a new file"
+        )
+
+
 class Store:
     """One connection to the shared file; safe to use from several threads of a process."""
 
@@ -252,6 +373,9 @@ class Store:
             )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            check_store_path(self.path)
+            if self.path.exists():
+                _identify(self.path)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -261,6 +385,7 @@ class Store:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             check = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
+                self._db.close()
                 raise StoreError(
                     f"store {self.path} failed its integrity check ({check}); "
                     "move it aside (VACUUM INTO a copy for analysis) and restart to begin a new one"
@@ -314,22 +439,8 @@ class Store:
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {self.path} has schema version {version}, newer than this probe's "
-                f"{SCHEMA_VERSION}; run the newer probe or point PROBE_DB_PATH elsewhere"
-            )
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if version == 0 and tables:
-            raise StoreError(
-                f"store {self.path} is an SQLite file of something else (tables: {', '.join(sorted(tables)[:5])}); "
-                "the probe will not change it: point PROBE_DB_PATH at a new file"
-            )
-        if version > 0 and not tables >= OUR_TABLES:
-            raise StoreError(
-                f"store {self.path} claims schema version {version} but lacks the probe's tables; "
-                "it is not a probe store: point PROBE_DB_PATH at a new file"
-            )
+        _check_identity(self.path, version, tables)
         if version == 0 and self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             # WAL persists in the file; switch once, at creation, before any other user.
             self._db.execute("PRAGMA journal_mode=WAL")

@@ -63,7 +63,12 @@ def test_a_metrics_directory_with_foreign_files_is_refused_at_start(tmp_path: Pa
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     (metrics / "report.csv").write_text("x")
-    env = base_env(tmp_path, PROBE_DB_PATH=str(tmp_path / "probe.sqlite3"), PROMETHEUS_MULTIPROC_DIR=str(metrics))
+    env = base_env(
+        tmp_path,
+        PROBE_DB_PATH=str(tmp_path / "probe.sqlite3"),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics),
+        METRICS_PORT=str(free_port()),
+    )
     result = run_once(env, tmp_path)
     assert result.returncode == ExitStatus.CONFIG and "report.csv" in result.stderr
     assert (metrics / "report.csv").exists()

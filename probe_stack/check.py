@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from probe_stack import scratch
 from shared.config import Config, Dataset
 from shared.exits import ExitStatus
 
@@ -48,7 +48,7 @@ def run(cfg: Config, count: int, timeout: float, as_json: bool, only: str | None
         names = ", ".join(ds.name for ds in cfg.datasets)
         print(f"probe check: no dataset {only!r} in the configuration (datasets: {names})", file=sys.stderr)
         return ExitStatus.CONFIG
-    with tempfile.TemporaryDirectory(prefix="probe-check-") as tmp:
+    with scratch.directory() as tmp:
         # Before prometheus_client is imported: the check's counters stay in its own directory,
         # never in a running stack's.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(tmp) / "metrics")

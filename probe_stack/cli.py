@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from shared import config as config_mod
@@ -63,6 +64,18 @@ def _status(args: argparse.Namespace) -> int:
     return main(limit=args.last, as_json=args.json, dataset=args.dataset)
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, unwinding like Ctrl-C (so that every `finally` runs: scratch files go)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_by_signal(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def _check(args: argparse.Namespace) -> int:
     from probe_stack.check import run
 
@@ -70,7 +83,14 @@ def _check(args: argparse.Namespace) -> int:
     if args.count < 1 or args.count > 1000 or not 0 < args.timeout <= 3600:
         print("probe check: --count must be 1 to 1000 and --timeout 0 to 3600 seconds", file=sys.stderr)
         return ExitStatus.CONFIG
-    return run(cfg, args.count, args.timeout, args.json, args.dataset)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_by_signal)
+    try:
+        return run(cfg, args.count, args.timeout, args.json, args.dataset)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, _Stopped) else signal.SIGINT
+        print(f"probe check: stopped by {signal.Signals(signum).name}; nothing was left behind", file=sys.stderr)
+        return 128 + signum
 
 
 def _health(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # Secrets come through these variables, so that they never stand on a command line.
 SECRET_ENV = "EMULATOR_CLIENT_SECRET"
 TOKEN_ENV = "EMULATOR_WEBHOOK_TOKEN"
+# Set: every /_emulator/ control but health needs `Authorization: Bearer <it>`. Unset: open (the demo).
+CONTROL_TOKEN_ENV = "EMULATOR_CONTROL_TOKEN"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +92,7 @@ def build(args: argparse.Namespace) -> Emulator:
         idle_close_seconds=args.idle_close_seconds,
         max_connection_seconds=args.max_connection_seconds,
         collector_auth=not args.no_collector_auth,
+        control_token=os.environ.get(CONTROL_TOKEN_ENV, ""),
     )
     changes = json.loads(args.faults)
     if not isinstance(changes, dict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import itertools
 import json
 import logging
@@ -44,6 +45,9 @@ class Settings:
     idle_close_seconds: float = 600.0
     collector_auth: bool = True  # off: a collector that needs no token (the probe's AUTH_ENABLED=false)
     max_connection_seconds: float = 7200.0
+    # Required (as `Authorization: Bearer ...`) by every /_emulator/ control but health; empty: none
+    # (the local demo's default: then any local user can change faults and inject frames).
+    control_token: str = ""
 
 
 @dataclass
@@ -118,8 +122,19 @@ class Emulator:
 
     # ---- app ----
 
+    @web.middleware
+    async def _control_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The controls change what the probe sees (faults, injected frames, closes): with a
+        control token set, only its holder may use them."""
+        token = self.settings.control_token
+        if token and request.path.startswith("/_emulator/") and request.path != "/_emulator/health":
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
+                return web.json_response({"error": "the emulator's controls need its control token"}, status=401)
+        return await handler(request)
+
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1, middlewares=[self._control_auth])
         realm = self.settings.realm
         app.router.add_post(f"/auth/realms/{realm}/protocol/openid-connect/token", self.token)
         app.router.add_post("/event-collector/event/{dataset}/{version}", self.collect)

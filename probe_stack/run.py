@@ -361,7 +361,10 @@ def run(with_emulator: bool = False) -> int:
         base = cfg.keycloak_server.rsplit("/auth", 1)[0]
         banner["emulator_url"] = base
         lines.append(f"  truth    {base}/_emulator/truth")
-        lines.append(f"""  faults   curl -X PUT {base}/_emulator/faults -d '{{"drop_rate": 0.3}}'""")
+        from emulator.options import CONTROL_TOKEN_ENV
+
+        auth = f' -H "Authorization: Bearer ${CONTROL_TOKEN_ENV}"' if os.environ.get(CONTROL_TOKEN_ENV) else ""
+        lines.append(f"""  faults   curl{auth} -X PUT {base}/_emulator/faults -d '{{"drop_rate": 0.3}}'""")
     if _json_output:
         print(log_mod.json_line("INFO", "run", "stack starting", supervisord_pid=supervisord.pid, **banner), flush=True)
     else:

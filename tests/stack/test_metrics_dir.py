@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from probe_stack.metrics_dir import MARKER, MetricsDirError, reset
+from probe_stack.metrics_dir import MARKER, MetricsDirBusy, MetricsDirError, hold, reset
 
 
 def test_a_new_directory_is_created_and_marked(tmp_path: Path) -> None:
@@ -48,3 +50,24 @@ def test_an_empty_directory_is_adopted_and_a_file_or_link_refused(tmp_path: Path
     (tmp_path / "link").symlink_to(tmp_path)
     with pytest.raises(MetricsDirError, match="not a directory"):
         reset(tmp_path / "link")
+
+
+def test_a_directory_named_like_a_metric_file_is_refused_not_removed(tmp_path: Path) -> None:
+    reset(tmp_path)
+    (tmp_path / "counter_2.db").mkdir()
+    with pytest.raises(MetricsDirError, match="counter_2.db"):
+        reset(tmp_path)
+    assert (tmp_path / "counter_2.db").is_dir()
+
+
+def test_a_held_directory_refuses_a_second_holder_naming_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "metrics"
+    fd = hold(path)
+    try:
+        reset(path, "pid 4711, started now, store /s")
+        with pytest.raises(MetricsDirBusy, match="pid 4711, started now, store /s"):
+            hold(path)
+    finally:
+        os.close(fd)
+    os.close(hold(path))  # released with its holder
+    assert stat.S_IMODE(path.stat().st_mode) == 0o700

@@ -55,7 +55,7 @@ def test_an_empty_directory_is_adopted_and_a_file_or_link_refused(tmp_path: Path
 def test_a_directory_named_like_a_metric_file_is_refused_not_removed(tmp_path: Path) -> None:
     reset(tmp_path)
     (tmp_path / "counter_2.db").mkdir()
-    with pytest.raises(MetricsDirError, match="counter_2.db"):
+    with pytest.raises(MetricsDirError, match=r"counter_2\.db"):
         reset(tmp_path)
     assert (tmp_path / "counter_2.db").is_dir()
 

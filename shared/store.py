@@ -274,6 +274,16 @@ def check_store_path(path: Path) -> None:
     into a file of the planter's choosing (root's files, when root runs the probe).
     """
     uid = os.geteuid()
+    try:
+        link = os.lstat(path)
+    except FileNotFoundError:
+        link = None
+    if link is not None and stat.S_ISLNK(link.st_mode):
+        # A store reached through a link of ours is allowed (SQLite follows it too): its files
+        # are then the target's, beside the target. A link of another user's is a plant.
+        if link.st_uid != uid:
+            raise StoreError(f"{path} is a symbolic link of another user; the probe will not open it")
+        path = path.resolve()
     directory = path.parent
     try:
         info = os.stat(directory)

@@ -154,3 +154,22 @@ os._exit(0)
         assert store.app_id() == app_id and [e.seqno for e in store.events(app_id)] == [1]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] > 0
+
+
+def test_a_store_reached_through_a_link_is_checked_at_its_target(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    Store(real / "probe.sqlite3").close()
+    (tmp_path / "probe.sqlite3").symlink_to(real / "probe.sqlite3")
+    Store(tmp_path / "probe.sqlite3").close()  # our own link: fine
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (real / "probe.sqlite3-shm").unlink(missing_ok=True)
+    (real / "probe.sqlite3-shm").symlink_to(victim)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Store(tmp_path / "probe.sqlite3")
+    (real / "probe.sqlite3-shm").unlink()
+    os.lchown(tmp_path / "probe.sqlite3", OTHER_UID, OTHER_UID)
+    with pytest.raises(StoreError, match="symbolic link of another user"):
+        Store(tmp_path / "probe.sqlite3")
+    assert victim.read_text() == "keep\n"

@@ -106,6 +106,14 @@ class EmulatorClient:
     proc: Proc | InThread
     session: requests.Session = field(default_factory=requests.Session)
 
+    def __post_init__(self) -> None:
+        from emulator.options import CONTROL_TOKEN_ENV
+
+        # An emulator started with a control token (inherited from this environment) needs it.
+        token = os.environ.get(CONTROL_TOKEN_ENV)
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"

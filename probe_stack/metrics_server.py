@@ -74,8 +74,9 @@ class Head(StrEnum):
 
 def head_state(data: bytes) -> Head:
     """Whether `data` holds a whole request head within the limits (pure: the watcher's decision)."""
-    end = data.find(b"\r\n\r\n")
-    head = data if end < 0 else data[: end + 4]
+    ends = [(i, len(mark)) for mark in (b"\r\n\r\n", b"\n\n") if (i := data.find(mark)) >= 0]
+    end = min(i + n for i, n in ends) if ends else -1  # bare LF line ends, as http.server accepts them
+    head = data if end < 0 else data[:end]
     if head.count(b"\n") > MAX_HEADER_LINES + 1:
         return Head.TOO_MANY_HEADERS
     if len(head) > MAX_HEAD_BYTES:

@@ -221,9 +221,8 @@ def port_in_use(host: str, port: int) -> str | None:
     than connecting: a socket bound there but not listening accepts no connection, yet takes
     the port.
     """
-    server = ThreadingHTTPServer
-    family = socket.AF_INET6 if ":" in host else server.address_family
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    server = ThreadingHTTPServer  # the metrics server's base: its address family and reuse flags
+    with socket.socket(server.address_family, socket.SOCK_STREAM) as probe:
         if server.allow_reuse_address:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

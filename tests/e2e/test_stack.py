@@ -183,21 +183,29 @@ def test_a_corrupt_store_stops_the_stack_before_it_starts(tmp_path: Path) -> Non
 def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
     emulator = serve_emulator()
     run_dir = tempfile.mkdtemp(prefix="pr-")
-    # The port is bound but not listening: probe run's check (is anyone answering there?) passes,
-    # and the metrics program cannot bind it, so it keeps failing at start.
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        env = stack_env(emulator, tmp_path, run_dir, taken.getsockname()[1], LOSS_TIMEOUT)
-        proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
-        try:
-            code = proc.popen.wait(90)
-        finally:
-            proc.stop()
-            emulator.proc.stop()
-            shutil.rmtree(run_dir, ignore_errors=True)
+    # The metrics program, and it alone, dies at every start (a sitecustomize on its path that
+    # exits in it), so supervisord gives up on it after its retries: FATAL. (A port taken but not
+    # listening no longer serves: probe run's port check now binds, and refuses it at once.)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "if b'probe_stack.metrics_server' in open('/proc/self/cmdline', 'rb').read():\n"
+        "    print('metrics: made to fail at start by the test', flush=True)\n"
+        "    os._exit(1)\n"
+    )
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    env = stack_env(emulator, tmp_path, run_dir, free_port(), LOSS_TIMEOUT, PYTHONPATH=path)
+    proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
+    try:
+        code = proc.popen.wait(90)
+    finally:
+        proc.stop()
+        emulator.proc.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
     output = proc.output()
     assert code == ExitStatus.FATAL, output
-    assert "program metrics went FATAL" in output and "Address already in use" in output
+    assert "program metrics went FATAL" in output and "made to fail at start by the test" in output
 
 
 def test_a_busy_metrics_port_is_named_at_once_with_its_setting(tmp_path: Path) -> None:

@@ -185,6 +185,7 @@ def test_one_address_cannot_crowd_out_another(server: str, monkeypatch: pytest.M
 def test_the_request_head_rules() -> None:
     assert metrics_server.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is metrics_server.Head.COMPLETE
     assert metrics_server.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n") is metrics_server.Head.INCOMPLETE
+    assert metrics_server.head_state(b"GET / HTTP/1.0\nHost: x\n\n") is metrics_server.Head.COMPLETE
     many = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * (metrics_server.MAX_HEADER_LINES + 1)
     assert metrics_server.head_state(many) is metrics_server.Head.TOO_MANY_HEADERS
     big = b"GET / HTTP/1.1\r\nA: " + b"b" * metrics_server.MAX_HEAD_BYTES

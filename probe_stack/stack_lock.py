@@ -15,7 +15,7 @@ import stat
 import time
 from pathlib import Path
 
-from shared.store import check_store_path, open_companion
+from shared.store import check_store_path, make_store_dir, open_companion
 
 
 class StackRunning(Exception):
@@ -38,7 +38,7 @@ def acquire(db_path: str, config_path: str) -> int:
     directory others cannot write (StoreError otherwise): never through a planted link.
     """
     path = lock_path(db_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_store_dir(path.parent)
     check_store_path(Path(db_path).resolve())
     fd = open_companion(path)
     try:

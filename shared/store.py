@@ -267,6 +267,12 @@ def file_problem(info: os.stat_result, uid: int) -> str | None:
     return None
 
 
+def make_store_dir(directory: Path) -> None:
+    """Create the store's directory writable by us alone, whatever the umask (002 would make it
+    group-writable, and then refused by check_store_path)."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+
 def check_store_path(path: Path) -> None:
     """Refuse a store whose directory others can write, or whose companions are not plain files of ours.
 
@@ -382,7 +388,7 @@ class Store:
                 "restart the stack (probe run creates it), or restore the file"
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_store_dir(self.path.parent)
             check_store_path(self.path)
             if self.path.exists():
                 _identify(self.path)

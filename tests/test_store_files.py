@@ -173,3 +173,13 @@ def test_a_store_reached_through_a_link_is_checked_at_its_target(tmp_path: Path)
     with pytest.raises(StoreError, match="symbolic link of another user"):
         Store(tmp_path / "probe.sqlite3")
     assert victim.read_text() == "keep\n"
+
+
+def test_a_store_directory_made_under_umask_002_is_not_refused_as_group_writable(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        stack_lock.acquire(str(tmp_path / "new" / "probe.sqlite3"), "test")
+        Store(tmp_path / "new" / "probe.sqlite3").close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new").stat().st_mode & 0o022 == 0

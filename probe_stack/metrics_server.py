@@ -270,6 +270,7 @@ def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            self.rfile.close()  # the socket's reader: the head was read already, by the watcher
             self.rfile = io.BytesIO(self.server.take_head(self.request))
 
         def do_GET(self) -> None:

@@ -45,17 +45,15 @@ DEMO_FAULTS = (
 
 # How long `probe ctl` waits for supervisord: a stopped (SIGSTOP) or hung supervisord accepts the
 # connection and never answers. Commands that stop programs wait up to their stopwaitsecs
-# (40 s for the sender) and startsecs; following a log (tail -f, fg) has no end by intent.
+# (40 s for the sender) and startsecs.
 CTL_QUICK_SECONDS = 15.0
 CTL_SLOW_SECONDS = 150.0
-CTL_QUICK_COMMANDS = frozenset({"status", "pid", "avail", "version", "help", "tail", "maintail", "clear"})
+CTL_QUICK_COMMANDS = frozenset({"status", "pid", "avail", "version", "help", "clear"})
 
 
-def ctl_deadline(args: list[str]) -> float | None:
-    """Seconds `probe ctl ARGS` may take, or None for a command that follows output until stopped."""
+def ctl_deadline(args: list[str]) -> float:
+    """Seconds `probe ctl ARGS` may take before it gives up on supervisord."""
     verb = args[0] if args else "status"
-    if verb == "fg" or (verb in ("tail", "maintail") and "-f" in args):
-        return None
     return CTL_QUICK_SECONDS if verb in CTL_QUICK_COMMANDS else CTL_SLOW_SECONDS
 
 

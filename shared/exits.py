@@ -15,7 +15,7 @@ class ExitStatus(IntEnum):
     CONFIG = 2  # a setting is wrong (also: the command line is wrong)
     FAILED_OUT = 3  # the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row
     STORE = 4  # the store file cannot be used (corrupt, foreign, newer schema, unwritable)
-    BUSY = 5  # another stack already runs on this store
+    BUSY = 5  # another stack already runs on this store, or uses this metrics or run directory
     NO_STACK = 6  # `probe ctl`: no stack runs for this store
 
 
@@ -25,6 +25,6 @@ MEANING = {
     ExitStatus.CONFIG: "configuration error (one line names the setting)",
     ExitStatus.FAILED_OUT: "sender only: MAX_CONSECUTIVE_ERRORS failed posts in a row; supervisord restarts it",
     ExitStatus.STORE: "the store cannot be used (one line says why and what to do)",
-    ExitStatus.BUSY: "another stack already runs on this store (one line names it)",
+    ExitStatus.BUSY: "another stack already runs on this store, or uses its metrics or run directory (one line says)",
     ExitStatus.NO_STACK: "probe ctl: no stack runs for this store (one line names the store)",
 }

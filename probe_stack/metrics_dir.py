@@ -24,7 +24,16 @@ from pathlib import Path
 MARKER = ".dataplatform-probe-metrics"
 MARKER_TEXT = "This directory holds dataplatform-probe's metric files; they are deleted at every stack start.\n"
 HOLDER_PREFIX = "in use by: "
-METRIC_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_\d+\.db$")
+# prometheus_client's files (`<kind>_<pid>.db`) and metric_archive's archives (`<kind>_archive.db`).
+METRIC_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_(\d+|archive)\.db$")
+# What a fold of metric_archive leaves while it works (its JOURNAL and PENDING names, not imported
+# here: that module imports prometheus_client, which must wait for PROMETHEUS_MULTIPROC_DIR).
+FOLD_FILE = re.compile(r"^(archive\.journal|(counter|histogram|summary|gauge_[a-z]+)_archive\.db\.new)$")
+
+
+def ours(name: str) -> bool:
+    """Whether a file name is one the probe writes into the metrics directory (removed at every start)."""
+    return bool(METRIC_FILE.match(name) or FOLD_FILE.match(name))
 
 
 class MetricsDirError(Exception):
@@ -108,9 +117,7 @@ def reset(path: Path, holder: str = "") -> None:
     entries = {entry.name: entry for entry in os.scandir(path)}
     names = sorted(entries)
     foreign = [
-        name
-        for name in names
-        if name != MARKER and not (METRIC_FILE.match(name) and entries[name].is_file(follow_symlinks=False))
+        name for name in names if name != MARKER and not (ours(name) and entries[name].is_file(follow_symlinks=False))
     ]
     if foreign:
         raise MetricsDirError(

@@ -71,3 +71,13 @@ def test_a_held_directory_refuses_a_second_holder_naming_the_first(tmp_path: Pat
         os.close(fd)
     os.close(hold(path))  # released with its holder
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+def test_the_metric_archives_and_an_unfinished_fold_are_ours_to_empty(tmp_path: Path) -> None:
+    from probe_stack.metric_archive import JOURNAL, PENDING, archive_name
+
+    reset(tmp_path)
+    for name in (archive_name("counter"), archive_name("gauge_max") + PENDING, JOURNAL, "counter_5.db"):
+        (tmp_path / name).write_bytes(b"x")
+    reset(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [MARKER]

@@ -72,7 +72,7 @@ def _write(path: Path, values: Values) -> None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + PENDING)  # a stray one is removed by recover()
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()

@@ -28,7 +28,7 @@ HOLDER_PREFIX = "in use by: "
 METRIC_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_(\d+|archive)\.db$")
 # What a fold of metric_archive leaves while it works (its JOURNAL and PENDING names, not imported
 # here: that module imports prometheus_client, which must wait for PROMETHEUS_MULTIPROC_DIR).
-FOLD_FILE = re.compile(r"^(archive\.journal|(counter|histogram|summary|gauge_[a-z]+)_archive\.db\.new)$")
+FOLD_FILE = re.compile(r"^(archive\.journal(\.new)?|(counter|histogram|summary|gauge_[a-z]+)_archive\.db\.new)$")
 
 
 def ours(name: str) -> bool:

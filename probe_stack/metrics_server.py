@@ -249,10 +249,10 @@ def make_server(cfg: Config, store: Store, limit: int = MAX_CONNECTIONS) -> Boun
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-    from probe_stack.multiproc_cache import DeadFilesCachedCollector
+    from probe_stack.folding_collector import FoldingCollector
 
     registry = CollectorRegistry()
-    DeadFilesCachedCollector(registry, cfg.metrics_dir)
+    FoldingCollector(registry, cfg.metrics_dir)
     clock = SweepClock()
     pages = Pages(cfg, lambda: counters_by_dataset(registry.collect()))
 

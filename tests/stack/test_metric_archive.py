@@ -13,7 +13,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from probe_stack import metric_archive
 from probe_stack.metric_archive import JOURNAL, PENDING, archive_name, fold_dead, merge, recover
-from tests.stack.test_multiproc_cache import samples, write
+from tests.stack.test_folding_collector import samples, write
 
 
 def key(labels: str = "ds") -> str:
@@ -79,7 +79,7 @@ def test_a_fold_cut_short_neither_loses_nor_doubles(
     real_replace, calls = os.replace, []
 
     def dies_after(src: str | Path, dst: str | Path) -> None:
-        if str(src).endswith(PENDING):
+        if str(src).endswith("_archive.db" + PENDING):  # an archive swapped in (not the journal)
             if len(calls) == swapped:
                 raise KeyboardInterrupt  # the process dies here
             calls.append(dst)
@@ -100,3 +100,26 @@ def test_an_archive_is_read_by_prometheus_client_like_any_file(tmp_path: Path) -
     store.write_value(mmap_key("probe_x", "probe_x_total", ["dataset"], ["ds"], "x"), 7.0, 0.0)
     store.close()
     assert prometheus(tmp_path) == {'probe_x_total{dataset="ds"}': 7.0}
+
+
+def test_a_fold_cut_short_before_its_journal_counts_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for step in (1, 2):
+        write(tmp_path, step)
+    before = prometheus(tmp_path)
+    real_replace = os.replace
+
+    def dies_at_the_journal(src: str | Path, dst: str | Path) -> None:
+        if str(dst).endswith(JOURNAL):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(metric_archive.os, "replace", dies_at_the_journal)
+    with pytest.raises(KeyboardInterrupt):
+        fold_dead(tmp_path, lambda pid: False)
+    monkeypatch.undo()
+    assert list(tmp_path.glob("*" + PENDING))  # the new archives and the journal, not committed
+    recover(tmp_path)
+    assert prometheus(tmp_path) == pytest.approx(before)
+    assert not list(tmp_path.glob("*" + PENDING))

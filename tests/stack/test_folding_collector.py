@@ -1,4 +1,5 @@
-"""The cached collector serves exactly what prometheus_client's own would, restarts and all."""
+"""The folding collector serves exactly what prometheus_client's own would, restarts and all,
+from a directory whose file count stops growing with restarts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from probe_stack.multiproc_cache import DeadFilesCachedCollector, file_pid
+from probe_stack.folding_collector import FoldingCollector
 from tests.helpers import ROOT, wait_until
 
 # A program's metrics as the sender writes them: counters, a histogram, max and mostrecent
@@ -66,24 +67,23 @@ def same(ours: dict[str, float], metrics_dir: Path) -> bool:
     return ours.keys() == theirs.keys() and all(math.isclose(ours[k], theirs[k], rel_tol=1e-12) for k in ours)
 
 
-def test_a_file_name_gives_its_pid() -> None:
-    assert file_pid("/m/counter_123.db") == 123 and file_pid("gauge_livemostrecent_7.db") == 7
-    assert file_pid("/m/.dataplatform-probe-metrics.db") is None
-
-
-def test_the_cache_serves_what_prometheus_client_serves_as_processes_die_and_live(tmp_path: Path) -> None:
+def test_the_collector_serves_what_prometheus_client_serves_as_processes_die_and_live(tmp_path: Path) -> None:
     for step in range(1, 6):  # five restarts' worth of dead processes
         write(tmp_path, step)
     living = write(tmp_path, 10, stay=True)
     try:
         registry = CollectorRegistry()
-        cached = DeadFilesCachedCollector(registry, str(tmp_path))
-        for _ in range(2):  # the second scrape comes from the cache for the dead
-            assert same(samples(registry), tmp_path)
-        assert len(cached._dead_files or ()) >= 15  # the dead processes' files were cached
-        write(tmp_path, 20)  # one more restart: the cache is read again
+        FoldingCollector(registry, str(tmp_path))
+        unfolded = prometheus_collector(tmp_path)  # read before the first fold
+        assert samples(registry) == unfolded
+        assert same(samples(registry), tmp_path)  # prometheus_client reads the archives alike
+        pids = {name.rsplit("_", 1)[-1] for name in os.listdir(tmp_path) if "_live" not in name}
+        assert pids == {"archive.db", f"{living.pid}.db"}  # the dead ones' files are folded
+        files = len(os.listdir(tmp_path))
+        write(tmp_path, 20)  # one more restart: folded at the next scrape, no more files
         ours = samples(registry)
         assert same(ours, tmp_path)
+        assert len([n for n in os.listdir(tmp_path) if "_live" not in n]) <= files
         assert ours['probe_events_posted_total{dataset="ds"}'] == 45  # 1+2+3+4+5+10+20
         assert ours['probe_last_event_sent_timestamp_seconds{dataset="ds"}'] == 1020  # max over all
     finally:
@@ -91,5 +91,22 @@ def test_the_cache_serves_what_prometheus_client_serves_as_processes_die_and_liv
         living.stdin.close()
         living.wait(30)
     wait_until(lambda: not os.path.exists(f"/proc/{living.pid}"), 10, "the living writer gone")
-    # Now dead too: its files move to the cache, and the sums stay the same.
-    assert same(samples(registry), tmp_path)
+    # Now dead too: its files are folded, and the sums stay the same.
+    before = prometheus_collector(tmp_path)
+    assert samples(registry) == before
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(f"_{living.pid}.db") and "_live" not in n]
+
+
+def test_a_directory_with_a_metric_files_name_is_skipped_not_folded(tmp_path: Path) -> None:
+    write(tmp_path, 1)
+    (tmp_path / "counter_2.db").mkdir()
+    registry = CollectorRegistry()
+    FoldingCollector(registry, str(tmp_path))
+    assert samples(registry)['probe_events_posted_total{dataset="ds"}'] == 1
+    assert (tmp_path / "counter_2.db").is_dir()
+
+
+def prometheus_collector(metrics_dir: Path) -> dict[str, float]:
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, str(metrics_dir))
+    return samples(registry)

@@ -249,7 +249,6 @@ def report(rows: list[dict[str, float]], checked: int, bad: list[str], kills: di
     """Every figure's trend, and the limits it is held to."""
     keys = [k for k in rows[0] if k not in ("t", "events")]
     trends = {k: soak_judge.trend(*_series(rows, k)) for k in keys}
-    half = rows[len(rows) // 2]
     failures = []
     for name in PROGRAMS:
         for figure in ("rss_mb", "pss_mb"):
@@ -262,8 +261,9 @@ def report(rows: list[dict[str, float]], checked: int, bad: list[str], kills: di
         failures.append(f"store + WAL {size:.0f} KB at the end, above the first half's {bound:.0f}")
     if max(r["metric_files"] for r in rows) > METRIC_FILES_LIMIT:
         failures.append(f"{max(r['metric_files'] for r in rows):.0f} files in the metrics directory")
-    if rows[-1]["scrape_ms"] > SCRAPE_LIMIT * max(half["scrape_ms"], 5.0):
-        failures.append(f"scrape {rows[-1]['scrape_ms']:.1f} ms at the end, {half['scrape_ms']:.1f} at half-way")
+    scrape = soak_judge.window_change(_series(rows, "scrape_ms")[1])
+    if scrape > SCRAPE_LIMIT - 1:
+        failures.append(f"scrape time moved {scrape:+.0%} from the half-way point to the end")
     if bad:
         failures.append(f"{len(bad)} events differ from the truth")
     return {

@@ -745,7 +745,6 @@ OUR_PREFIXES = ("PROBE_", "ORIGO_", "OKDATA_")
 # The placeholders of probe.env.example: a value still set to one was never filled in.
 PLACEHOLDERS = frozenset({"replace-me", "your-client-id", "your-dataset-id"})
 MAX_SECRET_FILE_BYTES = 65536
-LOOKUP_SECONDS = 5.0  # how long a name in the settings may take to resolve when they are checked
 
 _BY_YAML = {f.yaml: f for f in FIELDS}
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -1066,7 +1065,7 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path, for_readin
         if not isinstance(rules, dict):
             raise fail("xray_sampling_rules", "must name a readable JSON file of X-Ray local sampling rules")
     try:
-        from shared.http_deadline import resolve  # here: requests costs the programs that never post
+        from shared.http_deadline import LOOKUP_SECONDS, resolve  # here: requests costs what never posts
 
         resolve(cfg.metrics_host, 0, within=LOOKUP_SECONDS)  # a silent DNS server never hangs a start
     except (socket.gaierror, UnicodeError):

@@ -134,6 +134,9 @@ def _track(sock: socket.socket | None) -> None:
         track(sock)
 
 
+LOOKUP_SECONDS = 5.0  # how long a name in the settings may take to resolve when they are checked
+
+
 def resolve(host: str, port: int, within: float | None) -> list[str]:
     """The addresses of `host`, in the resolver's order, waited for at most `within` seconds.
 

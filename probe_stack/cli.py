@@ -65,7 +65,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 class _Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, unwinding like Ctrl-C (so that every `finally` runs: scratch files go)."""
+    """SIGTERM, SIGHUP or SIGINT, unwinding like Ctrl-C (so that every `finally` runs: scratch files go)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -83,7 +83,9 @@ def _check(args: argparse.Namespace) -> int:
     if args.count < 1 or args.count > 1000 or not 0 < args.timeout <= 3600:
         print("probe check: --count must be 1 to 1000 and --timeout 0 to 3600 seconds", file=sys.stderr)
         return ExitStatus.CONFIG
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a process started with it ignored (a test runner's worker, a script's `&`)
+    # inherits that, and Python then installs no Ctrl-C handler of its own.
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _stop_by_signal)
     try:
         return run(cfg, args.count, args.timeout, args.json, args.dataset)

@@ -365,7 +365,7 @@ def test_a_token_endpoint_flooding_its_answer_neither_takes_memory_nor_delays_si
 ) -> None:
     """22.2 on the real process: Keycloak answers with an endless body as fast as it is read. The
     sender reads a bounded part of it (each try), stays small, and stops at once on SIGTERM."""
-    asked = threading.Event()
+    asked, deadline = threading.Event(), 4.0
 
     def flood(conn: socket.socket, stopping: threading.Event) -> None:
         read_request(conn)
@@ -380,7 +380,7 @@ def test_a_token_endpoint_flooding_its_answer_neither_takes_memory_nor_delays_si
             emulator,
             tmp_path,
             KEYCLOAK_SERVER=f"http://127.0.0.1:{keycloak.port}/auth",
-            POST_TIMEOUT_SECONDS=10,
+            POST_TIMEOUT_SECONDS=deadline,
             EVENT_INTERVAL_SECONDS=0.2,
             MAX_CONSECUTIVE_ERRORS=0,
         )
@@ -393,7 +393,7 @@ def test_a_token_endpoint_flooding_its_answer_neither_takes_memory_nor_delays_si
         assert proc.stop(timeout=30) == ExitStatus.OK
         took = time.monotonic() - stopped
     assert peak < 300 * 1024, f"peak RSS {peak} kB"  # kB: about 60 MB is the sender's own; not gigabytes
-    assert took < 10, took  # within a post deadline; it used to wait for SIGKILL
+    assert took < 2 * deadline, took  # about a post deadline (twice: a loaded machine); it used to need SIGKILL
     samples = read_metrics(Path(env["PROMETHEUS_MULTIPROC_DIR"]))
     assert metric(samples, "probe_token_request_errors_total", reason="bad_answer") >= 1
     assert metric(samples, "probe_event_post_errors_total", reason="auth") == 0

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from shared.event import DATASET_FIELD, Integrity, integrity
-from shared.tracing import TRACE_FIELD, TRACE_ID
+from shared.event import DATASET_FIELD, TRACE_FIELD, Integrity, integrity
+from shared.tracing import TRACE_ID
 
 # seqnos are SQLite integers: anything larger cannot be ours, and must not reach the store.
 MAX_SEQNO = 2**63 - 1
+# Our events are flat. Anything nested deeper is no event of ours, and a document nested close to
+# the interpreter's recursion limit passes json.loads but not the json.dumps its digest needs.
+MAX_DEPTH = 32
 
 
 class MalformedReason(StrEnum):
@@ -21,9 +24,11 @@ class MalformedReason(StrEnum):
     TOO_LARGE = "too_large"
     NOT_UTF8 = "not_utf8"
     NOT_JSON = "not_json"
+    TOO_DEEP = "too_deep"  # arrays or objects nested deeper than MAX_DEPTH
     NOT_OBJECT = "not_object"
     FIELDS = "fields"  # app_id, seqno or time_sent missing, of the wrong type or out of range
-    FORGED = "forged"  # our app_id and seqno, but not the send time on record: not taken as an arrival
+    FORGED = "forged"  # our app_id, but not sealed with our key, or not at the send time on record
+    UNREADABLE = "unreadable"  # reading it failed in a way no check foresaw (a bug: logged with its traceback)
 
 
 class Kind(StrEnum):
@@ -41,17 +46,27 @@ class Message:
     time_sent: float | None = None  # Unix time
     trace_id: str | None = None  # the X-Ray trace the sender recorded the event in, when tracing is on
     dataset: str | None = None  # the probe's dataset entry it was sent for (None: an event of an older probe)
-    integrity: Integrity = Integrity.UNSEALED
+    integrity: Integrity = Integrity.INTACT
     doc: dict | None = None  # the event itself, kept only when it arrived altered (to say what differed)
+    padding: int = 0  # characters of padding of the event as sent
 
 
-def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Message:
+def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int) -> Message:
     """Classify a frame's payload: malformed, another instance's event, or one of ours.
 
     A well-formed probe event is a text frame holding a JSON object with a string
     `app_id`, an integer `seqno` (1 to 2**63-1) and an ISO-8601 `time_sent` (other
-    fields are allowed and ignored). Nothing a peer sends can make this raise.
+    fields are allowed and ignored); one of ours also carries our seal (`key`; see
+    shared/event.py). Nothing a peer sends can make this raise: what no check foresaw
+    is `unreadable`, so one frame never costs the subscription.
     """
+    try:
+        return _parse(payload, binary, max_bytes, own_app_id, key, payload_bytes)
+    except Exception:  # noqa: BLE001 - the frame is counted under a reason; the caller logs the bug
+        return Message(Kind.MALFORMED, MalformedReason.UNREADABLE)
+
+
+def _parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int) -> Message:
     if binary:
         return Message(Kind.MALFORMED, MalformedReason.BINARY)
     if len(payload) > max_bytes:
@@ -62,10 +77,14 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
         return Message(Kind.MALFORMED, MalformedReason.NOT_UTF8)
     try:
         doc = json.loads(data)
-    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays or objects
+    except RecursionError:
+        return Message(Kind.MALFORMED, MalformedReason.TOO_DEEP)
+    except ValueError:
         return Message(Kind.MALFORMED, MalformedReason.NOT_JSON)
     if not isinstance(doc, dict):
         return Message(Kind.MALFORMED, MalformedReason.NOT_OBJECT)
+    if depth(doc) > MAX_DEPTH:
+        return Message(Kind.MALFORMED, MalformedReason.TOO_DEEP)
     app_id, seqno, time_sent = doc.get("app_id"), doc.get("seqno"), doc.get("time_sent")
     if not isinstance(app_id, str) or not isinstance(time_sent, str):
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
@@ -76,14 +95,18 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if app_id != own_app_id:
         return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
-    # Optional: events of the original service, or of a probe with tracing off, carry none.
-    trace_id = doc.get(TRACE_FIELD)
-    if not isinstance(trace_id, str) or not TRACE_ID.match(trace_id):
-        trace_id = None
     dataset = doc.get(DATASET_FIELD)
     if dataset is not None and not isinstance(dataset, str):
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
-    sealed = integrity(doc)
+    # Our app_id is no proof: anyone on the dataset reads it. Our seal is (a copy without it never
+    # reaches the store, so a flood of such copies costs no write).
+    sealed, padding = integrity(doc, key, payload_bytes)
+    if sealed is Integrity.FORGED:
+        return Message(Kind.MALFORMED, MalformedReason.FORGED, app_id=app_id, seqno=seqno, dataset=dataset)
+    # Optional: events of a probe with tracing off carry none.
+    trace_id = doc.get(TRACE_FIELD)
+    if not isinstance(trace_id, str) or not TRACE_ID.match(trace_id):
+        trace_id = None
     return Message(
         Kind.OURS,
         app_id=app_id,
@@ -93,7 +116,23 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str) -> Mess
         dataset=dataset,
         integrity=sealed,
         doc=doc if sealed is Integrity.ALTERED else None,
+        padding=padding,
     )
+
+
+def depth(doc: object) -> int:
+    """How deeply arrays and objects nest in a parsed JSON document (a scalar is 0); no recursion."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def parse_time(text: str) -> float | None:

@@ -69,6 +69,7 @@ class Sender:
         self.app_id = app_id
         self.stop = stop
         self.fail_outs = fail_outs
+        self._key = store.event_key()  # seals each event: the listener takes no copy without it
         self._note = Note(store, f"sender:{ds.name}")  # a problem of the posts, on record for /readyz
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix=f"post-{ds.name}")
@@ -146,7 +147,7 @@ class Sender:
     def _post(self, event: dict) -> None:
         try:
             with self.tracer.event(event, self.ds.name) as segment:
-                event_mod.seal(event)  # the digest covers every field, the trace id included
+                event_mod.seal(event, self._key)  # the digest covers every field, the trace id included
                 result = self.collector.post(event)
                 self.tracer.outcome(segment, "posted" if result.ok else str(result.reason), not result.ok)
             try:

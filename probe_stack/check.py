@@ -83,6 +83,7 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
     tracer = NoTracer()
     store = Store(db_path)
     app_id = store.app_id()  # new: the check's own
+    key = store.event_key()
     stop = threading.Event()
     threads = []
     for ds in datasets:
@@ -109,7 +110,7 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
                     sent_at = time.time()
                     seqno = store.record_send(app_id, ds.name, ds.version, sent_at)
                     event = event_mod.build(app_id, ds.name, seqno, sent_at, ds.payload_bytes)
-                    event_mod.seal(event)
+                    event_mod.seal(event, key)
                     result = collector.post(event)
                     # The same words as the sender's note behind /readyz: the reason, its cause and host.
                     detail = None if result.ok else f"{result.reason}: {problem(ds, result, collector)}"

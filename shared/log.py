@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,7 +76,76 @@ FIELDS = (
     "judged_as",
     "size",
     "differences",
+    "suppressed",
 )
+
+
+class RepeatFilter(logging.Filter):
+    """At most `burst` lines of one kind per `window` seconds; the rest are counted and summarised.
+
+    A kind is a call site's message template, its level and its dataset: a peer that makes one
+    warning per frame (31,070 in a minute were seen) fills neither the log nor the disk, and each
+    dataset keeps its own allowance, so a flood on one never hides another's lines. When a kind's
+    window ends, the next line of any kind carries the summary first ("N more like this in the
+    last M s"), so nothing is dropped silently. Below WARNING nothing is limited: the demo's line
+    per event is the point. For every process (it sits on the handler `setup` makes).
+    """
+
+    MAX_KINDS = 2000  # kinds come from code templates and dataset names; the bound is a fuse
+
+    def __init__(self, burst: int = 10, window: float = 60.0, clock=time.monotonic) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._kinds: dict[tuple, list] = {}  # kind -> [window start, lines this window, suppressed, example]
+        self._next_sweep = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "suppressed", None) is not None or record.levelno < logging.WARNING:
+            return True
+        now = self.clock()
+        kind = (record.name, record.levelno, str(record.msg)[:200], getattr(record, "dataset", None))
+        with self._lock:
+            due = self._sweep(now) if now >= self._next_sweep else []
+            state = self._kinds.get(kind)
+            if state is None or now - state[0] >= self.window:
+                if state is not None and state[2]:
+                    due.append(self._summary(state, now))
+                if state is None and len(self._kinds) >= self.MAX_KINDS:
+                    due += self._sweep(now, everything=True)
+                state = self._kinds[kind] = [now, 0, 0, record]
+            state[1] += 1
+            passes = state[1] <= self.burst
+            if not passes:
+                state[2] += 1
+                state[3] = record
+        for summary in due:
+            logging.getLogger(summary.name).handle(summary)
+        return passes
+
+    def _sweep(self, now: float, everything: bool = False) -> list[logging.LogRecord]:
+        """Summaries of the kinds whose window ended (all of them when the table is full)."""
+        self._next_sweep = now + min(1.0, self.window)
+        out = []
+        for kind, state in list(self._kinds.items()):
+            if everything or now - state[0] >= self.window:
+                if state[2]:
+                    out.append(self._summary(state, now))
+                del self._kinds[kind]
+        return out
+
+    def _summary(self, state: list, now: float) -> logging.LogRecord:
+        last: logging.LogRecord = state[3]
+        count = state[2]
+        state[2] = 0
+        summary = logging.makeLogRecord(
+            {**last.__dict__, "suppressed": count, "exc_info": None, "exc_text": None, "stack_info": None}
+        )
+        summary.msg = f"{count} more like this in the last {min(now - state[0], self.window):.0f}s: {last.getMessage()}"
+        summary.args = None
+        return summary
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,6 +160,7 @@ def setup(process: str, fmt: str = "text", level: str = "INFO", secrets: Iterabl
     """Configure the root logger for one process; returns the redactor for other outputs."""
     redact = Redactor(secrets)
     handler = logging.StreamHandler(sys.stdout)
+    handler.addFilter(RepeatFilter())  # first: it keys on the message's template, before redaction renders it
     handler.addFilter(RedactingFilter(redact))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -223,6 +223,22 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# Schema 4: the instance's secret key, which seals every event (shared/event.py). A migration of
+# its own, so that a store of schema 3 gets one in the same transaction that marks it version 4:
+# killed at any point, the file is either without a key at 3 or with one at 4. An older probe
+# refuses a store of 4, so no sender ever posts unsealed events to a listener that checks seals.
+_KEY = "mac_key"
+_PYTHON_MIGRATIONS = {
+    4: lambda db: db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, event_key_hex())
+    ),
+}
+
+
+def event_key_hex() -> str:
+    return secrets.token_hex(32)
+
+
 _OPEN_STATES = (EventState.PENDING, EventState.POSTED)
 _FINAL_STATES = tuple(s for s in EventState if s not in _OPEN_STATES)
 
@@ -407,6 +423,7 @@ class Store:
                     "move it aside (VACUUM INTO a copy for analysis) and restart to begin a new one"
                 )
             self._migrate()
+            self._private()
             self._identity = _file_identity(self.path)
         except sqlite3.DatabaseError as exc:
             raise StoreError(
@@ -464,11 +481,24 @@ class Store:
             with self._write() as db:
                 current = db.execute("PRAGMA user_version").fetchone()[0]
                 if current == version:  # the other process may have migrated meanwhile
-                    for statement in _MIGRATIONS[version + 1].split(";"):
+                    for statement in _MIGRATIONS.get(version + 1, "").split(";"):
                         if statement.strip():
                             db.execute(statement)
+                    if version + 1 in _PYTHON_MIGRATIONS:
+                        _PYTHON_MIGRATIONS[version + 1](db)
                     db.execute(f"PRAGMA user_version={version + 1}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _private(self) -> None:
+        """The file holds the instance's key: readable by its owner only (-wal and -shm too,
+        which SQLite creates with the database's mode)."""
+        for suffix in ("", "-wal", "-shm"):
+            path = self.path.with_name(self.path.name + suffix)
+            try:
+                if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():
+                    path.chmod(0o600)
+            except OSError:  # not ours to change, or gone: the key is as safe as the directory
+                pass
 
     def checkpoint(self) -> None:
         """Copy the WAL back into the database; restart it once it outgrows its limit.
@@ -500,6 +530,14 @@ class Store:
             value = secrets.token_hex(4)
             db.execute("INSERT INTO meta (key, value) VALUES ('app_id', ?)", (value,))
             return value
+
+    def event_key(self) -> bytes:
+        """The secret key that seals this instance's events (schema 4 creates it). Never sent,
+        logged or shown: whoever holds it can make events the probe takes for its own."""
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (_KEY,))
+        if not rows:
+            raise StoreError(f"store {self.path} has no event key; it is not a probe store of schema 4")
+        return bytes.fromhex(rows[0][0])
 
     # ---- sender side ----
 
@@ -638,16 +676,23 @@ class Store:
         A copy whose `time_sent` is not the send time on record was not made by us (anyone who
         can post to the dataset can forge our app_id and seqno): it changes nothing.
         """
+        # A copy that changes nothing (unknown, forged) is answered from a read: a flood of them
+        # must never take the write lock that the sender and every other dataset need.
+        rows = self._read(
+            "SELECT sent_at FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?", (app_id, dataset, seqno)
+        )
+        if not rows:
+            return ArrivalResult(Arrival.UNKNOWN)
+        if time_sent is not None and abs(time_sent - rows[0][0]) > SENT_AT_TOLERANCE:
+            return ArrivalResult(Arrival.FORGED)
         with self._write() as db:
             row = db.execute(
                 "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?",
                 (app_id, dataset, seqno),
             ).fetchone()
-            if row is None:
+            if row is None:  # pruned meanwhile
                 return ArrivalResult(Arrival.UNKNOWN)
             sent_at, state, count = row
-            if time_sent is not None and abs(time_sent - sent_at) > SENT_AT_TOLERANCE:
-                return ArrivalResult(Arrival.FORGED)
             latency = received_at - sent_at
             clamped = latency < 0
             latency = max(0.0, latency)

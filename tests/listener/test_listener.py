@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -341,3 +344,71 @@ def test_a_store_deleted_under_the_listener_is_reported_and_never_silently_recre
     assert again.popen.wait(20) == ExitStatus.STORE
     assert "is missing" in again.output()
     assert not store_path.exists()  # no new store, no new app_id
+
+
+def _ours(pipe: Pipeline, seqno: int, **extra: object) -> str:
+    """A frame with our app_id and a real seqno, as anyone on the dataset can write one."""
+    row = pipe.rows()[seqno]
+    event = {"app_id": store_app_id(pipe.env), "seqno": seqno, "time_sent": _iso(row.sent_at), "dataset": "probe-dataset"}
+    event.update(extra)
+    return json.dumps(event) + "\n"
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
+
+
+def test_frames_that_cannot_be_hashed_never_cost_the_subscription_nor_hide_losses(pipeline) -> None:
+    """Issue 22.1: a lone surrogate (UnicodeEncodeError) or ~992 levels of nesting (RecursionError in
+    the digest's json.dumps) in an event of ours, injected every 0.2 s during 30 % drops."""
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.05)
+    pipe.emulator.faults(drop_rate=0.3, seed=7)
+    pipe.start_sender()
+    pipe.send_until(5)
+    injected = 0
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        seqno = max(pipe.rows())
+        nested = "[" * 992 + "]" * 992
+        assert pipe.emulator.inject(text=_ours(pipe, seqno, z="\ud800")) == 1
+        assert pipe.emulator.inject(text=_ours(pipe, seqno)[:-2] + f', "n": {nested}}}\n') == 1
+        injected += 2
+        time.sleep(0.2)  # the injection's own pace, as in the attack
+    pipe.finish()
+    samples = pipe.metrics()
+    assert metric(samples, "probe_websocket_disconnects_total") == 0
+    assert metric(samples, "probe_events_unobserved_total") == 0
+    dropped = sum(e["fate"] == "dropped" for e in pipe.truth())
+    assert dropped > 10 and metric(samples, "probe_events_lost_total") == dropped
+    handled = metric(samples, "probe_events_malformed_total") + metric(samples, "probe_events_corrupted_total")
+    assert handled == injected
+    assert "Traceback" not in pipe.listener.output()
+
+
+def test_predicted_copies_resealed_by_a_peer_are_forged_and_the_losses_stay_lost(pipeline) -> None:
+    """Issue 22.8: the pipeline drops everything; a peer on the dataset injects predicted copies,
+    sealed the old way (unkeyed SHA-256) or not at all, at the right time. None may count."""
+    pipe: Pipeline = pipeline(EVENT_INTERVAL_SECONDS=0.1)
+    pipe.emulator.faults(drop_rate=1.0)
+    pipe.start_sender()
+    forged = 0
+    seen: set[int] = set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for seqno in sorted(set(pipe.rows()) - seen):
+            seen.add(seqno)
+            copy = json.loads(_ours(pipe, seqno))
+            if seqno % 2:
+                body = {k: v for k, v in copy.items()}
+                canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                copy["digest"] = "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+            assert pipe.emulator.inject(text=json.dumps(copy) + "\n") == 1
+            forged += 1
+        time.sleep(0.05)
+    pipe.finish()
+    samples = pipe.metrics()
+    assert forged >= 20
+    assert metric(samples, "probe_events_received_total") == 0
+    assert metric(samples, "probe_events_malformed_total", reason="forged") == forged
+    posted = sum(1 for r in pipe.rows().values() if r.post_state == "ok")
+    assert metric(samples, "probe_events_lost_total") == posted

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from probe_listener.receiver import Receiver
 from shared import config
+from shared import event as event_mod
 from shared.store import EventState, Store
 from tests.helpers import ROOT
 
@@ -38,7 +39,8 @@ class Bench:
             rows = {e.seqno: e.sent_at for e in self.store.events(self.app_id)}
             sent_at = rows.get(seqno, 0.0)
         time_sent = datetime.fromtimestamp(sent_at, UTC).isoformat(timespec="microseconds")
-        event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": time_sent}
+        event = {"app_id": app_id or self.app_id, "seqno": seqno, "time_sent": time_sent, "dataset": self.dataset}
+        event_mod.seal(event, self.store.event_key())
         self.deliver(event, at)
 
     def deliver(self, event: dict, at: float) -> None:
@@ -140,7 +142,7 @@ def test_hostile_frames_are_malformed_and_the_next_event_still_counts(bench: Ben
     for payload in (deep[:1000], huge_seqno.encode(), bad_time.encode()):
         bench.receiver.handle(payload, False, 1000.0)
     bench.receiver.handle(deep, False, 1000.0)  # larger than MAX_MESSAGE_BYTES here: too large
-    assert bench.count("probe_events_malformed_total", reason="not_json") == 1
+    assert bench.count("probe_events_malformed_total", reason="too_deep") == 1
     assert bench.count("probe_events_malformed_total", reason="fields") == 2
     assert bench.count("probe_events_malformed_total", reason="too_large") == 1
     seqno = bench.send(1000.0)
@@ -149,11 +151,9 @@ def test_hostile_frames_are_malformed_and_the_next_event_still_counts(bench: Ben
 
 
 def sealed(bench: Bench, seqno: int, payload_bytes: int = 600) -> dict:
-    from shared import event as event_mod
-
     sent_at = next(e.sent_at for e in bench.store.events(bench.app_id) if e.seqno == seqno)
     event = event_mod.build(bench.app_id, bench.dataset, seqno, sent_at, payload_bytes)
-    event_mod.seal(event)
+    event_mod.seal(event, bench.store.event_key())
     return event
 
 
@@ -176,7 +176,7 @@ def test_an_altered_copy_is_counted_corrupted_logged_with_what_differed_and_stil
     assert bench.count("probe_events_corrupted_total") == 1
     assert bench.count("probe_events_received_total") == 1
     altered = [r.getMessage() for r in caplog.records if "altered" in r.getMessage()]
-    assert len(altered) == 1 and "padding: 1 character(s) differ, first at offset 10" in altered[0]
+    assert len(altered) == 1 and "padding differs, first at offset 10" in altered[0]
 
 
 def test_a_field_added_on_the_way_is_named(bench: Bench, caplog: pytest.LogCaptureFixture) -> None:

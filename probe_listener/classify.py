@@ -62,7 +62,7 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: by
     """
     try:
         return _parse(payload, binary, max_bytes, own_app_id, key, payload_bytes)
-    except Exception:  # noqa: BLE001 - the frame is counted under a reason; the caller logs the bug
+    except Exception:  # the frame is counted under a reason; the caller logs the bug
         return Message(Kind.MALFORMED, MalformedReason.UNREADABLE)
 
 

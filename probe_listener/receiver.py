@@ -55,9 +55,7 @@ class Receiver:
 
     def handle(self, payload: bytes, binary: bool, received_at: float) -> None:
         """One frame, one outcome. Raises only StoreWriteFailed (the arrival could not be recorded)."""
-        message = parse(
-            payload, binary, self.cfg.max_message_bytes, self.app_id, self.key, self.dataset.payload_bytes
-        )
+        message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id, self.key, self.dataset.payload_bytes)
         if message.kind is Kind.MALFORMED:
             metrics.events_malformed.labels(self.ds, message.reason).inc()
             if message.reason is MalformedReason.UNREADABLE:  # no check foresaw it: a bug of ours

@@ -155,4 +155,3 @@ def differences(received: dict, size: int) -> list[str]:
         names = ", ".join(ascii(k)[1:-1][:40] for k in extra[:5])  # a peer's text: escaped and cut
         found.append("fields added: " + names + (f" (+{len(extra) - 5})" if len(extra) > 5 else ""))
     return found or ["a field the probe cannot recompute (trace_id, or the digest itself)"]
-

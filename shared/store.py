@@ -229,9 +229,7 @@ _MIGRATIONS: dict[int, str] = {
 # refuses a store of 4, so no sender ever posts unsealed events to a listener that checks seals.
 _KEY = "mac_key"
 _PYTHON_MIGRATIONS = {
-    4: lambda db: db.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, event_key_hex())
-    ),
+    4: lambda db: db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, event_key_hex())),
 }
 
 

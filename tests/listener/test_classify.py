@@ -97,7 +97,7 @@ def test_a_copy_resealed_without_our_key_is_forged_whatever_its_timing() -> None
     other_key = sealed(key=bytes(32))
     for copy in (resealed, unsealed, other_key, {**exact, "digest": 5}, {**exact, "digest": "hmac-sha256:" + "0" * 64}):
         message = classify(wire(copy))
-        assert (message.kind, message.reason) == (Kind.MALFORMED, MalformedReason.FORGED), copy["digest"] if "digest" in copy else None
+        assert (message.kind, message.reason) == (Kind.MALFORMED, MalformedReason.FORGED), copy.get("digest")
 
 
 def test_a_copy_altered_on_the_way_keeps_our_seal_of_the_original_and_counts_as_ours() -> None:

@@ -349,7 +349,8 @@ def test_a_store_deleted_under_the_listener_is_reported_and_never_silently_recre
 def _ours(pipe: Pipeline, seqno: int, **extra: object) -> str:
     """A frame with our app_id and a real seqno, as anyone on the dataset can write one."""
     row = pipe.rows()[seqno]
-    event = {"app_id": store_app_id(pipe.env), "seqno": seqno, "time_sent": _iso(row.sent_at), "dataset": "probe-dataset"}
+    app_id = store_app_id(pipe.env)
+    event = {"app_id": app_id, "seqno": seqno, "time_sent": _iso(row.sent_at), "dataset": "probe-dataset"}
     event.update(extra)
     return json.dumps(event) + "\n"
 

@@ -53,8 +53,10 @@ class Receiver:
         self._last_received = metrics.last_received.labels(ds)
         self._corrupted = metrics.events_corrupted.labels(ds)
 
-    def handle(self, payload: bytes, binary: bool, received_at: float) -> None:
-        """One frame, one outcome. Raises only StoreWriteFailed (the arrival could not be recorded)."""
+    def handle(self, payload: bytes, binary: bool, received_at: float) -> bool:
+        """One frame, one outcome; True when it was an arrival of one of the probe's own events
+        (anything else is noise, which the subscription budgets). Raises only StoreWriteFailed
+        (the arrival could not be recorded)."""
         message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id, self.key, self.dataset.payload_bytes)
         if message.kind is Kind.MALFORMED:
             metrics.events_malformed.labels(self.ds, message.reason).inc()
@@ -73,19 +75,19 @@ class Receiver:
                     len(payload),
                     extra={"dataset": self.ds, "reason": message.reason, "size": len(payload)},
                 )
-            return
+            return False
         if message.kind is Kind.WRONG_APPID:
             self._wrong_appid.inc()
             self.log.debug("event of another instance: app_id=%s seqno=%s", shown(message.app_id), message.seqno)
-            return
+            return False
         if message.dataset is not None and message.dataset != self.ds:
             if message.dataset in self.siblings:
-                return  # counted by the subscription of its own entry
+                return False  # counted by the subscription of its own entry
             self._unknown.inc()  # ours by app_id, but of no entry on this dataset (one since removed, say)
             self.log.warning(
                 "event of a dataset entry not watched here: %s seqno=%s", shown(message.dataset), message.seqno
             )
-            return
+            return False
         try:
             result = self.store.classify_arrival(self.app_id, self.ds, message.seqno, received_at, message.time_sent)
         except sqlite3.Error as exc:
@@ -99,7 +101,7 @@ class Receiver:
             self.log.warning(
                 "seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno
             )
-            return
+            return False
         if message.integrity is event_mod.Integrity.ALTERED:
             self._corrupted.inc()
             what = event_mod.differences(message.doc or {}, message.padding)
@@ -116,7 +118,7 @@ class Receiver:
         if result.kind is Arrival.UNKNOWN:
             self._unknown.inc()
             self.log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
-            return
+            return False
         if self.tracer.enabled:
             self.tracer.arrival(message.trace_id, self.ds, seqno, result.kind, result.latency)
         if result.kind is Arrival.DUPLICATE:
@@ -128,7 +130,7 @@ class Receiver:
                 result.latency,
                 extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency},
             )
-            return
+            return True
         if result.clamped:
             self._clamped.inc()
             self.log.warning("seqno=%d arrived before its send time (clock step?): latency taken as 0", seqno)
@@ -155,6 +157,7 @@ class Receiver:
                 result.latency,
                 extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency},
             )
+        return True
 
 
 def shown(text: object, limit: int = 40) -> str:

@@ -1020,22 +1020,23 @@ class Note:
         self._store = store
         self._key = key
         self._lock = threading.Lock()
-        self._on = False
+        self._on: str | None = None  # the problem on record
 
     def record(self, text: str) -> bool:
-        """Put the problem on record; True only for the first call of a streak (log it then)."""
+        """Put the problem on record; True only for the first call of a streak, or when the problem
+        changed (a host that stopped resolving now refuses, say): log it then."""
         with self._lock:
-            if self._on:
+            if self._on == text:
                 return False
-            self._on = True
+            self._on = text
         self._store.set_note(self._key, text)
         return True
 
     def clear(self) -> bool:
         """The problem ended; True when there was one on record."""
         with self._lock:
-            if not self._on:
+            if self._on is None:
                 return False
-            self._on = False
+            self._on = None
         self._store.set_note(self._key, None)
         return True

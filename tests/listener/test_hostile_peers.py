@@ -90,13 +90,13 @@ def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
     assert store.note(f"listener:{dataset}").startswith("refused (127.0.0.1): ")
     for status, reason in ((401, "rejected"), (403, "rejected"), (404, "http_4xx"), (502, "http_5xx")):
         with hostile.serve(hostile.answering(status)) as peer:
-            sub.url = subscription_mod.subscription_url(sub.dataset).replace(
-                sub.dataset.websocket_url, peer.ws_url
-            )
+            sub.url = subscription_mod.subscription_url(sub.dataset).replace(sub.dataset.websocket_url, peer.ws_url)
             sub.dataset = sub.dataset.__class__(**{**sub.dataset.__dict__, "websocket_url": peer.ws_url})
             assert sub._connect() is None
         assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason=reason) >= 1, status
-        assert store.note(f"listener:{dataset}").startswith(f"{reason} (127.0.0.1): the handshake was answered {status}")
+        note = store.note(f"listener:{dataset}")
+        assert note.startswith(f"{reason} (127.0.0.1): the handshake was answered {status}")
+
     def plain(conn: socket.socket, stopping: threading.Event) -> None:
         conn.recv(4096)  # a TLS ClientHello, answered in plain text
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")

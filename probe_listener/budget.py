@@ -40,4 +40,4 @@ class Budget:
     def pause(self, mono: float) -> float:
         """Seconds to stop reading until the budget is back in credit (0: read on)."""
         self._refill(mono)
-        return 0.0 if self.balance >= 0 else -self.balance / self.share
+        return 0.0 if self.balance > -1e-9 else -self.balance / self.share  # no pause for rounding

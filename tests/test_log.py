@@ -92,3 +92,30 @@ def test_probe_run_speaks_json_with_log_format_json(tmp_path) -> None:
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [d["level"] for d in lines] == ["WARNING", "ERROR"], result.stderr
     assert "METRICS_PORT" in lines[1]["msg"]
+
+
+def test_repeated_lines_are_limited_per_kind_and_dataset_and_summarised() -> None:
+    now = [0.0]
+    repeat = log_mod.RepeatFilter(burst=3, window=10.0, clock=lambda: now[0])
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.addFilter(repeat)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("repeat-test")
+    logger.propagate = False
+    logger.handlers[:] = [handler]
+    try:
+        for seqno in range(1000):  # a flood: one warning per frame
+            logger.warning("event unknown seqno=%d", seqno, extra={"dataset": "flood"})
+        logger.warning("event unknown seqno=%d", 5, extra={"dataset": "good"})  # its own allowance
+        logger.info("received seqno=%d", 1)  # below WARNING: never limited
+        now[0] = 10.5
+        logger.error("something else")
+    finally:
+        logger.handlers[:] = []
+    lines = buffer.getvalue().splitlines()
+    assert lines[:3] == ["event unknown seqno=0", "event unknown seqno=1", "event unknown seqno=2"]
+    assert "event unknown seqno=5" in lines and "received seqno=1" in lines
+    assert "997 more like this in the last 10s: event unknown seqno=999" in lines
+    assert lines[-1] == "something else"
+    assert len(lines) == 7

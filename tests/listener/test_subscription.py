@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from probe_listener.liveness import Due, Liveness
 from probe_listener.subscription import backoff_delay
 
@@ -65,3 +67,26 @@ def test_the_loop_blocks_until_the_next_thing_is_due_and_no_longer() -> None:
     assert alive.wait_for(20.0) == 0.0  # overdue: no waiting at all
     alive.pong(1010.5)
     assert alive.wait_for(12.0) == 4.0  # the next ping at 20, the next heartbeat at 16
+
+
+def test_noise_may_take_its_share_of_cpu_and_no_more() -> None:
+    from probe_listener.budget import Budget
+
+    budget = Budget.full(0.0, share=0.05, burst=0.01)
+    assert budget.pause(0.0) == 0.0
+    budget.spend(0.008, 0.0)
+    assert budget.pause(0.0) == 0.0  # a short burst of noise is never held back
+    budget.spend(0.012, 0.0)  # 10 ms over: 0.2 s at 5 % of a core to earn it back
+    assert budget.pause(0.0) == pytest.approx(0.2)
+    assert budget.pause(0.1) == pytest.approx(0.1)
+    assert budget.pause(0.2) == 0.0
+    assert budget.pause(100.0) == 0.0 and budget.balance == 0.01  # credit never grows past the burst
+    budget, spent, now = Budget.full(0.0, share=0.05, burst=0.01), 0.0, 0.0
+    while now < 60:  # a flood that would use every cycle it gets
+        wait = budget.pause(now)
+        if wait:
+            now += wait
+            continue
+        budget.spend(0.001, now)
+        spent, now = spent + 0.001, now + 0.001
+    assert spent / now == pytest.approx(0.05, rel=0.05)

@@ -73,7 +73,9 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     while not stop.is_set():
         began = time.monotonic()
         try:
-            judged = store.judge_overdue(time.time(), timeouts, cfg.loss_timeout_seconds)
+            judged = store.judge_overdue(
+                time.time(), timeouts, cfg.loss_timeout_seconds, time.monotonic(), cfg.subscription_fresh_seconds()
+            )
             for ds, counts in judged.items():
                 report_judged(ds, counts, timeouts.get(ds, cfg.loss_timeout_seconds))
             open_events = store.in_flight()

@@ -30,11 +30,12 @@ class Liveness:
     last_ping: float  # mono time of the last ping sent
     last_heartbeat: float  # mono time of the last heartbeat written
     ping_sent_at: float | None = None  # mono time of the unanswered ping
+    last_alive_mono: float | None = None  # mono time of the last proof of life
 
     @classmethod
     def opened(cls, ping_interval: float, pong_timeout: float, heartbeat_every: float, wall: float, mono: float):
         """A connection that has just opened: the handshake is its first proof of life."""
-        return cls(ping_interval, pong_timeout, heartbeat_every, wall, mono, mono)
+        return cls(ping_interval, pong_timeout, heartbeat_every, wall, mono, mono, last_alive_mono=mono)
 
     def due(self, mono: float) -> Due:
         """The most urgent thing to do at `mono`; the caller reports back what it did."""
@@ -61,10 +62,14 @@ class Liveness:
     def heartbeat_written(self, mono: float) -> None:
         self.last_heartbeat = mono
 
-    def frame(self, wall: float) -> None:
+    def frame(self, wall: float, mono: float | None = None) -> None:
         """A data frame arrived: proof of life, but it does not answer a ping."""
         self.last_alive = wall
+        if mono is not None:
+            self.last_alive_mono = mono
 
-    def pong(self, wall: float) -> None:
+    def pong(self, wall: float, mono: float | None = None) -> None:
         self.last_alive = wall
+        if mono is not None:
+            self.last_alive_mono = mono
         self.ping_sent_at = None

@@ -53,7 +53,7 @@ class Receiver:
         self._last_received = metrics.last_received.labels(ds)
         self._corrupted = metrics.events_corrupted.labels(ds)
 
-    def handle(self, payload: bytes, binary: bool, received_at: float) -> bool:
+    def handle(self, payload: bytes, binary: bool, received_at: float, received_mono: float | None = None) -> bool:
         """One frame, one outcome; True when it was an arrival of one of the probe's own events
         (anything else is noise, which the subscription budgets). Raises only StoreWriteFailed
         (the arrival could not be recorded)."""
@@ -89,7 +89,9 @@ class Receiver:
             )
             return False
         try:
-            result = self.store.classify_arrival(self.app_id, self.ds, message.seqno, received_at, message.time_sent)
+            result = self.store.classify_arrival(
+                self.app_id, self.ds, message.seqno, received_at, message.time_sent, received_mono
+            )
         except sqlite3.Error as exc:
             # An arrival that cannot be recorded leaves the probe blind: the subscription ends (and
             # its interval with it), so that nothing sent meanwhile is judged lost.

@@ -43,8 +43,9 @@ HEARTBEAT_MAX = 5.0  # the store hears that a connection lives at least this oft
 MAX_BLOCK = 1.0  # the longest one read may block: stop() also shuts the socket, so this is a fallback
 CONNECT_TIMEOUT = 10.0
 
-# (payload, binary, receive time) -> whether it was one of the probe's own events (anything else is noise)
-FrameHandler = Callable[[bytes, bool, float], bool | None]
+# (payload, binary, receive time, its monotonic time) -> whether it was one of the probe's own events
+# (anything else is noise)
+FrameHandler = Callable[[bytes, bool, float, float], bool | None]
 
 
 class DisconnectReason(StrEnum):
@@ -325,34 +326,34 @@ class Subscription:
         ws = self._connect()
         if ws is None:
             return None
-        opened = time.time()
+        opened, opened_mono = time.time(), time.monotonic()
         # An interval a failed write left open ends at its last heartbeat, not now.
         self.store.close_dangling_subscriptions(self.dataset.name)
-        sub_id = self.store.subscription_opened(self.dataset.name, opened)
+        sub_id = self.store.subscription_opened(self.dataset.name, opened, opened_mono)
         self._note.clear()
         self._set_connected(True)
         self._connects.inc()
         self.log.info("subscribed to %s dataset=%s", self.dataset.websocket_url, self.dataset.id)
-        reason, ended = DisconnectReason.ERROR, opened
+        reason, ended, ended_mono = DisconnectReason.ERROR, opened, opened_mono
         try:
-            reason, ended = self._listen(ws, sub_id, opened)
+            reason, ended, ended_mono = self._listen(ws, sub_id, opened, opened_mono)
         finally:
             self._set_connected(False)
             metrics.ws_disconnects.labels(self.dataset.name, reason).inc()
             with contextlib.suppress(Exception):  # already gone; nothing to tell
                 ws.close(timeout=1)
-            self.store.subscription_closed(sub_id, ended)
+            self.store.subscription_closed(sub_id, ended, ended_mono)
         self.log.info("subscription to %s ended: %s after %.1fs", self.dataset.name, reason, ended - opened)
         return ended - opened
 
-    def _listen(self, ws: websocket.WebSocket, sub_id: int, opened: float) -> tuple[DisconnectReason, float]:
-        """Read frames until the connection ends; returns (reason, last proof of life)."""
+    def _listen(
+        self, ws: websocket.WebSocket, sub_id: int, opened: float, opened_mono: float
+    ) -> tuple[DisconnectReason, float, float]:
+        """Read frames until the connection ends; returns (reason, last proof of life, its monotonic time)."""
         cfg = self.cfg
         # A heartbeat well within the freshness that readiness and the sender ask of it.
         heartbeat = min(HEARTBEAT_MAX, (cfg.ping_interval_seconds + cfg.pong_timeout_seconds) / 2)
-        alive = Liveness.opened(
-            cfg.ping_interval_seconds, cfg.pong_timeout_seconds, heartbeat, opened, time.monotonic()
-        )
+        alive = Liveness.opened(cfg.ping_interval_seconds, cfg.pong_timeout_seconds, heartbeat, opened, opened_mono)
         reader: BoundedFrames = ws.frame_buffer
         message = Assembler(cfg.max_message_bytes)
         reader.pending = message.pending
@@ -363,12 +364,12 @@ class Subscription:
                 due = alive.due(now)
                 if due is Due.DEAD:
                     self.log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
-                    return DisconnectReason.PONG_TIMEOUT, alive.last_alive
+                    return DisconnectReason.PONG_TIMEOUT, alive.last_alive, alive.last_alive_mono or opened_mono
                 if due is Due.PING:
                     ws.ping()
                     alive.pinged(now)
                 elif due is Due.HEARTBEAT:
-                    self.store.subscription_alive(sub_id, alive.last_alive)
+                    self.store.subscription_alive(sub_id, alive.last_alive, alive.last_alive_mono)
                     alive.heartbeat_written(now)
                 # Block until the next thing is due, not on a fixed poll: an idle subscription wakes
                 # for its pings and heartbeats only.
@@ -390,39 +391,39 @@ class Subscription:
                     if self.stop.is_set():  # interrupt() shut the socket to wake us
                         break
                     self.log.warning("connection lost: %s", _describe(exc))
-                    return DisconnectReason.ERROR, time.time()
-                received_at = time.time()
+                    return DisconnectReason.ERROR, time.time(), time.monotonic()
+                received_at, received_mono = time.time(), time.monotonic()
                 opcode = frame.opcode
                 if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
-                    alive.frame(received_at)
+                    alive.frame(received_at, received_mono)
                     try:
                         whole = message.add(frame)
                     except FrameTooLarge as exc:
                         return self._too_large(ws, exc)
                     except websocket.WebSocketProtocolException as exc:
                         self.log.warning("protocol error: %s; reconnecting", exc)
-                        return DisconnectReason.ERROR, received_at
-                    ours = whole is not None and self.on_frame(whole[0], whole[1], received_at)
+                        return DisconnectReason.ERROR, received_at, received_mono
+                    ours = whole is not None and self.on_frame(whole[0], whole[1], received_at, received_mono)
                     if not ours:
                         noise.spend(time.thread_time() - cpu, time.monotonic())
                 elif opcode == ABNF.OPCODE_PING:
-                    alive.frame(received_at)
+                    alive.frame(received_at, received_mono)
                     ws.pong(frame.data[:125])
                 elif opcode == ABNF.OPCODE_PONG:
-                    alive.pong(received_at)
+                    alive.pong(received_at, received_mono)
                 elif opcode == ABNF.OPCODE_CLOSE:
                     code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
                     self.log.info("server closed the connection (code %s)", code)
-                    return DisconnectReason.SERVER_CLOSE, received_at
-            return DisconnectReason.SHUTDOWN, time.time()
+                    return DisconnectReason.SERVER_CLOSE, received_at, received_mono
+            return DisconnectReason.SHUTDOWN, time.time(), time.monotonic()
         finally:
             reader.deadline = time.monotonic()  # the close that follows must not wait on a dripping peer
 
-    def _too_large(self, ws: websocket.WebSocket, exc: Exception) -> tuple[DisconnectReason, float]:
+    def _too_large(self, ws: websocket.WebSocket, exc: Exception) -> tuple[DisconnectReason, float, float]:
         metrics.events_malformed.labels(self.dataset.name, MalformedReason.TOO_LARGE).inc()
         self.log.warning("refused %s; reconnecting", exc)
         ws.shutdown()  # no closing handshake: that would read the rest of the message
-        return DisconnectReason.TOO_LARGE, time.time()
+        return DisconnectReason.TOO_LARGE, time.time(), time.monotonic()
 
 
 def _describe(exc: BaseException | None) -> str:

@@ -130,7 +130,7 @@ class Sender:
             return
         sent_at = time.time()
         try:
-            seqno = self.store.record_send(self.app_id, self.ds.name, self.ds.version, sent_at)
+            seqno = self.store.record_send(self.app_id, self.ds.name, self.ds.version, sent_at, time.monotonic())
         except sqlite3.Error as exc:
             # Record before send: an event the store cannot hold is not posted at all.
             self._slots.release()

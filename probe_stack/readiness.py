@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from probe_stack.verdict import Facts, judge
 from shared.config import Config, Dataset
 from shared.store import Store
@@ -33,7 +35,9 @@ def dataset_readiness(cfg: Config, ds: Dataset, store: Store, now: float) -> tup
 
 def readiness_facts(cfg: Config, ds: Dataset, store: Store, now: float) -> Facts:
     """The facts readiness needs (the status page adds loss, latency and arrivals to them)."""
-    subscribed = store.subscribed_since(ds.name, cfg.subscription_fresh_seconds(), now) is not None
+    # Fresh by the monotonic clock where the store has it: a wall clock stepped back must not
+    # make a stale heartbeat look fresh.
+    subscribed = store.subscribed_since(ds.name, cfg.subscription_fresh_seconds(), now, time.monotonic()) is not None
     last_ok, _ = store.last_post(ds.name) if subscribed else (None, None)
     return Facts(
         subscribed=subscribed,

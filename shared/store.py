@@ -130,7 +130,7 @@ def _event_row(row: tuple) -> EventRow:
     )
 
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OUR_TABLES = frozenset({"meta", "events", "subscriptions"})
 # time_sent carries microseconds; the send time on record is a float of the same instant.
 SENT_AT_TOLERANCE = 0.001
@@ -221,16 +221,34 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX failures_dataset ON failures (dataset, id);
     """,
+    # Monotonic times beside the wall-clock ones: judging, latency and freshness on the system's
+    # CLOCK_MONOTONIC (the same for every process of one boot), so that a step of the wall clock
+    # never turns into lost, unobserved or a wrong latency. NULL where unknown (older rows, another
+    # boot): those are judged by the wall clock as before. The instance key comes with it (below).
+    5: """
+    ALTER TABLE events ADD COLUMN sent_mono REAL;
+    ALTER TABLE subscriptions ADD COLUMN connected_mono REAL;
+    ALTER TABLE subscriptions ADD COLUMN last_seen_mono REAL;
+    ALTER TABLE subscriptions ADD COLUMN disconnected_mono REAL;
+    """,
 }
 
-# Schema 4: the instance's secret key, which seals every event (shared/event.py). A migration of
-# its own, so that a store of schema 3 gets one in the same transaction that marks it version 4:
-# killed at any point, the file is either without a key at 3 or with one at 4. An older probe
-# refuses a store of 4, so no sender ever posts unsealed events to a listener that checks seals.
+# Schema 5 also brings the instance's secret key, which seals every event (shared/event.py), in
+# the same transaction that marks the file version 5: killed at any point, the file is either
+# without a key at 4 or with one at 5. An older probe refuses a store of 5, so no sender ever
+# posts unsealed events to a listener that checks seals.
 _KEY = "mac_key"
 _PYTHON_MIGRATIONS = {
-    4: lambda db: db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, event_key_hex())),
+    5: lambda db: db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (_KEY, event_key_hex())),
 }
+
+
+def boot_id() -> str:
+    """This boot of the machine: monotonic times compare only within one."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # not Linux: no boot id; monotonic times are then kept for the process's life only
+        return f"pid-{os.getpid()}"
 
 
 def event_key_hex() -> str:
@@ -421,6 +439,7 @@ class Store:
                     "move it aside (VACUUM INTO a copy for analysis) and restart to begin a new one"
                 )
             self._migrate()
+            self._same_boot()
             self._private()
             self._identity = _file_identity(self.path)
         except sqlite3.DatabaseError as exc:
@@ -487,6 +506,21 @@ class Store:
                     db.execute(f"PRAGMA user_version={version + 1}")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
 
+    def _same_boot(self) -> None:
+        """Monotonic times of another boot mean nothing in this one: forget them (once per boot)."""
+        boot = boot_id()
+        if self._read("SELECT value FROM meta WHERE key = 'boot_id'") == [(boot,)]:
+            return
+        with self._write() as db:
+            if db.execute("SELECT value FROM meta WHERE key = 'boot_id'").fetchone() == (boot,):
+                return  # the other process did it meanwhile
+            db.execute("UPDATE events SET sent_mono = NULL WHERE sent_mono IS NOT NULL")
+            db.execute(
+                """UPDATE subscriptions SET connected_mono = NULL, last_seen_mono = NULL, disconnected_mono = NULL
+                   WHERE connected_mono IS NOT NULL"""
+            )
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('boot_id', ?)", (boot,))
+
     def _private(self) -> None:
         """The file holds the instance's key: readable by its owner only (-wal and -shm too,
         which SQLite creates with the database's mode)."""
@@ -530,17 +564,20 @@ class Store:
             return value
 
     def event_key(self) -> bytes:
-        """The secret key that seals this instance's events (schema 4 creates it). Never sent,
+        """The secret key that seals this instance's events (schema 5 creates it). Never sent,
         logged or shown: whoever holds it can make events the probe takes for its own."""
         rows = self._read("SELECT value FROM meta WHERE key = ?", (_KEY,))
         if not rows:
-            raise StoreError(f"store {self.path} has no event key; it is not a probe store of schema 4")
+            raise StoreError(f"store {self.path} has no event key; it is not a probe store of schema 5")
         return bytes.fromhex(rows[0][0])
 
     # ---- sender side ----
 
-    def record_send(self, app_id: str, dataset: str, version: str, sent_at: float) -> int:
-        """Allocate the dataset's next seqno and record the event before it is posted."""
+    def record_send(
+        self, app_id: str, dataset: str, version: str, sent_at: float, sent_mono: float | None = None
+    ) -> int:
+        """Allocate the dataset's next seqno and record the event before it is posted (with the
+        monotonic time of its send, taken with `sent_at`, when the caller has it)."""
         key = f"next_seqno:{dataset}"
         with self._write() as db:
             # One statement for the counter (it is on every event's path): take the next, move it on.
@@ -553,9 +590,9 @@ class Store:
             else:
                 seqno = int(row[0]) - 1
             db.execute(
-                """INSERT INTO events (app_id, seqno, dataset, version, sent_at, post_state, state)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                (app_id, seqno, dataset, version, sent_at, PostState.PENDING, EventState.PENDING),
+                """INSERT INTO events (app_id, seqno, dataset, version, sent_at, sent_mono, post_state, state)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (app_id, seqno, dataset, version, sent_at, sent_mono, PostState.PENDING, EventState.PENDING),
             )
             return seqno
 
@@ -619,26 +656,30 @@ class Store:
 
     # ---- listener side: subscriptions ----
 
-    def subscription_opened(self, dataset: str, at: float) -> int:
+    def subscription_opened(self, dataset: str, at: float, mono: float | None = None) -> int:
         with self._write() as db:
             cur = db.execute(
-                "INSERT INTO subscriptions (dataset, connected_at, last_seen) VALUES (?, ?, ?)",
-                (dataset, at, at),
+                """INSERT INTO subscriptions (dataset, connected_at, last_seen, connected_mono, last_seen_mono)
+                   VALUES (?, ?, ?, ?, ?)""",
+                (dataset, at, at, mono, mono),
             )
             return int(cur.lastrowid)
 
-    def subscription_alive(self, sub_id: int, at: float) -> None:
+    def subscription_alive(self, sub_id: int, at: float, mono: float | None = None) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE subscriptions SET last_seen = ? WHERE id = ? AND disconnected_at IS NULL",
-                (at, sub_id),
+                """UPDATE subscriptions SET last_seen = ?, last_seen_mono = COALESCE(?, last_seen_mono)
+                   WHERE id = ? AND disconnected_at IS NULL""",
+                (at, mono, sub_id),
             )
 
-    def subscription_closed(self, sub_id: int, at: float) -> None:
+    def subscription_closed(self, sub_id: int, at: float, mono: float | None = None) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE subscriptions SET disconnected_at = ?, last_seen = ? WHERE id = ? AND disconnected_at IS NULL",
-                (at, at, sub_id),
+                """UPDATE subscriptions SET disconnected_at = ?, last_seen = ?,
+                          disconnected_mono = COALESCE(?, last_seen_mono), last_seen_mono = COALESCE(?, last_seen_mono)
+                   WHERE id = ? AND disconnected_at IS NULL""",
+                (at, at, mono, mono, sub_id),
             )
 
     def close_dangling_subscriptions(self, dataset: str | None = None) -> int:
@@ -649,25 +690,37 @@ class Store:
         """
         with self._write() as db:
             cur = db.execute(
-                """UPDATE subscriptions SET disconnected_at = last_seen
+                """UPDATE subscriptions SET disconnected_at = last_seen, disconnected_mono = last_seen_mono
                    WHERE disconnected_at IS NULL AND (:dataset IS NULL OR dataset = :dataset)""",
                 {"dataset": dataset},
             )
             return cur.rowcount
 
-    def subscribed_since(self, dataset: str, max_age: float, now: float) -> float | None:
-        """Start of the dataset's open subscription whose heartbeat is fresher than max_age, else None."""
+    def subscribed_since(self, dataset: str, max_age: float, now: float, now_mono: float | None = None) -> float | None:
+        """Start of the dataset's open subscription whose heartbeat is fresher than max_age, else None.
+
+        Fresh by the monotonic clock when both sides have it: a wall clock stepped back must not
+        make a stale heartbeat look fresh (and /readyz say ready on a dead listener).
+        """
         rows = self._read(
             """SELECT MIN(connected_at) FROM subscriptions
-               WHERE dataset = ? AND disconnected_at IS NULL AND last_seen >= ?""",
-            (dataset, now - max_age),
+               WHERE dataset = :dataset AND disconnected_at IS NULL AND CASE
+                   WHEN :now_mono IS NOT NULL AND last_seen_mono IS NOT NULL THEN last_seen_mono >= :now_mono - :age
+                   ELSE last_seen >= :now - :age END""",
+            {"dataset": dataset, "now": now, "now_mono": now_mono, "age": max_age},
         )
         return rows[0][0]
 
     # ---- listener side: arrivals and judgements ----
 
     def classify_arrival(
-        self, app_id: str, dataset: str, seqno: int, received_at: float, time_sent: float | None = None
+        self,
+        app_id: str,
+        dataset: str,
+        seqno: int,
+        received_at: float,
+        time_sent: float | None = None,
+        received_mono: float | None = None,
     ) -> ArrivalResult:
         """Classify one arrival of our own event, exactly once, in one transaction.
 
@@ -685,13 +738,18 @@ class Store:
             return ArrivalResult(Arrival.FORGED)
         with self._write() as db:
             row = db.execute(
-                "SELECT sent_at, state, receive_count FROM events WHERE app_id = ? AND dataset = ? AND seqno = ?",
+                """SELECT sent_at, state, receive_count, sent_mono FROM events
+                   WHERE app_id = ? AND dataset = ? AND seqno = ?""",
                 (app_id, dataset, seqno),
             ).fetchone()
             if row is None:  # pruned meanwhile
                 return ArrivalResult(Arrival.UNKNOWN)
-            sent_at, state, count = row
-            latency = received_at - sent_at
+            sent_at, state, count, sent_mono = row
+            # On the monotonic clock when both ends have it: a wall-clock step is no latency.
+            if sent_mono is not None and received_mono is not None:
+                latency = received_mono - sent_mono
+            else:
+                latency = received_at - sent_at
             clamped = latency < 0
             latency = max(0.0, latency)
             if count > 0:
@@ -722,7 +780,12 @@ class Store:
             )
 
     def judge_overdue(
-        self, now: float, timeouts: Mapping[str, float], default_timeout: float
+        self,
+        now: float,
+        timeouts: Mapping[str, float],
+        default_timeout: float,
+        now_mono: float | None = None,
+        fresh: float | None = None,
     ) -> dict[str, dict[EventState, int]]:
         """Close every event still open its dataset's timeout after its send: lost or unobserved.
 
@@ -731,18 +794,35 @@ class Store:
         never knew whether the post went through) and the pipeline is not blamed. Events of
         datasets no longer configured are judged after `default_timeout`. One transaction.
         Returns the counts by dataset (datasets with nothing judged are left out).
+
+        With `now_mono`, events and intervals that have monotonic times are judged on them: a
+        step of the wall clock (+120 s, say) neither makes events in flight overdue nor (-240 s)
+        an interval begin after the events it covered. An open interval covers until now only
+        while its heartbeat is fresher than `fresh`; else until its last heartbeat (a listener
+        stuck somewhere claims nothing after its last proof of life).
         """
-        sql = """UPDATE events SET judged_at = :now, state = CASE
+        mono = "(events.sent_mono IS NOT NULL AND :now_mono IS NOT NULL)"
+        sql = f"""UPDATE events SET judged_at = :now, state = CASE
                        WHEN post_state = :ok AND EXISTS (
                            SELECT 1 FROM subscriptions s
-                           WHERE s.dataset = events.dataset
-                             AND s.connected_at <= events.sent_at
-                             AND COALESCE(s.disconnected_at, :now) >= events.sent_at + :timeout)
+                           WHERE s.dataset = events.dataset AND CASE
+                             WHEN {mono} AND s.connected_mono IS NOT NULL THEN
+                               s.connected_mono <= events.sent_mono
+                               AND COALESCE(s.disconnected_mono, CASE WHEN s.last_seen_mono >= :now_mono - :fresh
+                                   THEN :now_mono ELSE s.last_seen_mono END) >= events.sent_mono + :timeout
+                             WHEN {mono} THEN 0
+                             ELSE s.connected_at <= events.sent_at
+                               AND COALESCE(s.disconnected_at, CASE WHEN s.last_seen >= :now - :fresh
+                                   THEN :now ELSE s.last_seen END) >= events.sent_at + :timeout END)
                        THEN :lost ELSE :unobserved END
-                   WHERE state IN (:pending, :posted) AND sent_at <= :now - :timeout AND {which}
+                   WHERE state IN (:pending, :posted) AND {{which}} AND CASE
+                       WHEN {mono} THEN events.sent_mono <= :now_mono - :timeout
+                       ELSE events.sent_at <= :now - :timeout END
                    RETURNING app_id, dataset, seqno, sent_at, state"""
         params = {
             "now": now,
+            "now_mono": now_mono,
+            "fresh": 1e18 if fresh is None else fresh,
             "ok": PostState.OK,
             "lost": EventState.LOST,
             "unobserved": EventState.UNOBSERVED,

@@ -385,3 +385,40 @@ def test_a_wal_that_outgrew_its_limit_is_restarted_by_the_next_checkpoint(tmp_pa
         store.checkpoint()
         assert wal.stat().st_size <= WAL_RESTART_BYTES // 2, wal.stat().st_size
         assert store.note("padding") == "x" * 500_000
+
+
+def test_a_wall_clock_step_never_turns_into_lost_unobserved_or_a_wrong_latency(store: Store) -> None:
+    """Issue 22.7, with the clocks injected: the wall clock steps +120 s, later -240 s, while the
+    monotonic clock (which every process of one boot shares) runs on."""
+    app = store.app_id()
+
+    def send_at(wall: float, mono: float) -> int:
+        seqno = store.record_send(app, "ds", "1", wall, mono)
+        store.record_post(app, "ds", seqno, True, None, wall)
+        return seqno
+
+    def judge(wall: float, mono: float) -> dict:
+        return store.judge_overdue(wall, {"ds": 30.0}, 30.0, mono, fresh=10.0).get("ds", {})
+
+    sub = store.subscription_opened("ds", 1000.0, 50.0)
+    in_flight = send_at(1010.0, 60.0)
+    # +120 s: by the wall the event is 121 s old; by the monotonic clock 1 s.
+    store.subscription_alive(sub, 1131.0, 61.0)
+    assert judge(1131.0, 61.0) == {}
+    result = store.classify_arrival(app, "ds", in_flight, 1133.0, None, 63.0)
+    assert (result.kind, result.latency, result.clamped) == (Arrival.RECEIVED, 3.0, False)
+    # -240 s: an event sent after the step has a wall time before the interval began.
+    store.subscription_alive(sub, 895.0, 65.0)
+    dropped = send_at(896.0, 66.0)
+    for mono in range(70, 100, 5):
+        store.subscription_alive(sub, 896.0 + mono - 66, float(mono))
+    counts = judge(896.0 + 31, 97.0)
+    assert counts == {EventState.LOST: 1, EventState.UNOBSERVED: 0}  # the pipeline dropped it: lost
+    assert by_seqno(store, app)[dropped].state is EventState.LOST
+    # Heartbeats stop (a stuck listener), the wall clock steps back 240 s: the last heartbeat looks
+    # fresh by the wall, not by the monotonic clock; readiness and judging go by the latter.
+    assert store.subscribed_since("ds", 10.0, 930.0, 98.0) == 1000.0
+    assert store.subscribed_since("ds", 10.0, 930.0 - 240, 130.0) is None
+    blind = send_at(700.0, 131.0)
+    assert judge(700.0 + 31, 162.0) == {EventState.LOST: 0, EventState.UNOBSERVED: 1}
+    assert by_seqno(store, app)[blind].state is EventState.UNOBSERVED

@@ -1,0 +1,158 @@
+"""`python -m bench.hostile`: the good dataset's latency alone, and beside five hostile neighbours.
+
+Issue 22's six-dataset probe, re-runnable: one probe (the real supervised stack) watches
+  good      an honest dataset on the emulator,
+  hang      a collector that never answers (the emulator holds its posts for a minute),
+  flood     a websocket that pushes forged copies of our events as fast as it can,
+  fragments a websocket that sends 100 MB messages as 60 KB continuation frames,
+  creds     a wrong webhook token (the subscription is refused with 403),
+  auth401   a collector that answers 401 to every post,
+all on loopback: the emulator and the small hostile peers of emulator/hostile.py. The target
+(issue 22): the good dataset's p99 latency beside its neighbours within 2x of its value alone.
+Results go to bench/results/hostile.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench import measure
+from bench.harness import BenchStack
+from emulator import hostile
+from emulator.client import start_emulator, wait_until
+from shared.store import Store
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NEIGHBOURS = ("hang", "flood", "fragments", "creds", "auth401")
+
+
+def config(interval: float, entries: list[str]) -> str:
+    return "\n".join(
+        [
+            "environment: local",
+            "sender:",
+            f"  event_interval_seconds: {interval}",
+            "  startup_wait_seconds: 10",
+            "collector:",
+            "  post_timeout_seconds: 2",
+            "listener:",
+            "  loss_timeout_seconds: 10",
+            "datasets:",
+            *entries,
+            "",
+        ]
+    )
+
+
+def run(neighbours: bool, interval: float, seconds: float, tmp: Path) -> dict:
+    """One probe; the good dataset's latency over `seconds` of steady traffic after a warm-up."""
+    datasets = ["good", *(NEIGHBOURS if neighbours else ())]
+    emulator = start_emulator(tmp, *(a for d in datasets for a in ("--dataset", f"{d}/1")))
+    stack = BenchStack.create(emulator, tmp, PROBE_CONFIG=str(tmp / "probe.yaml"))
+    entries = ["  - id: good"]
+    with ExitStack() as peers:
+        try:
+            if neighbours:
+                with Store(stack.env["PROBE_DB_PATH"]) as store:
+                    app_id = store.app_id()  # the flood reads it off the dataset
+                flood = peers.enter_context(hostile.serve(hostile.flooding(hostile.forged_events(app_id, "flood"))))
+                fragments = peers.enter_context(hostile.serve(hostile.fragmenting(100_000_000, 60_000)))
+                auth401 = peers.enter_context(hostile.serve(hostile.answering(401)))
+                emulator.faults("hang", collector_delay_ms=60_000)
+                collector_401 = f"{auth401.http_url}/event-collector/event/{{dataset_id}}/{{version}}"
+                entries += [
+                    "  - id: hang",
+                    f'  - id: flood\n    websocket_url: "{flood.ws_url}"',
+                    f'  - id: fragments\n    websocket_url: "{fragments.ws_url}"',
+                    '  - id: creds\n    webhook_token: "00000000-0000-4000-8000-000000000000"',
+                    f'  - id: auth401\n    collector_url: "{collector_401}"',
+                ]
+            (tmp / "probe.yaml").write_text(config(interval, entries))
+            stack.start()
+            wait_until(lambda: [e for e in stack.events() if e.dataset == "good" and e.latency], 60, "an arrival")
+            time.sleep(3)  # warm-up: the neighbours get going
+            listener = psutil.Process(stack.pid("listener"))
+            cpu_before, since = sum(listener.cpu_times()[:2]), time.time()
+            log_before = _warnings(tmp)
+            time.sleep(seconds)
+            until = time.time()
+            cpu = (sum(listener.cpu_times()[:2]) - cpu_before) / (until - since)
+            warnings = _warnings(tmp) - log_before
+            good = [e for e in stack.events() if e.dataset == "good" and since <= e.sent_at < until - 1]
+        finally:
+            stack.stop()
+            emulator.proc.stop()
+    latencies = [e.latency * 1000 for e in good if e.latency is not None]
+    return {
+        "neighbours": list(NEIGHBOURS) if neighbours else [],
+        "events": len(good),
+        "arrived": len(latencies),
+        "p50_ms": measure.percentile(latencies, 50),
+        "p99_ms": measure.percentile(latencies, 99),
+        "max_ms": max(latencies, default=float("nan")),
+        "listener_cpu_share": cpu,
+        "warning_lines_per_minute": warnings * 60 / seconds,
+    }
+
+
+def _warnings(tmp: Path) -> int:
+    log = tmp / "stack.log"
+    if not log.exists():
+        return 0
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if " WARNING " in line or " ERROR " in line)
+
+
+def markdown(results: dict) -> str:
+    alone, beside = results["alone"], results["neighbours"]
+    ratio = beside["p99_ms"] / alone["p99_ms"] if alone["p99_ms"] else float("nan")
+    rows = [
+        f"Measured {results['when']} on {results['machine']} (`python -m bench.hostile`), "
+        f"one event every {results['interval']} s per dataset, {results['seconds']:.0f} s each.",
+        "",
+        "| good dataset | events | p50 / p99 / max (ms) | listener CPU (share of a core) | warning lines per minute |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in (("alone", alone), ("beside " + ", ".join(NEIGHBOURS), beside)):
+        rows.append(
+            f"| {name} | {r['arrived']} of {r['events']} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['max_ms']:.1f} "
+            f"| {r['listener_cpu_share']:.2f} | {r['warning_lines_per_minute']:.0f} |"
+        )
+    rows += ["", f"p99 beside the neighbours / alone: **{ratio:.2f}x** (issue 22's target: within 2x)."]
+    return "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between events of each dataset")
+    parser.add_argument("--seconds", type=float, default=40.0, help="steady traffic measured per run")
+    parser.add_argument("--out", default=str(RESULTS / "hostile"), help="output path without extension")
+    args = parser.parse_args()
+    results: dict = {
+        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores",
+        "interval": args.interval,
+        "seconds": args.seconds,
+    }
+    for name, neighbours in (("alone", False), ("neighbours", True)):
+        with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
+            results[name] = run(neighbours, args.interval, args.seconds, Path(tmp))
+        print(name, json.dumps(results[name]), flush=True)
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,7 @@ One subscription thread per dataset, each reconnecting on its own, and one judge
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 from shared import lifecycle
@@ -25,6 +26,10 @@ def main() -> int:
     from shared.tracing import make_tracer
 
     log = logging.getLogger("listener")
+    # A thread that wants the interpreter lock waits up to this long for a busy one to hand it
+    # over, at each of its blocking calls (several per event): 1 ms instead of 5 keeps one
+    # dataset's permitted noise from adding up on another's latency.
+    sys.setswitchinterval(0.001)
     try:
         store = Store(cfg.db_path, create=False)
         app_id = store.app_id()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NOISE_SHARE = 0.05  # of one core, per subscription
-NOISE_BURST = 0.01  # CPU seconds in hand: a short burst of noise is never held back
+NOISE_BURST = 0.002  # CPU seconds in hand: a short burst of noise is never held back, a long one never runs
 
 
 @dataclass

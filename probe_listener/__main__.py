@@ -10,6 +10,7 @@ import sys
 import threading
 
 from shared import lifecycle
+from shared import log as log_mod
 from shared.exits import ExitStatus
 from shared.store import StoreError
 from shared.version import VERSION
@@ -66,6 +67,7 @@ def main() -> int:
     for thread in threads:
         thread.join()
     store.close()
+    log_mod.flush_repeats()
     log.info("stopped")
     return ExitStatus.OK if sig is not None else ExitStatus.FATAL
 

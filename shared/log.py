@@ -7,6 +7,7 @@ final text of every record, exception included, not at the call sites.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import sys
@@ -103,9 +104,15 @@ class RepeatFilter(logging.Filter):
         self._next_sweep = 0.0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "suppressed", None) is not None or record.levelno < logging.WARNING:
+        if getattr(record, "suppressed", None) is not None:
             return True
         now = self.clock()
+        if record.levelno < logging.WARNING:
+            if now >= self._next_sweep:
+                with self._lock:
+                    due = self._sweep(now)
+                self._emit(due)
+            return True
         kind = (record.name, record.levelno, str(record.msg)[:200], getattr(record, "dataset", None))
         with self._lock:
             due = self._sweep(now) if now >= self._next_sweep else []
@@ -121,9 +128,19 @@ class RepeatFilter(logging.Filter):
             if not passes:
                 state[2] += 1
                 state[3] = record
-        for summary in due:
-            logging.getLogger(summary.name).handle(summary)
+        self._emit(due)
         return passes
+
+    def flush(self) -> None:
+        """Summarise what is still held back (at a process's end: nothing goes unsaid)."""
+        with self._lock:
+            due = self._sweep(self.clock(), everything=True)
+        self._emit(due)
+
+    @staticmethod
+    def _emit(summaries: list[logging.LogRecord]) -> None:
+        for summary in summaries:
+            logging.getLogger(summary.name).handle(summary)
 
     def _sweep(self, now: float, everything: bool = False) -> list[logging.LogRecord]:
         """Summaries of the kinds whose window ended (all of them when the table is full)."""
@@ -148,6 +165,14 @@ class RepeatFilter(logging.Filter):
         return summary
 
 
+def flush_repeats() -> None:
+    """Log the summaries the root handlers' RepeatFilters still hold (call before a process ends)."""
+    for handler in logging.getLogger().handlers:
+        for each in handler.filters:
+            if isinstance(each, RepeatFilter):
+                each.flush()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = {name: getattr(record, name) for name in FIELDS if hasattr(record, name)}
@@ -161,6 +186,7 @@ def setup(process: str, fmt: str = "text", level: str = "INFO", secrets: Iterabl
     redact = Redactor(secrets)
     handler = logging.StreamHandler(sys.stdout)
     handler.addFilter(RepeatFilter())  # first: it keys on the message's template, before redaction renders it
+    atexit.register(flush_repeats)  # every process says what it held back, the sender's included
     handler.addFilter(RedactingFilter(redact))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

@@ -111,11 +111,15 @@ def test_repeated_lines_are_limited_per_kind_and_dataset_and_summarised() -> Non
         logger.info("received seqno=%d", 1)  # below WARNING: never limited
         now[0] = 10.5
         logger.error("something else")
+        for _ in range(5):
+            logger.warning("held back at the end")
+        repeat.flush()
     finally:
         logger.handlers[:] = []
     lines = buffer.getvalue().splitlines()
     assert lines[:3] == ["event unknown seqno=0", "event unknown seqno=1", "event unknown seqno=2"]
     assert "event unknown seqno=5" in lines and "received seqno=1" in lines
     assert "997 more like this in the last 10s: event unknown seqno=999" in lines
-    assert lines[-1] == "something else"
-    assert len(lines) == 7
+    assert lines[6] == "something else"
+    assert lines[-1] == "2 more like this in the last 0s: held back at the end"
+    assert len(lines) == 11

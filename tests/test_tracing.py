@@ -141,11 +141,15 @@ def test_tracing_off_sends_nothing_and_never_loads_the_sdk(
 
 def test_events_without_a_trace_id_are_still_accepted_and_simply_not_traced() -> None:
     from probe_listener.classify import Kind, parse
+    from shared import event as event_mod
 
-    plain = b'{"app_id": "abcdef01", "seqno": 3, "time_sent": "2026-11-28T00:00:00Z"}'
-    bad = b'{"app_id": "abcdef01", "seqno": 3, "time_sent": "2026-11-28T00:00:00Z", "trace_id": "Root=x"}'
-    assert parse(plain, False, 9999, "abcdef01").kind is Kind.OURS
-    message = parse(bad, False, 9999, "abcdef01")
+    key = bytes(32)
+    plain = {"app_id": "abcdef01", "seqno": 3, "time_sent": "2026-11-28T00:00:00Z"}
+    bad = {**plain, "trace_id": "Root=x"}
+    for event in (plain, bad):
+        event_mod.seal(event, key)
+    assert parse(json.dumps(plain).encode(), False, 9999, "abcdef01", key, 0).kind is Kind.OURS
+    message = parse(json.dumps(bad).encode(), False, 9999, "abcdef01", key, 0)
     assert message.kind is Kind.OURS and message.trace_id is None
 
 

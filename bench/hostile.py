@@ -28,7 +28,7 @@ import psutil
 from bench import measure
 from bench.harness import BenchStack
 from emulator import hostile
-from emulator.client import start_emulator, wait_until
+from emulator.client import EmulatorClient, start_emulator, wait_until
 from shared.store import Store
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,9 +53,9 @@ def config(interval: float, entries: list[str]) -> str:
     )
 
 
-def run(neighbours: bool, interval: float, seconds: float, tmp: Path) -> dict:
+def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path) -> dict:
     """One probe; the good dataset's latency over `seconds` of steady traffic after a warm-up."""
-    datasets = ["good", *(NEIGHBOURS if neighbours else ())]
+    datasets = ["good", *neighbours]
     emulator = start_emulator(tmp, *(a for d in datasets for a in ("--dataset", f"{d}/1")))
     stack = BenchStack.create(emulator, tmp, PROBE_CONFIG=str(tmp / "probe.yaml"))
     entries = ["  - id: good"]
@@ -64,18 +64,7 @@ def run(neighbours: bool, interval: float, seconds: float, tmp: Path) -> dict:
             if neighbours:
                 with Store(stack.env["PROBE_DB_PATH"]) as store:
                     app_id = store.app_id()  # the flood reads it off the dataset
-                flood = peers.enter_context(hostile.serve(hostile.flooding(hostile.forged_events(app_id, "flood"))))
-                fragments = peers.enter_context(hostile.serve(hostile.fragmenting(100_000_000, 60_000)))
-                auth401 = peers.enter_context(hostile.serve(hostile.answering(401)))
-                emulator.faults("hang", collector_delay_ms=60_000)
-                collector_401 = f"{auth401.http_url}/event-collector/event/{{dataset_id}}/{{version}}"
-                entries += [
-                    "  - id: hang",
-                    f'  - id: flood\n    websocket_url: "{flood.ws_url}"',
-                    f'  - id: fragments\n    websocket_url: "{fragments.ws_url}"',
-                    '  - id: creds\n    webhook_token: "00000000-0000-4000-8000-000000000000"',
-                    f'  - id: auth401\n    collector_url: "{collector_401}"',
-                ]
+                entries += [_entry(name, app_id, peers, emulator) for name in neighbours]
             (tmp / "probe.yaml").write_text(config(interval, entries))
             stack.start()
             wait_until(lambda: [e for e in stack.events() if e.dataset == "good" and e.latency], 60, "an arrival")
@@ -107,7 +96,7 @@ def run(neighbours: bool, interval: float, seconds: float, tmp: Path) -> dict:
         if e.seqno in truth and e.latency is not None
     ]
     return {
-        "neighbours": list(NEIGHBOURS) if neighbours else [],
+        "neighbours": list(neighbours),
         "events": len(good),
         "arrived": len(latencies),
         "p50_ms": measure.percentile(latencies, 50),
@@ -120,6 +109,27 @@ def run(neighbours: bool, interval: float, seconds: float, tmp: Path) -> dict:
         "listener_cpu_share": cpu,
         "warning_lines_per_minute": warnings * 60 / seconds,
     }
+
+
+def _entry(name: str, app_id: str, peers: ExitStack, emulator: EmulatorClient) -> str:
+    """The configuration entry of one hostile neighbour, its peer started."""
+    if name == "hang":
+        emulator.faults("hang", collector_delay_ms=60_000)
+        return "  - id: hang"
+    if name == "flood":
+        flood = peers.enter_context(hostile.serve(hostile.flooding(hostile.forged_events(app_id, "flood"))))
+        return f'  - id: flood\n    websocket_url: "{flood.ws_url}"'
+    if name == "fragments":
+        fragments = peers.enter_context(hostile.serve(hostile.fragmenting(100_000_000, 60_000)))
+        return f'  - id: fragments\n    websocket_url: "{fragments.ws_url}"'
+    if name == "creds":
+        return '  - id: creds\n    webhook_token: "00000000-0000-4000-8000-000000000000"'
+    if name == "auth401":
+        auth401 = peers.enter_context(hostile.serve(hostile.answering(401)))
+        return (
+            f'  - id: auth401\n    collector_url: "{auth401.http_url}/event-collector/event/{{dataset_id}}/{{version}}"'
+        )
+    raise ValueError(f"unknown neighbour {name!r}; known: {', '.join(NEIGHBOURS)}")
 
 
 def _warnings(tmp: Path) -> int:
@@ -141,7 +151,7 @@ def markdown(results: dict) -> str:
         "| listener CPU (share of a core) | warning lines per minute |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in (("alone", alone), ("beside " + ", ".join(NEIGHBOURS), beside)):
+    for name, r in (("alone", alone), ("beside " + ", ".join(beside["neighbours"]), beside)):
         rows.append(
             f"| {name} | {r['arrived']} of {r['events']} | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['max_ms']:.1f} "
             f"| {r['send_side_p50_ms']:.1f} / {r['send_side_p99_ms']:.1f} "
@@ -161,6 +171,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between events of each dataset")
     parser.add_argument("--seconds", type=float, default=40.0, help="steady traffic measured per run")
+    parser.add_argument(
+        "--neighbours",
+        default=",".join(NEIGHBOURS),
+        help=f"which hostile neighbours (default all: {','.join(NEIGHBOURS)})",
+    )
     parser.add_argument("--out", default=str(RESULTS / "hostile"), help="output path without extension")
     args = parser.parse_args()
     results: dict = {
@@ -169,7 +184,8 @@ def main() -> int:
         "interval": args.interval,
         "seconds": args.seconds,
     }
-    for name, neighbours in (("alone", False), ("neighbours", True)):
+    chosen = tuple(n for n in args.neighbours.split(",") if n)
+    for name, neighbours in (("alone", ()), ("neighbours", chosen)):
         with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
             results[name] = run(neighbours, args.interval, args.seconds, Path(tmp))
         print(name, json.dumps(results[name]), flush=True)

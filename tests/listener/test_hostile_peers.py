@@ -152,3 +152,28 @@ def test_the_connect_deadline_covers_a_dns_server_that_never_answers(
     note = store.note(f"listener:{dataset}")
     assert note.startswith("dns (ws.never-answers.example): no answer"), note
     store.close()
+
+
+def test_a_proxy_the_environment_names_is_resolved_and_tunnelled_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subscription follows http_proxy as websocket-client would: only the proxy's name is
+    resolved (within the deadline); the target's is the proxy's business."""
+    seen: list[bytes] = []
+
+    def proxy(conn: socket.socket, stopping: threading.Event) -> None:
+        seen.append(hostile.read_head(conn))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        hostile.accept_websocket(conn)
+        stopping.wait(5)
+
+    with hostile.serve(proxy) as peer:
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{peer.port}")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        sub, store, dataset = setup(tmp_path, "ws://ws.proxied.example/event-data-subscription")
+        ws = sub._connect()
+        assert ws is not None, store.note(f"listener:{dataset}")
+        ws.shutdown()
+        store.close()
+    assert seen and seen[0].startswith(b"CONNECT ws.proxied.example:80 HTTP/1.1")

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from shared import event as event_mod
-from shared.store import EventState, FailureKind, StoreReader
+from shared.store import EventState, FailureKind, Store, StoreReader
 from tests.browser import Browser, png_colours
 from tests.e2e.harness import PROMTOOL, Stack, require, stack_env
 from tests.helpers import CLIENT_SECRET, WEBHOOK_TOKEN, free_port, probe_cmd, start, start_emulator, wait_until
@@ -74,12 +74,15 @@ def kept(env: dict[str, str], dataset: str, kind: FailureKind) -> int:
 
 
 def send_hostile_copy(stack: Stack) -> None:
-    """A copy of a received event of `steady` with field names that are markup: altered, so kept."""
+    """A copy of a received event of `steady` with field names that are markup: altered (it keeps
+    the instance's seal of the event as sent), so kept."""
     with StoreReader(stack.env["PROBE_DB_PATH"]) as store:
         app_id = store.app_id()
         row = next(e for e in store.recent_events(50, "steady") if e.state is EventState.RECEIVED)
+    with Store(stack.env["PROBE_DB_PATH"], create=False) as store:
+        key = store.event_key()
     doc = event_mod.build(app_id, "steady", row.seqno, row.sent_at)
-    event_mod.seal(doc)
+    event_mod.seal(doc, key)
     doc[SCRIPT] = IMG
     doc[IMG] = SCRIPT
     assert stack.emulator.inject(dataset="steady", text=json.dumps(doc) + "\n") == 1

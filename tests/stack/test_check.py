@@ -77,3 +77,27 @@ def test_check_with_keycloak_not_listening_names_the_cause_and_host(emulator: Em
         f"token: posts to probe-dataset/1 fail for want of a token: Keycloak at {keycloak}: refused: "
         "is Keycloak running at that address?"
     )
+
+
+def test_check_gives_the_subscriptions_reason_with_its_host_as_readyz_does(
+    emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """Issue 24: the reason the listener records (and /readyz shows), here nothing listening."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    result = run_check(
+        emulator,
+        tmp_path,
+        "--count",
+        "1",
+        "--timeout",
+        "1",
+        "--json",
+        WEBSOCKET_URL=f"ws://127.0.0.1:{port}/event-data-subscription",
+    )
+    assert result.returncode == ExitStatus.FATAL, result.stdout + result.stderr
+    (event,) = json.loads(result.stdout)["events"]
+    assert event["outcome"] == "not_subscribed"
+    assert event["detail"].startswith("refused (127.0.0.1): "), event

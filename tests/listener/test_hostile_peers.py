@@ -82,10 +82,11 @@ def test_a_message_dripped_in_fragments_never_stops_the_pings_and_ends_by_the_po
 
 def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
     """Issue 24: refused, handshake statuses, TLS; the note /readyz shows names reason and host."""
-    with socket.create_server(("127.0.0.1", 0)) as closed:
-        port = closed.getsockname()[1]
-    sub, store, dataset = setup(tmp_path, f"ws://127.0.0.1:{port}/event-data-subscription")
-    assert sub._connect() is None
+    with socket.socket() as bound:  # held bound and not listening: refused, and no one else's
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        sub, store, dataset = setup(tmp_path, f"ws://127.0.0.1:{port}/event-data-subscription")
+        assert sub._connect() is None
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="refused") == 1
     assert store.note(f"listener:{dataset}").startswith("refused (127.0.0.1): ")
     for status, reason in ((401, "rejected"), (403, "rejected"), (404, "http_4xx"), (502, "http_5xx")):

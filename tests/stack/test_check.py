@@ -85,18 +85,19 @@ def test_check_gives_the_subscriptions_reason_with_its_host_as_readyz_does(
     """Issue 24: the reason the listener records (and /readyz shows), here nothing listening."""
     import socket
 
-    with socket.create_server(("127.0.0.1", 0)) as closed:
-        port = closed.getsockname()[1]
-    result = run_check(
-        emulator,
-        tmp_path,
-        "--count",
-        "1",
-        "--timeout",
-        "1",
-        "--json",
-        WEBSOCKET_URL=f"ws://127.0.0.1:{port}/event-data-subscription",
-    )
+    with socket.socket() as bound:  # held bound and not listening: refused, and no one else's
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        result = run_check(
+            emulator,
+            tmp_path,
+            "--count",
+            "1",
+            "--timeout",
+            "1",
+            "--json",
+            WEBSOCKET_URL=f"ws://127.0.0.1:{port}/event-data-subscription",
+        )
     assert result.returncode == ExitStatus.FATAL, result.stdout + result.stderr
     (event,) = json.loads(result.stdout)["events"]
     assert event["outcome"] == "not_subscribed"

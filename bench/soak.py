@@ -330,6 +330,10 @@ def markdown(result: dict, png: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--hours", type=float, default=1.0, help="how long to run (a 24 h profile: --hours 24)")
@@ -338,6 +342,10 @@ def main() -> int:
     args = parser.parse_args()
     if not 0 < args.hours <= 24 * 7 or not 1 <= args.rate <= 500:
         parser.error("--hours must be in (0, 168] and --rate in [1, 500]")
+    # Stopped early (SIGTERM, or SIGINT, which a background job starts with ignored), it still
+    # stops the stack and the emulator it started: the `finally` of run() must get to run.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupted)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="probe-soak-") as tmp_dir:

@@ -154,7 +154,12 @@ def test_ctl_without_a_stack_says_so_with_its_own_exit_status(tmp_path: Path) ->
 def test_status_needs_no_secret(tmp_path: Path) -> None:
     store = tmp_path / "probe.sqlite3"
     Store(store).close()
-    env = bare_env(PROBE_CONFIG=str(ROOT / "probe.yaml"), ORIGO_ENVIRONMENT="dev", PROBE_DB_PATH=str(store))
+    env = bare_env(
+        PROBE_CONFIG=str(ROOT / "probe.yaml"),
+        ORIGO_ENVIRONMENT="dev",
+        PROBE_DB_PATH=str(store),
+        METRICS_PORT=str(free_port()),  # not the default: a demo may run beside the suite
+    )
     result = subprocess.run(probe_cmd("status"), env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "config error" not in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.exits import ExitStatus
 from shared.store import Store
-from tests.helpers import ROOT, probe_cmd
+from tests.helpers import ROOT, free_port, probe_cmd
 
 
 def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
@@ -18,6 +18,7 @@ def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
         "ORIGO_ENVIRONMENT": "local",
         "PROBE_DB_PATH": str(db),
+        "METRICS_PORT": str(free_port()),  # never the default: a demo running beside the suite answers there
     }
     return subprocess.run(probe_cmd("status", *args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
 

@@ -41,6 +41,7 @@ def main() -> int:
     if closed:
         log.info("closed %d subscription interval(s) left open by a previous run at their last heartbeat", closed)
     metrics.build_info.labels(VERSION, app_id).set(1)
+    metrics.describe_instance(cfg)
     stop = threading.Event()
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     threads = [threading.Thread(target=judge_loop, args=(cfg, stop), name="judge")]

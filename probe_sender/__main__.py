@@ -38,6 +38,7 @@ def main() -> int:
         log.error("%s", exc)
         return ExitStatus.STORE
     metrics.build_info.labels(VERSION, app_id).set(1)
+    metrics.describe_instance(cfg)
     tracer = make_tracer(cfg.xray_enabled, cfg.xray_service_name, cfg.xray_sampling_rules)
     tokens = token_provider(cfg, tracer)
     session = session_for(cfg)

@@ -28,6 +28,7 @@ def _config_check(args: argparse.Namespace) -> int:
             "config_file": cfg.config_file or None,
             "settings": {k: {"value": v, "from": cfg.origin.get(k, "default")} for k, v in effective.items()},
             "warnings": list(cfg.warnings),
+            "shard": {"watched": [ds.name for ds in cfg.datasets], "of": len(cfg.configured)},
         }
         print(json.dumps(doc, indent=2, default=list))
         return ExitStatus.OK
@@ -38,7 +39,10 @@ def _config_check(args: argparse.Namespace) -> int:
     for key, value in effective.items():
         print(f"{key:<{width}}  {value!s:<{value_width}}  ({cfg.origin.get(key, 'default')})")
     where = cfg.origin.get("datasets", "the single-dataset settings above").removeprefix("in ")
-    print(f"datasets ({len(datasets)}, from {where}):")
+    if cfg.shard:
+        print(f"datasets: shard {cfg.shard} watches {len(datasets)} of the {len(cfg.configured)} (from {where}):")
+    else:
+        print(f"datasets ({len(datasets)}, from {where}):")
     for ds in datasets:
         print(
             f"  {ds['name']}: {ds['id']}/{ds['version']} every {ds['interval_seconds']:g}s, "

@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
+from shared import shard as shard_mod
+
 DEFAULT_CONFIG_PATH = "probe.yaml"
 DEFAULT_ENVIRONMENT = "dev"
 REDACTED = "<redacted>"
@@ -186,6 +188,7 @@ DATASET_KEYS: dict[str, str] = {
     "payload_bytes": "payload_bytes",
 }
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,99}")
+LABEL_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # PROBE_GROUP, PROBE_LOCATION
 
 
 @dataclass(frozen=True)
@@ -229,12 +232,18 @@ class Config:
     log_format: str
     log_level: str
     log_events: bool
+    group: str
+    location: str
+    shard: str
     # Not settings: what loading found out, for `probe config check` and `probe run`.
     origin: Mapping[str, str] = dc_field(default_factory=dict, compare=False)
     config_file: str = ""  # the YAML file read, or "" when none was
     warnings: tuple[str, ...] = ()
-    # The datasets watched: the `datasets:` list, or one made of the top-level settings.
+    # The datasets watched: the `datasets:` list (this shard's part of it), or one made of the
+    # top-level settings.
     datasets: tuple[Dataset, ...] = ()
+    # The whole list, every shard's (the same as `datasets` when the instance is not sharded).
+    configured: tuple[Dataset, ...] = ()
 
     def collector_endpoint(self) -> str:
         return self.collector_url.format(dataset_id=self.dataset_id, version=self.dataset_version)
@@ -710,6 +719,32 @@ FIELDS: tuple[Field, ...] = (
         False,
         "Log every arrival at INFO (the demo does); otherwise only what goes wrong.",
     ),
+    _f(
+        "group",
+        "fleet.group",
+        "PROBE_GROUP",
+        "str",
+        "",
+        "Instances of one group watch the same datasets: each other's events are a peer's, not foreign "
+        "(empty: no group).",
+    ),
+    _f(
+        "location",
+        "fleet.location",
+        "PROBE_LOCATION",
+        "str",
+        "",
+        "Where this instance runs (a zone, a region), in its events and probe_instance_info; empty: the host name.",
+    ),
+    _f(
+        "shard",
+        "fleet.shard",
+        "PROBE_SHARD",
+        "str",
+        "",
+        f"`i/n`: watch only the entries of the datasets list whose dataset id hashes (mod n) to i; "
+        f"n at most {shard_mod.MAX_SHARDS} (empty: all).",
+    ),
 )
 
 # The original service's names where ours means the same thing: accepted, with a warning.
@@ -927,12 +962,17 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None, *, for_r
                 )
         datasets = _dataset_list(dataset_list, values, config_path, for_reading)
         origin["datasets"] = f"in {config_path}"
+    if not values["location"]:
+        values["location"] = default_location()
+        origin["location"] = "default (the host name)"
+    watched = _shard_part(datasets, values["shard"], _label(_BY_NAME["shard"], origin))
     cfg = Config(
         **values,
         origin=origin,
         config_file=str(config_path.resolve()) if read_file else "",
         warnings=tuple(warnings),
-        datasets=datasets,
+        datasets=watched,
+        configured=datasets,
     )
     cfg = _validate(cfg, origin, config_path, for_reading)
     if cfg.auth_enabled and not for_reading:  # never silent: these datasets' posts go without the token
@@ -950,6 +990,29 @@ def load(env: Mapping[str, str] | None = None, path: str | None = None, *, for_r
         if problem:
             raise ConfigError(problem)
     return cfg
+
+
+def default_location() -> str:
+    """The host name, as a label value (what a host name may hold, and no more than a label allows)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100].strip("-.")
+    return name or "unknown"
+
+
+def _shard_part(datasets: tuple[Dataset, ...], text: str, label: str) -> tuple[Dataset, ...]:
+    """The entries this instance watches under PROBE_SHARD (all of them when it is empty)."""
+    try:
+        shard = shard_mod.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{label} = {text[:40]!r}: {exc}") from None
+    part = tuple(
+        d for d, mine in zip(datasets, shard_mod.watched([d.id for d in datasets], shard), strict=True) if mine
+    )
+    if not part:
+        raise ConfigError(
+            f"{label} = {text!r}: shard {shard} watches none of the {len(datasets)} datasets of the list "
+            "(their ids hash to other shards); use fewer shards"
+        )
+    return part
 
 
 def _single_dataset(values: Mapping[str, Any]) -> Dataset:
@@ -1083,6 +1146,14 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path, for_readin
         raise fail("retention_seconds", "must exceed LOSS_TIMEOUT_SECONDS, or events are pruned before judged")
     if not listed:
         _check_payload(cfg, cfg.payload_bytes, f"{_label(by_name['payload_bytes'], origin)}")
+    for name in ("group", "location"):
+        value = getattr(cfg, name)
+        if value and not LABEL_VALUE.fullmatch(value):
+            raise fail(
+                name,
+                f"{value[:40]!r} is not usable: letters, digits and . _ - only, at most 100, starting with a "
+                "letter or digit (it is a label value and a field of every event)",
+            )
     return cfg
 
 

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from shared import shard as shard_mod
+from shared.config import Config
+
 POST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -29,6 +32,33 @@ build_info = Gauge(
     ["version", "app_id"],
     multiprocess_mode="max",
 )
+
+instance_info = Gauge(
+    "probe_instance_info",
+    "Always 1; labels tell this instance's group (PROBE_GROUP, empty: none), location (PROBE_LOCATION) "
+    "and shard (PROBE_SHARD, i/n; 0/1 when not sharded): the fleet rules join them to every series.",
+    ["group", "location", "shard"],
+    multiprocess_mode="max",
+)
+dataset_watched = Gauge(
+    "probe_dataset_watched",
+    "For every entry of the whole datasets list: 1 if this instance watches it, 0 if another shard does; "
+    "`shard` is the shard that owns it (i/n). A dataset at 0 on every live instance is watched by none.",
+    [*D, "shard"],
+    multiprocess_mode="max",
+)
+
+
+def describe_instance(cfg: Config) -> None:
+    """Export who this instance is in its fleet, and which of the whole list it watches (both processes
+    do: either alone still tells Prometheus)."""
+    shard = shard_mod.parse(cfg.shard)
+    instance_info.labels(cfg.group, cfg.location, str(shard)).set(1)
+    mine = {ds.name for ds in cfg.datasets}
+    for ds in cfg.configured:
+        owner = shard_mod.Shard(shard_mod.shard_of(ds.id, shard.count), shard.count)
+        dataset_watched.labels(ds.name, str(owner)).set(1 if ds.name in mine else 0)
+
 
 store_errors = Counter(
     "probe_store_errors",

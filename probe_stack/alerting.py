@@ -73,6 +73,7 @@ class AlertParams:
     malformed_window: str
     corrupted_window: str
     wrong_appid_window: str
+    unwatched_for: str
 
 
 def load_params(path: Path, overrides: dict[str, Any] | None = None) -> AlertParams:
@@ -193,6 +194,174 @@ def after_outage(p: AlertParams, window: str) -> str:
     return f"unless {ON}\n(max_over_time({DELIVERY_GAP}[{window}]) > {p.stale_after_seconds:g})"
 
 
+def _increase(p: AlertParams, metric: str, window: str) -> str:
+    return f"sum by ({BY}) (increase({metric}{{{p.selector}}}[{window}]))"
+
+
+def _burn(p: AlertParams, long: str, short: str, factor: float) -> str:
+    limit = f"{factor:g} * {1 - p.slo_objective:.6g}"
+    pair = f"probe:slo_error_ratio:rate{long} > ({limit})\nand\n  probe:slo_error_ratio:rate{short} > ({limit})"
+    return f"(\n  {pair}\n)"
+
+
+def stale_condition(p: AlertParams) -> str:
+    """One instance sees nothing of its own arrive on a dataset (ProbeEventsStale); value: seconds."""
+    return (
+        f"time() - max by ({BY}) (probe_last_event_received_timestamp_seconds{{{p.selector}}}) "
+        f"> {p.stale_after_seconds:g}\n"
+        f"and {ON}\n{_increase(p, 'probe_events_posted_total', _duration(p.stale_after_seconds))} > 0\n"
+        + fresh(p, _duration(p.stale_after_seconds))
+    )
+
+
+def loss_condition(p: AlertParams) -> str:
+    """One instance's events are dropped (ProbeEventLoss); value: the lost share."""
+    lost = _increase(p, "probe_events_lost_total", p.loss_window)
+    posted = _increase(p, "probe_events_posted_total", p.loss_window)
+    return (
+        f"({lost}\n/\n{posted}\n> {p.loss_ratio:g})\n" + fresh(p, p.loss_window) + "\n" + after_outage(p, p.loss_window)
+    )
+
+
+def burn_fast_condition(p: AlertParams) -> str:
+    """One instance's latency SLO burns fast (ProbeSLOBurnFast); value: the error ratio."""
+    return (
+        _burn(p, p.burn_fast_long_window, p.burn_fast_short_window, p.burn_fast_factor)
+        + "\n"
+        + fresh(p, p.burn_fast_long_window)
+        + "\n"
+        + after_outage(p, p.burn_fast_long_window)
+    )
+
+
+# ---- more than one probe (README "More than one probe") ----
+GROUP_BY = "job, group, dataset"
+INFO = "probe_instance_info"
+
+
+def grouped_info(p: AlertParams) -> str:
+    return f'{INFO}{{{p.selector}, group!=""}}'
+
+
+def ungrouped(p: AlertParams, condition: str) -> str:
+    """A pipeline alert of an instance in no group (PROBE_GROUP empty, or a probe too old to say): a
+    grouped instance's view is judged with its group's (the ProbeGroup*/ProbeLocation* alerts)."""
+    return f"(\n{condition}\n)\nunless on (job, instance)\n{grouped_info(p)}"
+
+
+def with_group(p: AlertParams, expr: str) -> str:
+    """`expr` (by job, instance, dataset) of grouped instances only, with their group and location."""
+    return f"(\n{expr}\n)\n* on (job, instance) group_left (group, location)\n{grouped_info(p)}"
+
+
+def witnesses(p: AlertParams, window: str) -> str:
+    """The instances of a group that could see a dataset for the whole of `window`: scraped and
+    subscribed throughout (what `fresh` asks of a pipeline alert). One that was not is no witness
+    either way: its silence is its own outage."""
+    up = f"and on (job, instance)\n(min_over_time(up{{{p.selector}}}[{window}]) == 1)"
+    return with_group(p, f"(min_over_time({WATCHING}[{window}]) == 1)\n{up}")
+
+
+def seen_by_all(p: AlertParams, condition: str, window: str) -> str:
+    """Per group and dataset: every witness sees `condition` (the worst witness's value)."""
+    seen = with_group(p, condition)
+    return (
+        f"max by ({GROUP_BY}) (\n{seen}\n)\n"
+        f"and on ({GROUP_BY})\n"
+        f"(count by ({GROUP_BY}) (\n{seen}\n)\n>= on ({GROUP_BY})\ncount by ({GROUP_BY}) (\n{witnesses(p, window)}\n))"
+    )
+
+
+def seen_by_some(p: AlertParams, condition: str, window: str) -> str:
+    """Per instance: it sees `condition`, but another witness of its group does not."""
+    seen = with_group(p, condition)
+    return (
+        f"{seen}\nunless on ({GROUP_BY})\n"
+        f"(count by ({GROUP_BY}) (\n{seen}\n)\n>= on ({GROUP_BY})\ncount by ({GROUP_BY}) (\n{witnesses(p, window)}\n))"
+    )
+
+
+def per_location(p: AlertParams, expr: str, by: str = "job, group, location, dataset") -> str:
+    """`expr` (by job, instance, dataset and maybe le) summed by location: each instance joined to its
+    group and location (the group is empty for an ungrouped instance)."""
+    return f"sum by ({by}) (\n{expr}\n* on (job, instance) group_left (group, location)\n{INFO}{{{p.selector}}}\n)"
+
+
+def location_rules(p: AlertParams) -> list[dict[str, Any]]:
+    """The pipeline seen from each location, side by side on a dashboard."""
+    s = p.selector
+    bucket = f"rate(probe_event_latency_seconds_bucket{{{s}}}[{p.latency_window}])"
+    lost = per_location(p, f"increase(probe_events_lost_total{{{s}}}[{p.loss_window}])")
+    posted = per_location(p, f"increase(probe_events_posted_total{{{s}}}[{p.loss_window}])")
+    return [
+        {
+            "record": "probe:latency_p99_seconds:location",
+            "expr": f"histogram_quantile(0.99,\n{per_location(p, bucket, 'job, group, location, dataset, le')}\n)",
+        },
+        {"record": "probe:loss_ratio:location", "expr": f"{lost}\n/\n{posted}"},
+    ]
+
+
+def fleet_alerts(p: AlertParams) -> list[dict[str, Any]]:
+    """Coverage of a sharded list, and the two-witness alerts of a group."""
+    ds, loc, group = "{{ $labels.dataset }}", "{{ $labels.location }}", "{{ $labels.group }}"
+    out = [
+        _alert(
+            p,
+            "ProbeDatasetUnwatched",
+            f"max by (job, dataset) (probe_dataset_watched{{{p.selector}}}) == 0",
+            "critical",
+            f"No live probe instance watches {ds}",
+            f"{ds} is in the datasets list, but every instance that is scraped says another shard watches it "
+            "(probe_dataset_watched is 0 on each): the instance of its shard is gone, or the shards disagree on n "
+            "(PROBE_SHARD). The pipeline of {{ $labels.dataset }} is unwatched.",
+            p.unwatched_for,
+        )
+    ]
+    stale = _duration(p.stale_after_seconds)
+    cases = (
+        ("EventsStale", stale_condition(p), stale, p.stale_for, "no event arrives", "humanizeDuration", "nothing for"),
+        ("EventLoss", loss_condition(p), p.loss_window, p.loss_for, "events are lost", "humanizePercentage", "lost:"),
+        (
+            "SLOBurnFast",
+            burn_fast_condition(p),
+            p.burn_fast_long_window,
+            p.burn_fast_for,
+            "the latency SLO burns fast",
+            "humanizePercentage",
+            "late:",
+        ),
+    )
+    for name, condition, window, for_, what, human, word in cases:
+        value = f"{word} {{{{ $value | {human} }}}}"
+        out.append(
+            _alert(
+                p,
+                f"ProbeGroup{name}",
+                seen_by_all(p, condition, window),
+                "critical",
+                f"On {ds}, {what} at every location of group {group}",
+                f"Every instance of group {group} that could watch {ds} over the last {window} sees it "
+                f"(Probe{name}; at worst {value}): the pipeline, not one location.",
+                for_,
+            )
+        )
+        out.append(
+            _alert(
+                p,
+                f"ProbeLocation{name}",
+                seen_by_some(p, condition, window),
+                "warning",
+                f"On {ds}, {what} at {loc} only (group {group})",
+                f"The instance at {loc} ({{{{ $labels.instance }}}}) sees Probe{name} on {ds} ({value}), but "
+                f"another witness of group {group} does not: a fault of that location or of that probe, not of "
+                "the pipeline. No page.",
+                for_,
+            )
+        )
+    return out
+
+
 def recording_rules(p: AlertParams) -> list[dict[str, Any]]:
     windows = dict.fromkeys(
         (p.burn_fast_long_window, p.burn_fast_short_window, p.burn_slow_long_window, p.burn_slow_short_window)
@@ -201,6 +370,7 @@ def recording_rules(p: AlertParams) -> list[dict[str, Any]]:
         {"record": WATCHING, "expr": watching(p)},
         {"record": DELIVERY_GAP, "expr": delivery_gap(p)},
         *({"record": f"probe:slo_error_ratio:rate{w}", "expr": slo_error_ratio(p, w)} for w in windows),
+        *location_rules(p),
     ]
 
 
@@ -267,9 +437,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeEventsStale",
-            f"time() - max by ({BY}) (probe_last_event_received_timestamp_seconds{{{s}}}) > {p.stale_after_seconds:g}\n"
-            f"and {ON}\n{increase('probe_events_posted_total', _duration(p.stale_after_seconds))} > 0\n"
-            + fresh(p, _duration(p.stale_after_seconds)),
+            ungrouped(p, stale_condition(p)),
             "critical",
             f"No event of the probe has arrived on {ds} for {{{{ $value | humanizeDuration }}}}",
             f"The collector accepts the probe's events and the listener is subscribed, but none has arrived for "
@@ -280,10 +448,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeEventLoss",
-            f"({ratio_of_posted('probe_events_lost_total', p.loss_window)}\n> {p.loss_ratio:g})\n"
-            + fresh(p, p.loss_window)
-            + "\n"
-            + after_outage(p, p.loss_window),
+            ungrouped(p, loss_condition(p)),
             "critical",
             f"{{{{ $value | humanizePercentage }}}} of the probe's events on {ds} were lost",
             f"Over the last {p.loss_window}, {{{{ $value | humanizePercentage }}}} of the events the collector "
@@ -318,11 +483,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeSLOBurnFast",
-            burn(p.burn_fast_long_window, p.burn_fast_short_window, p.burn_fast_factor)
-            + "\n"
-            + fresh(p, p.burn_fast_long_window)
-            + "\n"
-            + after_outage(p, p.burn_fast_long_window),
+            ungrouped(p, burn_fast_condition(p)),
             "critical",
             f"The latency SLO of {ds} burns its error budget {p.burn_fast_factor:g} times too fast",
             f"More than {p.burn_fast_factor:g} x {budget:.2%} of the events did not arrive within "
@@ -421,6 +582,7 @@ def alert_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"{{{{ $value }}}} well-formed events of another app_id arrived over {p.wrong_appid_window}: a second "
             "probe instance uses the same dataset. They are not counted as ours.",
         ),
+        *fleet_alerts(p),
     ]
 
 

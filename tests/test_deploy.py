@@ -19,6 +19,7 @@ PARAMS = DEPLOY / "prometheus" / "alert-params.yaml"
 RULES = DEPLOY / "prometheus" / "probe-rules.yml"
 RULE_TESTS = DEPLOY / "prometheus" / "tests" / "probe-rules.test.yml"
 INCIDENT_TESTS = DEPLOY / "prometheus" / "tests" / "probe-incidents.test.yml"
+FLEET_TESTS = DEPLOY / "prometheus" / "tests" / "probe-fleet.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "dataplatform-probe.json"
 
 
@@ -57,14 +58,16 @@ def test_promtool_checks_the_rules_and_the_prometheus_config() -> None:
 
 
 def test_promtool_rule_unit_tests_pass() -> None:
-    out = run(tool("promtool"), "test", "rules", RULE_TESTS.name, INCIDENT_TESTS.name, cwd=RULE_TESTS.parent)
-    assert out.count("SUCCESS") == 2
+    out = run(
+        tool("promtool"), "test", "rules", RULE_TESTS.name, INCIDENT_TESTS.name, FLEET_TESTS.name, cwd=RULE_TESTS.parent
+    )
+    assert out.count("SUCCESS") == 3
 
 
 def test_every_alert_fires_in_one_unit_test_and_stays_quiet_in_another() -> None:
     cases = [
         case
-        for path in (RULE_TESTS, INCIDENT_TESTS)
+        for path in (RULE_TESTS, INCIDENT_TESTS, FLEET_TESTS)
         for test in yaml.safe_load(path.read_text())["tests"]
         for case in test["alert_rule_test"]
     ]
@@ -124,6 +127,11 @@ def test_pages_are_the_probe_down_and_one_alert_per_dataset_outage() -> None:
         "ProbeEventLoss",
         "ProbeBlind",
         "ProbeSLOBurnFast",
+        # More than one probe: a dataset no live instance watches, and a group's pipeline pages.
+        "ProbeDatasetUnwatched",
+        "ProbeGroupEventsStale",
+        "ProbeGroupEventLoss",
+        "ProbeGroupSLOBurnFast",
     }
     routing = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
     (page_route,) = [r for r in routing["route"]["routes"] if r["matchers"] == ['severity="critical"']]

@@ -91,8 +91,9 @@ soak: init ## a month of the probe's life in about an hour: prints each figure's
 	$(RUN)/python -m bench.soak
 
 # The generated deploy files: the alert rules from their parameters, and the dashboard.
-deploy: init ## regenerate deploy/prometheus/probe-rules.yml and the Grafana dashboard
+deploy: init ## regenerate deploy/prometheus/probe-rules.yml, its PrometheusRule and the Grafana dashboard
 	$(RUN)/probe rules --params deploy/prometheus/alert-params.yaml > deploy/prometheus/probe-rules.yml
+	$(RUN)/probe rules --params deploy/prometheus/alert-params.yaml --prometheus-rule > deploy/kubernetes/probe-rules.yaml
 	$(RUN)/probe dashboard > deploy/grafana/dashboards/dataplatform-probe.json
 
 clean: ## remove the virtualenv and var/

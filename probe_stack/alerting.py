@@ -613,3 +613,18 @@ def render(p: AlertParams, source: str = "deploy/prometheus/alert-params.yaml") 
         "# Runbook: docs/runbook.md. Checked by promtool (check rules, test rules) in the tests.\n"
     )
     return header + yaml.dump(rules_document(p), Dumper=_BlockDumper, sort_keys=False, width=120)
+
+
+def render_prometheus_rule(p: AlertParams, source: str = "deploy/prometheus/alert-params.yaml") -> str:
+    """The same rules as a Prometheus Operator PrometheusRule (deploy/kubernetes/)."""
+    header = (
+        f"# Generated from {source} by `probe rules --prometheus-rule` (make deploy); change the parameters\n"
+        "# there, not this file. The rules are those of deploy/prometheus/probe-rules.yml.\n"
+    )
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "dataplatform-probe", "labels": {"app.kubernetes.io/name": "dataplatform-probe"}},
+        "spec": rules_document(p),
+    }
+    return header + yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, width=120)

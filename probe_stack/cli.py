@@ -126,14 +126,14 @@ def _ctl(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from probe_stack.alerting import ParamsError, load_params, render
+    from probe_stack.alerting import ParamsError, load_params, render, render_prometheus_rule
 
     try:
         params = load_params(Path(args.params))
     except (OSError, ParamsError) as exc:
         print(f"probe rules: {exc}", file=sys.stderr)
         return ExitStatus.CONFIG
-    sys.stdout.write(render(params, args.params))
+    sys.stdout.write((render_prometheus_rule if args.prometheus_rule else render)(params, args.params))
     return ExitStatus.OK
 
 
@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="deploy/prometheus/alert-params.yaml",
         metavar="FILE",
         help="the parameters file (default %(default)s)",
+    )
+    rules.add_argument(
+        "--prometheus-rule",
+        action="store_true",
+        help="as a Kubernetes PrometheusRule (Prometheus Operator), as deploy/kubernetes/ ships it",
     )
     rules.set_defaults(func=_rules)
     add("dashboard", "print the Grafana dashboard (JSON)").set_defaults(func=_dashboard)

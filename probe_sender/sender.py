@@ -138,6 +138,9 @@ class Sender:
             metrics.skipped_slots.labels(self.ds.name, SkipReason.STORE).inc()
             return
         event = event_mod.build(self.app_id, self.ds.name, seqno, sent_at, self.ds.payload_bytes)
+        event[event_mod.LOCATION_FIELD] = self.cfg.location
+        if self.cfg.group:
+            event[event_mod.GROUP_FIELD] = self.cfg.group
         self._last_sent.set(sent_at)
         self._pool.submit(self._post, event)
 

@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 DATASET_FIELD = "dataset"
+# Who sent it, in a fleet (PROBE_GROUP, only when set; PROBE_LOCATION): an instance of one's own
+# group is a peer, not a foreign instance (README "More than one probe").
+GROUP_FIELD = "group"
+LOCATION_FIELD = "location"
 PADDING_FIELD = "padding"
 DIGEST_FIELD = "digest"
 TRACE_FIELD = "trace_id"

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from shared.event import DATASET_FIELD, TRACE_FIELD, Integrity, integrity
+from shared.config import LABEL_VALUE
+from shared.event import DATASET_FIELD, GROUP_FIELD, LOCATION_FIELD, TRACE_FIELD, Integrity, integrity
 from shared.tracing import TRACE_ID
 
 # seqnos are SQLite integers: anything larger cannot be ours, and must not reach the store.
@@ -34,7 +35,12 @@ class MalformedReason(StrEnum):
 class Kind(StrEnum):
     MALFORMED = "malformed"
     WRONG_APPID = "wrong_appid"
+    PEER = "peer"  # another instance's event, of this instance's group (PROBE_GROUP)
     OURS = "ours"
+
+
+# A peer's location when it names none, or none usable as a label value.
+UNNAMED = "unnamed"
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,12 @@ class Message:
     integrity: Integrity = Integrity.INTACT
     doc: dict | None = None  # the event itself, kept only when it arrived altered (to say what differed)
     padding: int = 0  # characters of padding of the event as sent
+    location: str | None = None  # for PEER: where the peer runs (a label value, or UNNAMED)
 
 
-def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int) -> Message:
+def parse(
+    payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int, own_group: str = ""
+) -> Message:
     """Classify a frame's payload: malformed, another instance's event, or one of ours.
 
     A well-formed probe event is a text frame holding a JSON object with a string
@@ -59,14 +68,21 @@ def parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: by
     fields are allowed and ignored); one of ours also carries our seal (`key`; see
     shared/event.py). Nothing a peer sends can make this raise: what no check foresaw
     is `unreadable`, so one frame never costs the subscription.
+
+    Another app_id is a peer's when the event names `own_group` (not empty) as its group, and
+    a foreign instance's otherwise. The group is a label, not a proof: a peer seals with its own
+    key, which this instance does not hold, so an event that claims our group gains only being
+    counted as a peer's.
     """
     try:
-        return _parse(payload, binary, max_bytes, own_app_id, key, payload_bytes)
+        return _parse(payload, binary, max_bytes, own_app_id, key, payload_bytes, own_group)
     except Exception:  # the frame is counted under a reason; the caller logs the bug
         return Message(Kind.MALFORMED, MalformedReason.UNREADABLE)
 
 
-def _parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int) -> Message:
+def _parse(
+    payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int, own_group: str
+) -> Message:
     if binary:
         return Message(Kind.MALFORMED, MalformedReason.BINARY)
     if len(payload) > max_bytes:
@@ -94,6 +110,16 @@ def _parse(payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: b
     if sent is None:
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)
     if app_id != own_app_id:
+        if own_group and doc.get(GROUP_FIELD) == own_group:
+            dataset = doc.get(DATASET_FIELD)
+            return Message(
+                Kind.PEER,
+                app_id=app_id,
+                seqno=seqno,
+                time_sent=sent,
+                dataset=dataset if isinstance(dataset, str) else None,
+                location=peer_location(doc.get(LOCATION_FIELD)),
+            )
         return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
     dataset = doc.get(DATASET_FIELD)
     if dataset is not None and not isinstance(dataset, str):
@@ -133,6 +159,11 @@ def depth(doc: object) -> int:
             return deepest
         stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
+
+
+def peer_location(raw: object) -> str:
+    """A peer's location as a label value: what PROBE_LOCATION allows, else UNNAMED."""
+    return raw if isinstance(raw, str) and LABEL_VALUE.fullmatch(raw) else UNNAMED
 
 
 def parse_time(text: str) -> float | None:

@@ -14,6 +14,10 @@ from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
 from shared.tracing import NoTracer
 
 log = logging.getLogger("listener")
+# Distinct peer locations counted per dataset: a peer names its own, so a hostile one could
+# otherwise make a series of every name it sends.
+MAX_PEER_LOCATIONS = 16
+OTHER_LOCATION = "other"
 
 
 class Receiver:
@@ -52,12 +56,32 @@ class Receiver:
         self._clamped = metrics.latency_clamped.labels(ds)
         self._last_received = metrics.last_received.labels(ds)
         self._corrupted = metrics.events_corrupted.labels(ds)
+        self._peer_locations: set[str] = set()
+
+    def _peer(self, dataset: str | None, location: str) -> None:
+        """A peer's event: counted by its location, once (a sibling entry's is counted by its own subscription)."""
+        if dataset is not None and dataset in self.siblings:
+            return
+        if location not in self._peer_locations:
+            if len(self._peer_locations) >= MAX_PEER_LOCATIONS:
+                location = OTHER_LOCATION
+            else:
+                self._peer_locations.add(location)
+        metrics.peer_events.labels(self.ds, location).inc()
 
     def handle(self, payload: bytes, binary: bool, received_at: float, received_mono: float | None = None) -> bool:
         """One frame, one outcome; True when it was an arrival of one of the probe's own events
         (anything else is noise, which the subscription budgets). Raises only StoreWriteFailed
         (the arrival could not be recorded)."""
-        message = parse(payload, binary, self.cfg.max_message_bytes, self.app_id, self.key, self.dataset.payload_bytes)
+        message = parse(
+            payload,
+            binary,
+            self.cfg.max_message_bytes,
+            self.app_id,
+            self.key,
+            self.dataset.payload_bytes,
+            self.cfg.group,
+        )
         if message.kind is Kind.MALFORMED:
             metrics.events_malformed.labels(self.ds, message.reason).inc()
             if message.reason is MalformedReason.UNREADABLE:  # no check foresaw it: a bug of ours
@@ -75,6 +99,9 @@ class Receiver:
                     len(payload),
                     extra={"dataset": self.ds, "reason": message.reason, "size": len(payload)},
                 )
+            return False
+        if message.kind is Kind.PEER:  # a second witness's, but noise to this subscription's budget
+            self._peer(message.dataset, message.location or OTHER_LOCATION)
             return False
         if message.kind is Kind.WRONG_APPID:
             self._wrong_appid.inc()

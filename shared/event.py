@@ -97,6 +97,9 @@ def as_sent(received: dict, size: int) -> dict:
         event[PADDING_FIELD] = padding(app_id, dataset, seqno, size)
     if isinstance(received.get(TRACE_FIELD), str):
         event[TRACE_FIELD] = received[TRACE_FIELD]
+    for name in (LOCATION_FIELD, GROUP_FIELD):  # the sender adds them before sealing, as the trace id
+        if isinstance(received.get(name), str):
+            event[name] = received[name]
     return event
 
 
@@ -153,7 +156,17 @@ def differences(received: dict, size: int) -> list[str]:
                 found.append(f"padding of {len(pad)} characters, expected {len(expected)}; first difference at {at}")
             elif at is not None:
                 found.append(f"padding differs, first at offset {at}")
-    known = {"app_id", "seqno", "time_sent", DATASET_FIELD, PADDING_FIELD, DIGEST_FIELD, TRACE_FIELD}
+    known = {
+        "app_id",
+        "seqno",
+        "time_sent",
+        DATASET_FIELD,
+        PADDING_FIELD,
+        DIGEST_FIELD,
+        TRACE_FIELD,
+        GROUP_FIELD,
+        LOCATION_FIELD,
+    }
     extra = [k for k in received if k not in known]
     if extra:
         names = ", ".join(ascii(k)[1:-1][:40] for k in extra[:5])  # a peer's text: escaped and cut

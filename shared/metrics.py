@@ -117,6 +117,12 @@ skipped_slots = Counter(
 # ---- listener ----
 events_received = Counter("probe_events_received", "First arrivals of this instance's events (late ones included).", D)
 wrong_appid = Counter("probe_wrong_appid", "Well-formed events of another probe instance (another app_id).", D)
+peer_events = Counter(
+    "probe_peer_events",
+    "Events of another instance of this instance's group (PROBE_GROUP), by the peer's location: a second "
+    "witness's, never counted as foreign (at most 16 locations a dataset; more are counted as `other`).",
+    [*D, "peer_location"],
+)
 events_lost = Counter(
     "probe_events_lost", "Events missing after the loss timeout while the listener was subscribed all along.", D
 )

@@ -46,6 +46,9 @@ class Faults:
     paused: bool = False  # an outage: accepted events are held, delivered on resume
     half_open: bool = False  # no pongs and no frames, the socket stays open
     refuse_connections: bool = False  # handshakes fail with 500
+    # One location's fault: handshakes with ?subscriber=<this> fail with 500 and its open
+    # subscriptions are closed (1011); others are untouched. Empty: none.
+    refuse_subscriber: str = ""
     close_every_seconds: float = 0.0  # force-close every connection this often (0 = never)
     close_code: int = 1001
     seed: int | None = None

@@ -89,6 +89,7 @@ class Subscriber:
     id: int
     dataset: str
     connected_at: float
+    tag: str = ""  # ?subscriber=: which location it is, for refuse_subscriber
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     ws: web.WebSocketResponse | None = None
     closed_at: float | None = None
@@ -293,7 +294,9 @@ class Emulator:
         dataset = request.query.get("dataset_id")
         token = request.query.get("webhook_token")
         header = request.headers.get("Authorization")
-        if self.faults_for(dataset).refuse_connections:
+        tag = request.query.get("subscriber", "")
+        faults = self.faults_for(dataset)
+        if faults.refuse_connections or (tag and tag == faults.refuse_subscriber):
             return web.json_response({"message": "Internal server error"}, status=500)
         if not dataset or (not token and not header):
             return web.json_response({"message": "Bad Request"}, status=400)
@@ -304,7 +307,7 @@ class Emulator:
         ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_CLIENT_FRAME)
         # Registered before the handshake completes, so that nothing published after
         # the client sees the 101 can miss it.
-        sub = Subscriber(next(self._ids), dataset, time.time())
+        sub = Subscriber(next(self._ids), dataset, time.time(), tag)
         self.subscribers[sub.id] = sub
         self.history.append(sub)
         writer = asyncio.create_task(self._write_loop(sub))
@@ -363,8 +366,12 @@ class Emulator:
             record, _ = sub.queue.get_nowait()
             record.skipped.append((sub.id, why))
 
-    async def _close_all(self, code: int, reason: str, dataset: str | None = None) -> int:
-        subs = [s for s in self.subscribers.values() if s.ws is not None and dataset in (None, s.dataset)]
+    async def _close_all(self, code: int, reason: str, dataset: str | None = None, tag: str | None = None) -> int:
+        subs = [
+            s
+            for s in self.subscribers.values()
+            if s.ws is not None and dataset in (None, s.dataset) and tag in (None, s.tag)
+        ]
         for sub in subs:
             sub.close_code = code
             await sub.ws.close(code=code, message=reason.encode())
@@ -411,6 +418,8 @@ class Emulator:
             self.dataset_faults[dataset] = faults
         if "seed" in changes:
             self.dice.reseed(faults.seed)
+        if faults.refuse_subscriber and faults.refuse_subscriber != before.refuse_subscriber:
+            await self._close_all(1011, "Internal error", dataset, faults.refuse_subscriber)
         if before.paused and not faults.paused:
             keep: list[tuple[Record, str]] = []
             release: list[tuple[Record, str]] = []

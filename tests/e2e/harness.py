@@ -50,9 +50,10 @@ class Stack:
 
 
 def start_prometheus(
-    tmp: Path, target_port: int, rules: Path | None = None, alertmanager_port: int | None = None
+    tmp: Path, target_port: int | list[int], rules: Path | None = None, alertmanager_port: int | None = None
 ) -> tuple[Proc, str]:
-    """A real Prometheus scraping the probe every second as job "probe", evaluating rules every second."""
+    """A real Prometheus scraping the probe (or each of several) every second as job "probe", evaluating
+    rules every second."""
     port = free_port()
     config = tmp / "prometheus.yml"
     text = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -63,7 +64,8 @@ def start_prometheus(
             "alerting:\n  alertmanagers:\n    - static_configs:\n"
             f"        - targets: ['127.0.0.1:{alertmanager_port}']\n"
         )
-    text += f"scrape_configs:\n  - job_name: probe\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    targets = ", ".join(f"'127.0.0.1:{p}'" for p in ([target_port] if isinstance(target_port, int) else target_port))
+    text += f"scrape_configs:\n  - job_name: probe\n    static_configs:\n      - targets: [{targets}]\n"
     config.write_text(text)
     require(PROMETHEUS)
     proc = start(

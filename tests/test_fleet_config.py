@@ -139,3 +139,20 @@ def test_config_check_lists_the_datasets_of_the_shard(tmp_path: Path) -> None:
         assert all(n.startswith("ds-") for n in names)
         listed += names
     assert sorted(listed) == [f"ds-{i}" for i in range(1, 10)]
+
+
+def test_every_instance_exports_the_whole_list_with_what_it_watches_and_who_owns_the_rest(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    from shared import metrics
+
+    cfg = load(tmp_path, PROBE_SHARD="1/3", PROBE_GROUP="shard-1", PROBE_LOCATION="node-7")
+    metrics.describe_instance(cfg)
+    mine = {ds.name for ds in cfg.datasets}
+    for ds in cfg.configured:
+        owner = f"{shard.shard_of(ds.id, 3)}/3"
+        value = REGISTRY.get_sample_value("probe_dataset_watched", {"dataset": ds.name, "shard": owner})
+        assert value == (1 if ds.name in mine else 0), ds.name
+        assert (owner == "1/3") == (ds.name in mine)
+    info = {"group": "shard-1", "location": "node-7", "shard": "1/3"}
+    assert REGISTRY.get_sample_value("probe_instance_info", info) == 1

@@ -79,3 +79,25 @@ def test_a_busy_port_is_one_line(tmp_path: Path) -> None:
         f"probe emulator: cannot listen on 127.0.0.1:{port}: Address already in use; "
         "stop what listens there, or choose another --port"
     ]
+
+
+def test_refuse_subscriber_refuses_one_location_and_closes_its_subscription(emulator: EmulatorClient) -> None:
+    import websocket
+
+    from tests.helpers import DATASET, WEBHOOK_TOKEN
+
+    def subscribe(tag: str) -> websocket.WebSocket:
+        url = f"ws://127.0.0.1:{emulator.port}/event-data-subscription?subscriber={tag}"
+        return websocket.create_connection(f"{url}&dataset_id={DATASET}&webhook_token={WEBHOOK_TOKEN}", timeout=5)
+
+    zone_a, zone_b = subscribe("zone-a"), subscribe("zone-b")
+    emulator.faults(refuse_subscriber="zone-b")
+    opcode, data = zone_b.recv_data(control_frame=True)  # closed by the emulator
+    assert opcode == websocket.ABNF.OPCODE_CLOSE and int.from_bytes(data[:2], "big") == 1011
+    with pytest.raises(websocket.WebSocketBadStatusException) as info:
+        subscribe("zone-b")
+    assert info.value.status_code == 500
+    assert zone_a.connected and subscribe("zone-a").connected  # another location is untouched
+    emulator.faults(refuse_subscriber="")
+    assert subscribe("zone-b").connected
+    zone_a.close()

@@ -309,12 +309,15 @@ def fleet_alerts(p: AlertParams) -> list[dict[str, Any]]:
         _alert(
             p,
             "ProbeDatasetUnwatched",
-            f"max by (job, dataset) (probe_dataset_watched{{{p.selector}}}) == 0",
+            f"(max by (job, dataset) (probe_dataset_watched{{{p.selector}}}) == 0)\n"
+            # the shard that owns it, as the live instances say (one, should they disagree on n)
+            "+ on (job, dataset) group_left (shard)\n"
+            f"topk by (job, dataset) (1, max by (job, dataset, shard) (probe_dataset_watched{{{p.selector}}}))",
             "critical",
-            f"No live probe instance watches {ds}",
+            f"No live probe instance watches {ds} (shard {{{{ $labels.shard }}}})",
             f"{ds} is in the datasets list, but every instance that is scraped says another shard watches it "
-            "(probe_dataset_watched is 0 on each): the instance of its shard is gone, or the shards disagree on n "
-            "(PROBE_SHARD). The pipeline of {{ $labels.dataset }} is unwatched.",
+            "(probe_dataset_watched is 0 on each): the instance of shard {{ $labels.shard }} is gone, or the shards "
+            "disagree on n (PROBE_SHARD). The pipeline of {{ $labels.dataset }} is unwatched.",
             p.unwatched_for,
         )
     ]

@@ -127,4 +127,5 @@ def test_three_shards_watch_all_nine_and_a_stopped_one_leaves_its_datasets_named
     wait_until(lambda: named() == orphans, UNWATCHED_FOR + 30, f"ProbeDatasetUnwatched for {orphans}")
     assert time.time() - stopped_at >= UNWATCHED_FOR  # not before its `for`
     for alert in fleet.firing("ProbeDatasetUnwatched"):
-        assert alert["annotations"]["summary"] == f"No live probe instance watches {alert['labels']['dataset']}"
+        dataset = alert["labels"]["dataset"]
+        assert alert["annotations"]["summary"] == f"No live probe instance watches {dataset} (shard {stopped}/{SHARDS})"

@@ -339,6 +339,7 @@ def main() -> int:
     parser.add_argument("--hours", type=float, default=1.0, help="how long to run (a 24 h profile: --hours 24)")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second over the three datasets")
     parser.add_argument("--out", default=str(RESULTS / "soak"), help="output path without extension")
+    parser.add_argument("--redraw", action="store_true", help="redraw the report and curves of the last run only")
     args = parser.parse_args()
     if not 0 < args.hours <= 24 * 7 or not 1 <= args.rate <= 500:
         parser.error("--hours must be in (0, 168] and --rate in [1, 500]")
@@ -348,8 +349,11 @@ def main() -> int:
         signal.signal(sig, _interrupted)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="probe-soak-") as tmp_dir:
-        result = run(args.hours, args.rate, Path(tmp_dir), out)
+    if args.redraw:  # the figures and the curves again from a run's CSV and JSON, nothing run
+        result = json.loads(out.with_suffix(".json").read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="probe-soak-") as tmp_dir:
+            result = run(args.hours, args.rate, Path(tmp_dir), out)
     with out.with_suffix(".csv").open() as f:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     png = draw(rows, out.with_suffix(".png"))

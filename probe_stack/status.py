@@ -13,12 +13,9 @@ from probe_stack.healthcheck import metrics_address, url_host
 from shared.config import Config
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
-from shared.store import EventState, Store, StoreError
+from shared.store import Store, StoreError
 
-# The store's states in the words of the metrics: a `posted` event is one the collector accepted and
-# the listener still awaits (probe_events_in_flight), while probe_events_posted_total counts every
-# accepted event; `pending` is still being posted.
-WORDS = {EventState.POSTED.value: "awaiting", EventState.PENDING.value: "posting"}
+WORDS = status_data.STATE_WORDS  # the metrics' words for the store's states, as on the page
 STORE_SCOPE = "events in the store, since it began (judged events older than RETENTION_SECONDS pruned)"
 STACK_SCOPE = "the running stack's counters (/metrics), since this stack started"
 # The counters `probe status` shows beside the store's totals, in the order of an event's life.

@@ -25,6 +25,10 @@ GRAPH_POINTS = 60
 LATENCY_RECENT = 900.0  # the verdict's p99 is over the last 15 minutes, as the alert's
 DEFAULT_LIMITS = Limits()
 RECENT = 10  # the last events shown per dataset on the page
+# The store's states in the words of the metrics, for `probe status` and the page alike: a `posted`
+# event is one the collector accepted and the listener still awaits (probe_events_in_flight), while
+# probe_events_posted_total counts every accepted event; `pending` is still being posted.
+STATE_WORDS = {EventState.POSTED.value: "awaiting", EventState.PENDING.value: "posting"}
 # The counters the page shows, without their _total: events by fate since the stack started.
 COUNTERS = (
     "probe_events_posted",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from probe_stack.status_data import DatasetStatus, Snapshot, recent_p99, snapshot
+from probe_stack.status_data import STATE_WORDS, DatasetStatus, Snapshot, recent_p99, snapshot
 from probe_stack.verdict import Health
 from shared.config import Config
 from shared.store import FAILURES_KEPT, EventState, FailureKind, StoreError, StoreReader
@@ -76,8 +76,9 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-# The states and kinds are the code's own words: escaped once, not on every row.
-_WORD = {str(w): _e(w) for w in (*EventState, *FailureKind, "pruned")}
+# The states and kinds in the words `probe status` uses (an accepted event not arrived yet is
+# `awaiting`, not the store's `posted`): escaped once, not on every row.
+_WORD = {str(w): _e(STATE_WORDS.get(str(w), w)) for w in (*EventState, *FailureKind, "pruned")}
 
 
 def _verdict(ds: DatasetStatus) -> str:

@@ -294,3 +294,25 @@ def test_a_locked_store_costs_the_page_a_bounded_time_and_scrapes_nothing(
         locker.close()
         srv.shutdown()
         srv.server_close()
+
+
+def test_the_page_names_an_events_state_in_the_words_of_probe_status() -> None:
+    """An accepted event not yet arrived is `awaiting` on the page as in `probe status`, never the
+    store's `posted`, which an operator reads as probe_events_posted_total (every accepted event)."""
+    from probe_stack.status import WORDS
+
+    now = time.time()
+    states = [EventState.POSTED, EventState.PENDING, EventState.RECEIVED]
+    ds = DatasetStatus(
+        name="probe-dataset",
+        verdict=judge(facts()),
+        recent=[EventRow("probe-dataset", n, now - n, s, PostState.OK, None, None, 0) for n, s in enumerate(states)],
+        failures=[],
+        latency=[],
+        lost=0,
+        accepted=0,
+        intervals=[],
+    )
+    html = render(Snapshot(now, "abcdef01", [ds], None)).decode()
+    shown = re.findall(r'<tr class="event"><td class="n">\d+</td><td>[^<]*</td><td[^>]*>([^<]*)</td>', html)
+    assert shown == [WORDS.get(s.value, s.value) for s in states] == ["awaiting", "posting", "received"]

@@ -31,8 +31,10 @@ COUNTERS = {
 METRICS_TIMEOUT_SECONDS = 3.0
 
 
-def stack_counters(cfg: Config) -> dict[str, dict[str, int]] | str:
-    """The running stack's counters per dataset, or why there are none (no stack answers)."""
+def stack_counters(cfg: Config, app_id: str) -> dict[str, dict[str, int]] | str:
+    """The running stack's counters per dataset, or why there are none: no stack answers, or the one
+    that answers on METRICS_PORT is another store's (the demo's, another probe's), told by the app_id
+    of its probe_build_info."""
     import http.client
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -50,8 +52,11 @@ def stack_counters(cfg: Config) -> dict[str, dict[str, int]] | str:
     finally:
         conn.close()
     out: dict[str, dict[str, int]] = {}
+    theirs: set[str] = set()
     try:
         for family in text_string_to_metric_families(text):
+            if family.name == "probe_build_info":
+                theirs |= {sample.labels.get("app_id", "") for sample in family.samples}
             word = COUNTERS.get(family.name)
             for sample in family.samples if word else ():
                 if sample.name.endswith("_total") and "dataset" in sample.labels:
@@ -59,6 +64,12 @@ def stack_counters(cfg: Config) -> dict[str, dict[str, int]] | str:
                     counts[word] += int(sample.value)
     except ValueError:
         return "its /metrics could not be read"
+    if app_id not in theirs:
+        others = ", ".join(sorted(theirs)) or "none"
+        return (
+            f"the stack on http://{url_host(host)}:{port}/metrics is another store's "
+            f"(app_id {others}; this store's is {app_id}): its counters are not shown"
+        )
     return out
 
 
@@ -92,7 +103,7 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     else:
         for name in configured:  # a configured dataset with no events yet still shows, with zeros
             totals.setdefault(name, {})
-    counters = stack_counters(cfg)
+    counters = stack_counters(cfg, app_id)
     if isinstance(counters, dict) and dataset is not None:
         counters = {dataset: counters.get(dataset, {})}
     now = time.time()

@@ -10,15 +10,17 @@ from pathlib import Path
 from shared.exits import ExitStatus
 from shared.store import Store
 from tests.helpers import ROOT, free_port, probe_cmd
+from tests.http_stub import Reply, serve
 
 
-def run_status(db: Path, *args: str) -> subprocess.CompletedProcess:
+def run_status(db: Path, *args: str, metrics_port: int | None = None) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
         "ORIGO_ENVIRONMENT": "local",
         "PROBE_DB_PATH": str(db),
-        "METRICS_PORT": str(free_port()),  # never the default: a demo running beside the suite answers there
+        # never the default: a demo running beside the suite answers there
+        "METRICS_PORT": str(metrics_port or free_port()),
     }
     return subprocess.run(probe_cmd("status", *args), env=env, cwd=ROOT, capture_output=True, text=True, timeout=30)
 
@@ -69,3 +71,28 @@ def test_status_of_one_dataset_and_totals_per_dataset(tmp_path: Path) -> None:
     assert [line.split()[0] for line in table[2:4]] == ["other", "other"]
     unknown = run_status(db, "--dataset", "nope")
     assert unknown.returncode == ExitStatus.CONFIG and "known: other, probe-dataset" in unknown.stderr
+
+
+def test_status_never_shows_another_stores_stack_as_its_counters(tmp_path: Path) -> None:
+    """Whatever answers on METRICS_PORT (the demo's stack, another probe) is not this store's stack
+    unless its probe_build_info carries this store's app_id: its counters are not shown as ours."""
+    db = tmp_path / "probe.sqlite3"
+    with Store(db) as store:
+        app = store.app_id()
+    other = (
+        '# TYPE probe_build_info gauge\nprobe_build_info{version="1",app_id="ffffffff"} 1.0\n'
+        '# TYPE probe_events_posted_total counter\nprobe_events_posted_total{dataset="probe-dataset"} 99.0\n'
+    )
+    with serve(lambda _: Reply(body=other.encode(), headers={"Content-Type": "text/plain"})) as stub:
+        port = int(stub.url.rsplit(":", 1)[1])
+        table = run_status(db, metrics_port=port)
+        doc = json.loads(run_status(db, "--json", metrics_port=port).stdout)
+    assert table.returncode == 0, table.stderr
+    assert "posted=99" not in table.stdout
+    assert f"counters: the stack on http://127.0.0.1:{port}/metrics is another store's (app_id ffffffff" in table.stdout
+    assert f"this store's is {app}" in table.stdout
+    assert doc["stack_counters"] is None and "another store's" in doc["stack_counters_scope"]
+    mine = other.replace("ffffffff", app)
+    with serve(lambda _: Reply(body=mine.encode(), headers={"Content-Type": "text/plain"})) as stub:
+        table = run_status(db, metrics_port=int(stub.url.rsplit(":", 1)[1]))
+    assert "counters probe-dataset: posted=99" in table.stdout

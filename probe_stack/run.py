@@ -118,19 +118,43 @@ def emulator_faults_problem(text: str) -> str | None:
     return None
 
 
+EMULATOR_URLS = "KEYCLOAK_SERVER, COLLECTOR_URL and WEBSOCKET_URL (and every dataset's own URLs)"
+
+
+def emulator_port(cfg: Config) -> int | str:
+    """The one loopback port the emulator serves every URL of the stack on, or why there is none.
+
+    Every URL counts, not only the subscription's: a dataset whose collector URL still names the
+    old port (deploy/demo.yaml's second one) would post to whatever listens there, not the emulator.
+    """
+    urls = {"KEYCLOAK_SERVER": cfg.keycloak_server}
+    for ds in cfg.datasets:
+        urls[f"WEBSOCKET_URL of {ds.name}"] = ds.websocket_url
+        urls[f"COLLECTOR_URL of {ds.name}"] = ds.collector_url
+    where: dict[int, list[str]] = {}
+    for name, url in urls.items():
+        parts = urlsplit(url)
+        if parts.hostname not in ("127.0.0.1", "localhost"):
+            return f"{name} is not on 127.0.0.1 ({parts.hostname}); the emulator serves only there"
+        default = 443 if parts.scheme in ("https", "wss") else 80
+        where.setdefault(parts.port or default, []).append(name)
+    if len(where) != 1:
+        ports = "; ".join(f"{port}: {', '.join(names)}" for port, names in sorted(where.items()))
+        return f"the emulator serves one port, and the URLs name several ({ports}): set {EMULATOR_URLS} to one"
+    return next(iter(where))
+
+
 def _start_emulator(cfg: Config, output: int | None = None) -> subprocess.Popen:
     from emulator.options import SECRET_ENV, TOKEN_ENV
 
-    ports = {urlsplit(ds.websocket_url).port or 80 for ds in cfg.datasets}
-    hosts = {urlsplit(ds.websocket_url).hostname for ds in cfg.datasets}
-    if not hosts <= {"127.0.0.1", "localhost"} or len(ports) != 1:
-        _say("probe run --with-emulator: every dataset's WEBSOCKET_URL must point at one port of 127.0.0.1")
+    port = emulator_port(cfg)
+    if isinstance(port, str):
+        _say(f"probe run --with-emulator: {port}")
         raise SystemExit(ExitStatus.CONFIG)
     tokens = {ds.webhook_token for ds in cfg.datasets}
     if len(tokens) != 1:
         _say("probe run --with-emulator: the emulator has one webhook token; give every dataset the same one")
         raise SystemExit(ExitStatus.CONFIG)
-    port = ports.pop()
     datasets = sorted({f"{ds.id}/{ds.version}" for ds in cfg.datasets})
     cmd = [
         sys.executable,
@@ -307,12 +331,15 @@ def run(with_emulator: bool = False) -> int:
         )
         return ExitStatus.CONFIG
     if with_emulator:
-        port = urlsplit(cfg.datasets[0].websocket_url).port or 80
+        port = emulator_port(cfg)
+        if isinstance(port, str):
+            _say(f"probe run --with-emulator: {port}")
+            return ExitStatus.CONFIG
         busy = port_in_use("127.0.0.1", port)
         if busy:
             _say(
-                f"probe run --with-emulator: the emulator's port {port} (WEBSOCKET_URL) is in use ({busy}); "
-                "stop what listens there, or point the URLs at another port"
+                f"probe run --with-emulator: the emulator's port {port} is in use ({busy}); "
+                f"stop what listens there, or set {EMULATOR_URLS} to another port"
             )
             return ExitStatus.CONFIG
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,56 @@
+"""`probe run --with-emulator` on a machine where the demo's port is taken: every URL of the stack
+must name the emulator's one port, or the run is refused in one line naming what to set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from probe_stack.run import emulator_port
+from shared import config
+from shared.exits import ExitStatus
+from tests.helpers import ROOT, free_port, probe_cmd
+
+DEMO = str(ROOT / "deploy" / "demo.yaml")
+
+
+def moved(port: int) -> dict[str, str]:
+    base = f"127.0.0.1:{port}"
+    return {
+        "KEYCLOAK_SERVER": f"http://{base}/auth",
+        "COLLECTOR_URL": f"http://{base}/event-collector/event/{{dataset_id}}/{{version}}",
+        "WEBSOCKET_URL": f"ws://{base}/event-data-subscription",
+    }
+
+
+def test_the_emulator_port_counts_every_url_not_only_the_subscriptions(tmp_path: Path) -> None:
+    demo = config.load({"PROBE_CONFIG": DEMO})
+    assert emulator_port(demo) == 8081
+    # The demo's second dataset names its collector (the list endpoint) with the port written in:
+    # moving the other URLs leaves it posting to whatever listens on 8081.
+    problem = emulator_port(config.load({"PROBE_CONFIG": DEMO, **moved(8091)}))
+    assert isinstance(problem, str)
+    assert "8081: COLLECTOR_URL of probe-orders" in problem and "KEYCLOAK_SERVER" in problem
+    one = tmp_path / "one.yaml"
+    one.write_text("environment: local\ndatasets:\n  - id: a\n  - id: b\n")
+    assert emulator_port(config.load({"PROBE_CONFIG": str(one), **moved(8091)})) == 8091
+
+
+def test_a_demo_with_urls_on_two_ports_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "LOG_FORMAT"},
+        "PROBE_CONFIG": DEMO,
+        "PROBE_DB_PATH": str(tmp_path / "probe.sqlite3"),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "PROBE_RUN_DIR": str(tmp_path / "run"),
+        "METRICS_PORT": str(free_port()),
+        **moved(free_port()),
+    }
+    result = subprocess.run(
+        probe_cmd("run", "--with-emulator"), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == ExitStatus.CONFIG
+    line = result.stderr.strip().splitlines()[-1]  # after the warning that probe-orders gets no token
+    assert line.startswith("probe run --with-emulator: the emulator serves one port") and "probe-orders" in line
+    assert not (tmp_path / "probe.sqlite3").exists()

@@ -366,21 +366,7 @@ def run(with_emulator: bool = False) -> int:
     )
     if relay_write is not None:
         os.close(relay_write)
-    host, port = metrics_address(cfg)
-    probe = reader_command(cfg)
-    lines = [
-        f"probe: stack starting (supervisord pid {supervisord.pid})",
-        f"  metrics  http://{url_host(host)}:{port}/metrics  (also /healthz, /readyz)",
-        f"  store    {Path(cfg.db_path).resolve()}",
-        f"  status   {probe} status",
-        f"  control  {probe} ctl status   ({probe} ctl restart sender, ...)",
-    ]
-    banner = {
-        "metrics_url": f"http://{host}:{cfg.metrics_port}/metrics",
-        "store": str(Path(cfg.db_path).resolve()),
-        "status_command": f"{probe} status",
-        "ctl_command": f"{probe} ctl status",
-    }
+    lines, banner = stack_banner(cfg, supervisord.pid)
     if emulator is not None:
         base = cfg.keycloak_server.rsplit("/auth", 1)[0]
         banner["emulator_url"] = base
@@ -397,6 +383,30 @@ def run(with_emulator: bool = False) -> int:
     # From here on `probe run` only waits, forwards signals and reports: it becomes the watcher.
     exec_watcher(supervisord.pid, emulator.pid if emulator else None, rdir, locks, _json_output, relay_read)
     raise AssertionError("unreachable: exec_watcher does not return")
+
+
+def stack_banner(cfg: Config, supervisord_pid: int) -> tuple[list[str], dict[str, str]]:
+    """What `probe run` tells the operator once the stack starts: every address and command to
+    copy, the status page's among them (it is what a browser wants), as lines and as JSON fields."""
+    host, port = metrics_address(cfg)
+    base = f"http://{url_host(host)}:{port}"
+    probe = reader_command(cfg)
+    lines = [
+        f"probe: stack starting (supervisord pid {supervisord_pid})",
+        f"  metrics  {base}/metrics  (also /healthz, /readyz)",
+        f"  page     {base}/status  (the status page, for a browser)",
+        f"  store    {Path(cfg.db_path).resolve()}",
+        f"  status   {probe} status",
+        f"  control  {probe} ctl status   ({probe} ctl restart sender, ...)",
+    ]
+    banner = {
+        "metrics_url": f"{base}/metrics",
+        "status_page_url": f"{base}/status",
+        "store": str(Path(cfg.db_path).resolve()),
+        "status_command": f"{probe} status",
+        "ctl_command": f"{probe} ctl status",
+    }
+    return lines, banner
 
 
 def stack_answers(rdir: Path) -> bool:

@@ -54,3 +54,14 @@ def test_a_demo_with_urls_on_two_ports_is_refused_before_anything_starts(tmp_pat
     line = result.stderr.strip().splitlines()[-1]  # after the warning that probe-orders gets no token
     assert line.startswith("probe run --with-emulator: the emulator serves one port") and "probe-orders" in line
     assert not (tmp_path / "probe.sqlite3").exists()
+
+
+def test_the_banner_gives_the_status_page_beside_the_metrics() -> None:
+    """The page is what an operator opens first; the banner names its address, as text and in JSON."""
+    from probe_stack.run import stack_banner
+
+    cfg = config.load({"PROBE_CONFIG": DEMO, "METRICS_PORT": "9123"})
+    lines, fields = stack_banner(cfg, 4242)
+    assert "  page     http://127.0.0.1:9123/status  (the status page, for a browser)" in lines
+    assert fields["status_page_url"] == "http://127.0.0.1:9123/status"
+    assert fields["metrics_url"] == "http://127.0.0.1:9123/metrics" and lines[0].endswith("(supervisord pid 4242)")

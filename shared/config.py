@@ -687,7 +687,7 @@ FIELDS: tuple[Field, ...] = (
         "METRICS_PORT",
         "int",
         8000,
-        "Port of /metrics, /healthz, /readyz.",
+        "Port of /metrics, /status, /healthz, /readyz.",
         minimum=1,
         maximum=65535,
     ),

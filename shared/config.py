@@ -777,6 +777,7 @@ OTHER_VARIABLES = frozenset(
     }
 )
 OUR_PREFIXES = ("PROBE_", "ORIGO_", "OKDATA_")
+UNIT_SUFFIXES = ("_SECONDS", "_BYTES")
 # The placeholders of probe.env.example: a value still set to one was never filled in.
 PLACEHOLDERS = frozenset({"replace-me", "your-client-id", "your-dataset-id"})
 MAX_SECRET_FILE_BYTES = 65536
@@ -884,7 +885,9 @@ def _environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]
     for name in sorted(env):
         if name in known_all:
             continue
-        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
+        # A unit left off (LOSS_TIMEOUT for LOSS_TIMEOUT_SECONDS) is too far for difflib's ratio.
+        close = [f"{name}{unit}" for unit in UNIT_SUFFIXES if f"{name}{unit}" in known]
+        close = close or difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.85)
         if close:
             warnings.append(f"{name} is not a setting of the probe (ignored); did you mean {close[0]}?")
         elif name.startswith(OUR_PREFIXES):

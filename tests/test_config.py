@@ -202,6 +202,15 @@ def test_unknown_and_misspelt_variables_are_named_with_the_closest_setting() -> 
     assert cfg.event_interval_seconds == 10.0  # the misspelt one changed nothing
 
 
+def test_a_setting_without_its_unit_is_named_with_the_setting() -> None:
+    """LOSS_TIMEOUT=5 or RETENTION=3600 is a setting with its unit left off, not someone else's variable."""
+    cfg = load(LOSS_TIMEOUT="5", RETENTION="3600", MAX_MESSAGE="4096", LOG="x")
+    warnings = "\n".join(cfg.warnings)
+    assert "LOSS_TIMEOUT is not a setting of the probe (ignored); did you mean LOSS_TIMEOUT_SECONDS?" in warnings
+    assert "did you mean RETENTION_SECONDS?" in warnings and "did you mean MAX_MESSAGE_BYTES?" in warnings
+    assert "LOG " not in warnings and cfg.loss_timeout_seconds != 5
+
+
 def test_the_original_services_names_are_read_with_a_warning_or_ignored_with_a_reason() -> None:
     cfg = load(
         OKDATA_ENVIRONMENT="local",

@@ -11,7 +11,7 @@ from enum import IntEnum
 
 class ExitStatus(IntEnum):
     OK = 0
-    FATAL = 1  # a program of the stack went FATAL, or a process stopped unexpectedly
+    FATAL = 1  # a program of the stack went FATAL, or a process stopped unexpectedly; probe check / health: failed
     CONFIG = 2  # a setting is wrong (also: the command line is wrong)
     FAILED_OUT = 3  # the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row
     STORE = 4  # the store file cannot be used (corrupt, foreign, newer schema, unwritable)
@@ -21,7 +21,10 @@ class ExitStatus(IntEnum):
 
 MEANING = {
     ExitStatus.OK: "stopped cleanly",
-    ExitStatus.FATAL: "a program went FATAL (it kept failing at start), or a process stopped unexpectedly",
+    ExitStatus.FATAL: (
+        "a program went FATAL (it kept failing at start), or a process stopped unexpectedly; "
+        "probe check: an event did not arrive; probe health: the stack does not answer healthy"
+    ),
     ExitStatus.CONFIG: "configuration error (one line names the setting)",
     ExitStatus.FAILED_OUT: "sender only: MAX_CONSECUTIVE_ERRORS failed posts in a row; supervisord restarts it",
     ExitStatus.STORE: "the store cannot be used (one line says why and what to do)",

@@ -14,3 +14,13 @@ def test_every_status_has_a_meaning_and_the_readme_lists_each_once() -> None:
     table = text.split("**Exit statuses**", 1)[1].split("\n* **", 1)[0]
     documented = [int(n) for n in re.findall(r"^\s*\| (\d+) \|", table, flags=re.M)]
     assert documented == sorted(int(s) for s in ExitStatus)
+
+
+def test_the_readme_row_of_a_status_names_every_command_that_gives_it_for_another_cause() -> None:
+    """`probe check` and `probe health` exit 1 when what they check fails, and `probe ctl tail` 2: an
+    operator reading the table for an exit status of theirs finds it, not only a FATAL program."""
+    table = (ROOT / "README.md").read_text().split("**Exit statuses**", 1)[1].split("\n* **", 1)[0]
+    rows = {int(n): text for n, text in re.findall(r"^\s*\| (\d+) \| (.*) \|$", table, flags=re.M)}
+    assert "`probe check`" in rows[ExitStatus.FATAL] and "`probe health`" in rows[ExitStatus.FATAL]
+    assert "probe check" in MEANING[ExitStatus.FATAL] and "probe health" in MEANING[ExitStatus.FATAL]
+    assert "`probe ctl tail`" in rows[ExitStatus.CONFIG]

@@ -110,7 +110,8 @@ fail_outs = Counter(
 )
 skipped_slots = Counter(
     "probe_sender_skipped_slots",
-    "Send slots not used, by reason: stall (the process was paused) or backpressure (all posts in flight).",
+    "Send slots not used, by reason: stall (the process was paused), backpressure (all posts in flight) "
+    "or store (the event could not be recorded, so it was not posted).",
     [*D, "reason"],
 )
 
@@ -186,11 +187,14 @@ ws_connected = Gauge(
 )
 ws_connects = Counter("probe_websocket_connects", "Successful websocket subscriptions.", D)
 ws_connect_failures = Counter(
-    "probe_websocket_connect_failures", "Failed connection attempts, by reason (http_<status>, error).", [*D, "reason"]
+    "probe_websocket_connect_failures",
+    "Failed connection attempts, by reason (dns, refused, tls, timeout, rejected, http_4xx, http_5xx, redirect, "
+    "error).",
+    [*D, "reason"],
 )
 ws_disconnects = Counter(
     "probe_websocket_disconnects",
-    "Ends of a subscription, by reason (server_close, pong_timeout, error, shutdown).",
+    "Ends of a subscription, by reason (server_close, pong_timeout, error, shutdown, too_large).",
     [*D, "reason"],
 )
 judge_round = Histogram(

@@ -29,7 +29,7 @@ from probe_listener.budget import Budget
 from probe_listener.classify import MalformedReason
 from probe_listener.liveness import Due, Liveness
 from shared import metrics
-from shared.config import Config, Dataset
+from shared.config import Config, Dataset, url_host
 from shared.deadline import Watchdog, shut
 from shared.log import DatasetLog
 from shared.resolve import ResolveTimeout, resolve
@@ -254,7 +254,10 @@ class Subscription:
         with contextlib.suppress(Exception):
             ws.close(timeout=0)
         metrics.ws_connect_failures.labels(self.dataset.name, reason).inc()
-        problem = f"{reason} ({self.host}): {detail}"
+        # host:port, as the sender names Keycloak's and the collector's: on a shared host the port says
+        # which service refused (never the URL: its query may carry the webhook token).
+        where = url_host(self.dataset.websocket_url) or self.host
+        problem = f"{reason} ({where}): {detail}"
         if reason is ConnectFailure.REJECTED:
             problem += f"; the webhook token of {self.dataset.name} does not open dataset {self.dataset.id}"
         elif reason is ConnectFailure.HTTP_4XX:
@@ -262,7 +265,7 @@ class Subscription:
         if self._note.record(problem):
             self.log.error("cannot subscribe to dataset %s: %s", self.dataset.id, problem, extra={"reason": reason})
         else:
-            self.log.warning("connect to %s failed: %s", self.host, problem, extra={"reason": reason})
+            self.log.warning("connect failed: %s", problem, extra={"reason": reason})
         return None
 
     def _open(self, ws: websocket.WebSocket, sockets: list[socket.socket], deadline: float) -> None:

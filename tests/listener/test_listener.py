@@ -316,13 +316,14 @@ def test_a_dataset_the_subscription_refuses_is_named_once_and_noted_for_readyz(
     finally:
         assert listener.stop() == 0
     log = listener.output()
+    host = env["WEBSOCKET_URL"].split("/")[2]  # 127.0.0.1:port
     problem = (
-        "cannot subscribe to dataset no-such-dataset: rejected (127.0.0.1): the handshake was answered 403; "
+        f"cannot subscribe to dataset no-such-dataset: rejected ({host}): the handshake was answered 403; "
         "the webhook token of no-such-dataset does not open dataset no-such-dataset"
     )
     assert log.count(problem) == 1
     with Store(env["PROBE_DB_PATH"]) as store:
-        assert store.note("listener:no-such-dataset").startswith("rejected (127.0.0.1): the handshake was answered 403")
+        assert store.note("listener:no-such-dataset").startswith(f"rejected ({host}): the handshake was answered 403")
 
 
 def test_a_store_deleted_under_the_listener_is_reported_and_never_silently_recreated(

@@ -101,4 +101,4 @@ def test_check_gives_the_subscriptions_reason_with_its_host_as_readyz_does(
     assert result.returncode == ExitStatus.FATAL, result.stdout + result.stderr
     (event,) = json.loads(result.stdout)["events"]
     assert event["outcome"] == "not_subscribed"
-    assert event["detail"].startswith("refused (127.0.0.1): "), event
+    assert event["detail"].startswith(f"refused (127.0.0.1:{port}): "), event

@@ -28,7 +28,7 @@ from probe_stack import metrics_dir, rundir, stack_lock
 from probe_stack.healthcheck import metrics_address, url_host
 from probe_stack.watch import exec_watcher
 from shared import log as log_mod
-from shared.config import Config
+from shared.config import Config, config_read
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit, no_core_dumps
 from shared.parent import child_dies_with_us
@@ -435,7 +435,10 @@ def ctl(args: list[str]) -> int:
     conf = rdir / "supervisorctl.conf"
     if not conf.exists() or not stack_answers(rdir):
         store = Path(cfg.db_path).resolve()
-        _say(f"probe ctl: no stack runs for store {store} (nothing answers on {rdir}/supervisor.sock)")
+        _say(
+            f"probe ctl: no stack runs for store {store} "
+            f"(nothing answers on {rdir}/supervisor.sock; {config_read(cfg)})"
+        )
         return ExitStatus.NO_STACK
     if args and args[0] in ("tail", "fg", "maintail"):
         _say(NO_TAIL)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from probe_stack import status_data
 from probe_stack.healthcheck import metrics_address, url_host
-from shared.config import Config
+from shared.config import Config, config_read
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
 from shared.store import Store, StoreError
@@ -80,7 +80,8 @@ def _line(counts: dict[str, int], words: dict[str, str]) -> str:
 def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     cfg = load_config_or_exit("probe status", for_reading=True)
     if not Path(cfg.db_path).exists():
-        print(f"probe status: no store at {cfg.db_path} yet; has the probe run? (PROBE_DB_PATH)", file=sys.stderr)
+        store_path = Path(cfg.db_path).resolve()
+        print(f"probe status: no store at {store_path} yet ({config_read(cfg)})", file=sys.stderr)
         return ExitStatus.STORE
     try:
         store = Store(cfg.db_path, create=False)

@@ -137,6 +137,13 @@ def url_host(url: str) -> str:
     return f"{name}:{port}" if name and port is not None else name
 
 
+def config_read(cfg: Config) -> str:
+    """Which configuration a reading command used, for its line when it finds no store or stack: an
+    operator who forgot the stack's PROBE_CONFIG (the demo's) reads another one's, and is told so."""
+    read = cfg.config_file or "no configuration file (defaults and environment)"
+    return f"read {read}: is that the stack's? Its banner prints the command, PROBE_CONFIG and all"
+
+
 class ConfigError(Exception):
     """A setting is wrong; str() is the one line shown to the operator."""
 

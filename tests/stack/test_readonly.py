@@ -142,13 +142,29 @@ def test_ctl_without_a_stack_says_so_with_its_own_exit_status(tmp_path: Path) ->
     result = subprocess.run(probe_cmd("ctl", "status"), env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == ExitStatus.NO_STACK == 6
     assert result.stderr.strip() == (
-        f"probe ctl: no stack runs for store {store} (nothing answers on {tmp_path / 'run'}/supervisor.sock)"
+        f"probe ctl: no stack runs for store {store} (nothing answers on {tmp_path / 'run'}/supervisor.sock; "
+        f"read {ROOT / 'probe.yaml'}: is that the stack's? Its banner prints the command, PROBE_CONFIG and all)"
     )
     # A control file left by a killed stack is no stack either.
     (tmp_path / "run").mkdir(mode=0o700)
     (tmp_path / "run" / "supervisorctl.conf").write_text("[supervisorctl]\n")
     result = subprocess.run(probe_cmd("ctl", "status"), env=env, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == ExitStatus.NO_STACK and "no stack runs for store" in result.stderr
+
+
+def test_a_reader_that_finds_nothing_says_which_configuration_it_read(tmp_path: Path) -> None:
+    """An operator who forgot the stack's PROBE_CONFIG (the demo's, say) reads the defaults' store:
+    the line says which configuration that was, and where the right command is, not "has it run?"."""
+    env = bare_env()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    status = subprocess.run(probe_cmd("status"), env=env, cwd=elsewhere, capture_output=True, text=True, timeout=60)
+    assert status.returncode == ExitStatus.STORE
+    (line,) = status.stderr.strip().splitlines()
+    assert f"no store at {elsewhere / 'var' / 'probe.sqlite3'} yet" in line
+    assert "read no configuration file (defaults and environment)" in line and "banner" in line
+    ctl = subprocess.run(probe_cmd("ctl", "status"), env=env, cwd=elsewhere, capture_output=True, text=True, timeout=60)
+    assert ctl.returncode == ExitStatus.NO_STACK and "read no configuration file" in ctl.stderr
 
 
 def test_status_needs_no_secret(tmp_path: Path) -> None:

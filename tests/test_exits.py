@@ -24,3 +24,4 @@ def test_the_readme_row_of_a_status_names_every_command_that_gives_it_for_anothe
     assert "`probe check`" in rows[ExitStatus.FATAL] and "`probe health`" in rows[ExitStatus.FATAL]
     assert "probe check" in MEANING[ExitStatus.FATAL] and "probe health" in MEANING[ExitStatus.FATAL]
     assert "`probe ctl tail`" in rows[ExitStatus.CONFIG]
+    assert "`probe check`" in rows[ExitStatus.OK] and "128 + the signal" in rows[ExitStatus.OK]

@@ -111,15 +111,16 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     shown = [ds for ds in cfg.datasets if dataset in (None, ds.name)]
     verdicts = {ds.name: status_data.dataset_status(cfg, ds, store, now, 0).verdict for ds in shown}
     if as_json:
+        # The table's words, so that `posted` means one thing in the document: the stack's counter.
         doc = {
             "app_id": app_id,
             "db_path": cfg.db_path,
-            "totals": totals,
+            "totals": {name: {WORDS.get(k, k): n for k, n in counts.items()} for name, counts in totals.items()},
             "totals_scope": STORE_SCOPE,
             "stack_counters": counters if isinstance(counters, dict) else None,
             "stack_counters_scope": STACK_SCOPE if isinstance(counters, dict) else counters,
             "verdicts": {name: {"health": v.health, "reason": v.text} for name, v in verdicts.items()},
-            "events": [row.__dict__ for row in rows],
+            "events": [{**row.__dict__, "state": WORDS.get(row.state, row.state)} for row in rows],
         }
         print(json.dumps(doc, indent=2))
         return ExitStatus.OK

@@ -208,9 +208,15 @@ class Collector:
             if self.tokens is not None:
                 try:
                     token = self.tokens.get(timeout=remaining)
-                except AuthError:
-                    if self.deadline - (time.monotonic() - started) <= 0:
+                except AuthError as exc:
+                    left = self.deadline - (time.monotonic() - started)
+                    if left <= 0:
                         raise _Final(PostError.TIMEOUT) from None
+                    if exc.retry_in >= left:
+                        # No token can be had before the deadline (Keycloak refused the client, or is
+                        # down, and its backoff is longer): waiting it out would only hold a post slot
+                        # until every slot is busy and the schedule counts backpressure, not the cause.
+                        raise _Final(PostError.TOKEN) from None
                     raise _Retriable(PostError.TOKEN) from None
                 headers["Authorization"] = f"Bearer {token}"
                 remaining = self.deadline - (time.monotonic() - started)

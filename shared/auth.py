@@ -130,9 +130,10 @@ def parse_token_answer(answer: object) -> tuple[str, float]:
 class AuthError(Exception):
     """No token can be had right now; str() is safe to log. `reason` says why."""
 
-    def __init__(self, message: str, reason: TokenFailure | None) -> None:
+    def __init__(self, message: str, reason: TokenFailure | None, retry_in: float = 0.0) -> None:
         super().__init__(message)
         self.reason = reason  # None: no request was made (backoff, or another thread's request)
+        self.retry_in = retry_in  # seconds before the next token request is made (the backoff)
 
 
 class TokenProvider:
@@ -208,7 +209,9 @@ class TokenProvider:
             if now < self._next_try:
                 reason = self._last_failure
                 raise AuthError(
-                    f"token endpoint {self.host} failing ({reason}); next try in {self._next_try - now:.1f}s", reason
+                    f"token endpoint {self.host} failing ({reason}); next try in {self._next_try - now:.1f}s",
+                    reason,
+                    self._next_try - now,
                 )
             return self._fetch(now)
         finally:
@@ -258,7 +261,7 @@ class TokenProvider:
                 self._next_try - now,
                 extra={"reason": str(reason), "host": self.host},
             )
-            raise AuthError(f"token request to {self.host} failed ({reason})", reason) from None
+            raise AuthError(f"token request to {self.host} failed ({reason})", reason, self._next_try - now) from None
         self._on_request(TokenResult.OK)
         if self._failures:
             log.info("token endpoint %s recovered after %d failed requests", self.host, self._failures)

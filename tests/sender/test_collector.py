@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 import requests
 
 from probe_sender.collector import Collector, PostError
+from shared import auth
 from shared.auth import TokenProvider
 from tests.helpers import free_port
 from tests.http_stub import Reply, Request, sequence, serve
@@ -98,6 +100,22 @@ def test_a_second_401_is_an_auth_error() -> None:
         posts = [r for r in stub.requests if r.path != TOKEN_PATH]
     assert (result.ok, result.reason, result.status) == (False, PostError.AUTH, 401)
     assert len(posts) == 2
+
+
+def test_a_post_that_no_token_can_reach_before_its_deadline_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keycloak refuses the client, and its backoff outlasts the post's deadline: the post fails for
+    want of a token on its first attempt instead of holding a post slot until the deadline (with
+    wrong credentials every slot filled and the sender logged backpressure, not the cause)."""
+    monkeypatch.setattr(auth, "BACKOFF_FIRST", 30.0)  # the backoff after one refusal: 15 to 30 s
+    refused = Reply(401, json.dumps({"error": "unauthorized_client"}).encode())
+    with serve(lambda _: refused) as stub:
+        tokens = TokenProvider(f"{stub.url}/auth", "r", "client", "wrong", refresh_margin=30)
+        result = collector(stub.url, deadline=5.0, tokens=tokens).post(EVENT)
+        token_requests = [r for r in stub.requests if r.path == TOKEN_PATH]
+        posts = [r for r in stub.requests if r.path != TOKEN_PATH]
+    assert (result.ok, result.reason, result.attempts) == (False, PostError.TOKEN, 1)
+    assert len(token_requests) == 1 and not posts
+    assert tokens.last_failure == auth.TokenFailure.REJECTED
 
 
 def test_a_redirect_is_never_followed_and_counts_as_its_own_error() -> None:

@@ -66,13 +66,13 @@ test-deps: ## install Prometheus, Alertmanager, podman (and iptables), mmdebstra
 	fi
 
 run: init ## the demo: the emulator plus the supervised stack against it (profile deploy/demo.yaml)
-	PROBE_CONFIG=deploy/demo.yaml $(RUN)/probe run --with-emulator
+	@PROBE_CONFIG=deploy/demo.yaml $(RUN)/probe run --with-emulator
 
 DEMO_PROFILE := $(realpath deploy/demo.yaml)
 run-app: init ## the supervised stack against the configured real platform
 	@if [ -n "$(PROBE_CONFIG)" ] && [ "$(realpath $(PROBE_CONFIG))" = "$(DEMO_PROFILE)" ]; then \
 	  echo "make run-app: PROBE_CONFIG=$(PROBE_CONFIG) is the demo's profile, not the real platform's: unset PROBE_CONFIG (or run the demo with make run)" >&2; exit 2; fi
-	$(RUN)/probe run
+	@$(RUN)/probe run
 
 run-dp: run-app ## the original's name of run-app: the stack against the dataplatform
 
@@ -82,7 +82,7 @@ upgrade-deps: ## update the locked dependencies (Pipfile.lock) to their newest a
 
 run-script: init ## the same, with settings from probe.env (copy probe.env.example)
 	@test -f "$(ENV_FILE)" || { echo "$(ENV_FILE) is missing: cp probe.env.example $(ENV_FILE) and fill it in" >&2; exit 2; }
-	set -a && source "$(ENV_FILE)" && set +a && $(RUN)/probe run
+	@set -a && source "$(ENV_FILE)" && set +a && $(RUN)/probe run
 
 bench: init ## benchmarks against the emulator (about 13 minutes; results in bench/results/)
 	$(RUN)/python -m bench

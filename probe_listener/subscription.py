@@ -369,7 +369,8 @@ class Subscription:
                     self.log.warning("no pong within %.1fs: connection is dead", cfg.pong_timeout_seconds)
                     return DisconnectReason.PONG_TIMEOUT, alive.last_alive, alive.last_alive_mono or opened_mono
                 if due is Due.PING:
-                    ws.ping()
+                    if not self._write(ws.ping, b"") and not self.stop.is_set():
+                        return DisconnectReason.ERROR, time.time(), time.monotonic()
                     alive.pinged(now)
                 elif due is Due.HEARTBEAT:
                     self.store.subscription_alive(sub_id, alive.last_alive, alive.last_alive_mono)
@@ -397,6 +398,7 @@ class Subscription:
                     return DisconnectReason.ERROR, time.time(), time.monotonic()
                 received_at, received_mono = time.time(), time.monotonic()
                 opcode = frame.opcode
+                ours = False
                 if opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
                     alive.frame(received_at, received_mono)
                     try:
@@ -406,21 +408,34 @@ class Subscription:
                     except websocket.WebSocketProtocolException as exc:
                         self.log.warning("protocol error: %s; reconnecting", exc)
                         return DisconnectReason.ERROR, received_at, received_mono
-                    ours = whole is not None and self.on_frame(whole[0], whole[1], received_at, received_mono)
-                    if not ours:
-                        noise.spend(time.thread_time() - cpu, time.monotonic())
+                    ours = whole is not None and bool(self.on_frame(whole[0], whole[1], received_at, received_mono))
                 elif opcode == ABNF.OPCODE_PING:
                     alive.frame(received_at, received_mono)
-                    ws.pong(frame.data[:125])
+                    if not self._write(ws.pong, frame.data[:125]) and not self.stop.is_set():
+                        return DisconnectReason.ERROR, received_at, received_mono
                 elif opcode == ABNF.OPCODE_PONG:
                     alive.pong(received_at, received_mono)
                 elif opcode == ABNF.OPCODE_CLOSE:
                     code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
                     self.log.info("server closed the connection (code %s)", code)
                     return DisconnectReason.SERVER_CLOSE, received_at, received_mono
+                if not ours:  # every frame but our events is noise: control frames too (a ping flood)
+                    noise.spend(time.thread_time() - cpu, time.monotonic())
             return DisconnectReason.SHUTDOWN, time.time(), time.monotonic()
         finally:
             reader.deadline = time.monotonic()  # the close that follows must not wait on a dripping peer
+
+    def _write(self, send: Callable[[bytes], object], payload: bytes) -> bool:
+        """Send a control frame; False (logged) when it cannot be written within the read's timeout:
+        a peer that reads nothing (say, pings without reading the pongs) ends the connection
+        under a reason, never the loop with an exception."""
+        try:
+            send(payload)
+            return True
+        except (OSError, websocket.WebSocketException) as exc:
+            if not self.stop.is_set():
+                self.log.warning("connection lost: cannot write to it (%s)", _describe(exc))
+            return False
 
     def _too_large(self, ws: websocket.WebSocket, exc: Exception) -> tuple[DisconnectReason, float, float]:
         metrics.events_malformed.labels(self.dataset.name, MalformedReason.TOO_LARGE).inc()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -13,10 +14,11 @@ from prometheus_client import REGISTRY
 
 from emulator import hostile
 from probe_listener import subscription as subscription_mod
+from probe_listener.budget import NOISE_SHARE
 from probe_listener.subscription import ConnectFailure, Subscription, handshake_failure
 from shared import config
 from shared.store import Store
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_until
 
 
 def sample(name: str, **labels: str) -> float:
@@ -179,3 +181,72 @@ def test_a_proxy_the_environment_names_is_resolved_and_tunnelled_through(
         ws.shutdown()
         store.close()
     assert seen and seen[0].startswith(b"CONNECT ws.proxied.example:80 HTTP/1.1")
+
+
+def _ping_flood(conn: socket.socket, stopping: threading.Event) -> None:
+    """Pings as fast as the client takes them (its pongs drained and dropped)."""
+    hostile.accept_websocket(conn)
+    conn.settimeout(1.0)
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):
+            while not stopping.is_set() and conn.recv(65536):
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    batch = hostile.frame(hostile.PING, b"x" * 125) * 64
+    while not stopping.is_set():
+        try:
+            conn.sendall(batch)
+        except TimeoutError:
+            continue
+
+
+def test_a_ping_flood_gets_the_noise_share_of_cpu_and_no_more(tmp_path: Path) -> None:
+    """Control frames are noise too: a peer that pings without pause held the thread (and the
+    interpreter lock every other subscription waits on) however small the noise budget."""
+    with hostile.serve(_ping_flood) as peer:
+        sub, store, _ = setup(tmp_path, peer.ws_url)
+        thread = threading.Thread(target=sub._connect_and_listen)
+        thread.start()
+        wait_until(lambda: peer.connections, 10, "the subscription")
+        clock = time.pthread_getcpuclockid(thread.ident)
+        time.sleep(1)  # past the noise budget's burst
+        before, started = time.clock_gettime(clock), time.monotonic()
+        time.sleep(3)  # the window the thread's CPU is measured over
+        share = (time.clock_gettime(clock) - before) / (time.monotonic() - started)
+        sub.stop.set()
+        sub.interrupt()
+        thread.join(10)
+        store.close()
+    print(f"the subscription's CPU share under a ping flood: {share:.3f}")
+    assert share < 4 * NOISE_SHARE, share  # the share is 5 % of a core; it used to be most of one
+
+
+def test_a_peer_that_pings_and_never_reads_the_pongs_ends_the_connection_under_a_reason(tmp_path: Path) -> None:
+    """A pong that cannot be written (the peer reads nothing) used to escape the loop as an exception:
+    a traceback and a connect failure, with the connection's end never counted."""
+
+    def pings_unread(conn: socket.socket, stopping: threading.Event) -> None:
+        hostile.accept_websocket(conn)
+        conn.settimeout(1.0)
+        batch = hostile.frame(hostile.PING, b"x" * 125) * 64
+        while not stopping.is_set():
+            try:
+                conn.sendall(batch)
+            except TimeoutError:
+                continue
+
+    with hostile.serve(pings_unread) as peer:
+        sub, store, dataset = setup(tmp_path, peer.ws_url, PING_INTERVAL_SECONDS="30", PONG_TIMEOUT_SECONDS="20")
+        done: list[float | None] = []
+        thread = threading.Thread(target=lambda: done.append(sub._connect_and_listen()), daemon=True)
+        thread.start()
+        thread.join(60)
+        stopped = not thread.is_alive()
+        sub.stop.set()
+        sub.interrupt()
+        thread.join(10)
+        store.close()
+    assert stopped and done, "the loop raised, or never gave up"
+    assert sample("probe_websocket_disconnects_total", dataset=dataset, reason="error") == 1

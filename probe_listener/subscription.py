@@ -336,7 +336,7 @@ class Subscription:
         self._note.clear()
         self._set_connected(True)
         self._connects.inc()
-        self.log.info("subscribed to %s dataset=%s", self.dataset.websocket_url, self.dataset.id)
+        self.log.info("subscribed to %s dataset=%s", self.host, self.dataset.id)  # never the URL: its secrets
         reason, ended, ended_mono = DisconnectReason.ERROR, opened, opened_mono
         try:
             reason, ended, ended_mono = self._listen(ws, sub_id, opened, opened_mono)

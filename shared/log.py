@@ -21,8 +21,11 @@ from shared.jsonline import json_line
 REDACTED = "<redacted>"
 
 _PATTERNS = (
-    # webhook_token=..., client_secret=..., access_token=... in URLs and form bodies
-    re.compile(r"(?i)((?:webhook_token|client_secret|access_token|refresh_token|token)=)[^&\s'\"]+"),
+    # webhook_token=..., client_secret=..., api_key=..., auth=... in URLs and form bodies: any name
+    # with a token, secret, password, key or auth in it (as config.redact_url hides them)
+    re.compile(r"(?i)([\w.-]*(?:token|secret|passw|key|auth)[\w.-]*=)[^&\s'\"]+"),
+    # the password of user:password@host in a URL, however short (the known-secrets list skips those)
+    re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)"),
     # "access_token": "..." in JSON texts
     re.compile(r"(?i)(\"(?:access_token|refresh_token|client_secret|webhook_token)\"\s*:\s*\")[^\"]*"),
     # Authorization: Bearer <jwt>

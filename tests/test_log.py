@@ -123,3 +123,16 @@ def test_repeated_lines_are_limited_per_kind_and_dataset_and_summarised() -> Non
     assert lines[6] == "something else"
     assert lines[-1] == "2 more like this in the last 0s: held back at the end"
     assert len(lines) == 11
+
+
+def test_credentials_a_url_carries_are_redacted_by_their_shape(captured: io.StringIO) -> None:
+    """A URL's password and its secret-named query values (any key naming a token, secret, password,
+    key or auth, as `config check` hides them) never reach the log, even short or unknown to it:
+    the listener logged its WEBSOCKET_URL as given, and urllib3 at DEBUG logs query strings."""
+    logger = logging.getLogger("t")
+    logger.info("subscribed to wss://probe:pw1@ws.example/sub?api_key=k-42&dataset_id=d")
+    logger.info('"POST /collect?auth=a-99&X-Api-Key=k-77&client_secret=s-1 HTTP/1.1" 200')
+    text = captured.getvalue()
+    for leaked in ("pw1", "k-42", "a-99", "k-77", "s-1"):
+        assert leaked not in text, text
+    assert "ws.example/sub" in text and "dataset_id=d" in text and "probe:" in text

@@ -305,8 +305,9 @@ def make_store_dir(directory: Path) -> None:
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
-def check_store_path(path: Path) -> None:
-    """Refuse a store whose directory others can write, or whose companions are not plain files of ours.
+def check_store_path(path: Path) -> Path:
+    """Refuse a store whose directory others can write, or whose companions are not plain files of ours;
+    returns where the store's file is (the target of a link of ours).
 
     A planted `-wal`, `-shm` or `.lock` link would otherwise make the stack write through it
     into a file of the planter's choosing (root's files, when root runs the probe).
@@ -326,7 +327,7 @@ def check_store_path(path: Path) -> None:
     try:
         info = os.stat(directory)
     except FileNotFoundError:
-        return
+        return path
     problem = directory_problem(info.st_mode, info.st_uid, uid)
     if problem:
         raise StoreError(
@@ -341,6 +342,7 @@ def check_store_path(path: Path) -> None:
             continue
         if problem:
             raise StoreError(f"{companion} {problem}; the probe will not open it: remove it, or use another store")
+    return path
 
 
 def open_companion(path: Path) -> int:
@@ -351,6 +353,31 @@ def open_companion(path: Path) -> int:
         os.close(fd)
         raise StoreError(f"{path} {problem}; the probe will not write to it: remove it, or use another PROBE_DB_PATH")
     return fd
+
+
+def _open_checked(path: Path) -> tuple[int, int]:
+    """The identity of the store's file at `path` (check_store_path's answer), created if new;
+    refused if what is there is no longer a plain file of ours.
+
+    SQLite follows a link at the store's own name, so a link planted after check_store_path (in a
+    sticky directory, where anyone may add names) would have had it create, or fill, a file of the
+    planter's choosing. So a new store's file is created here, private, never through a link; an
+    existing one is checked again as it is now. Once the file is ours, no one else can swap it.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        info = os.lstat(path)
+        problem = file_problem(info, os.geteuid())
+        if problem:
+            raise StoreError(f"store {path} {problem}; the probe will not open it") from None
+        _identify(path)
+        return info.st_dev, info.st_ino
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    return info.st_dev, info.st_ino
 
 
 def _identify(path: Path) -> None:
@@ -421,10 +448,11 @@ class Store:
             )
         try:
             make_store_dir(self.path.parent)
-            check_store_path(self.path)
-            if self.path.exists():
-                _identify(self.path)
+            checked = _open_checked(check_store_path(self.path))
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=5.0)
+            if _file_identity(self.path) != checked:
+                self._db.close()
+                raise StoreError(f"store {self.path} was replaced while it was being opened; the probe will not use it")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")

@@ -183,3 +183,36 @@ def test_a_store_directory_made_under_umask_002_is_not_refused_as_group_writable
     finally:
         os.umask(old)
     assert (tmp_path / "new").stat().st_mode & 0o022 == 0
+
+
+def test_a_new_store_is_never_created_through_a_link_planted_after_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race on the store's own name (in a sticky directory anyone may add names to): a link planted
+    between the check and SQLite's open was followed, and SQLite created its database where the
+    planter chose."""
+    from shared import store as store_mod
+
+    victim = tmp_path / "victim"  # say /etc/ld.so.preload: created by root's probe run, as a database
+    store = tmp_path / "probe.sqlite3"
+    original = store_mod.check_store_path
+
+    def check_then_plant(path: Path) -> Path:
+        checked = original(path)
+        store.symlink_to(victim)
+        return checked
+
+    monkeypatch.setattr(store_mod, "check_store_path", check_then_plant)
+    with pytest.raises(StoreError, match="symbolic link"):
+        Store(store)
+    assert not victim.exists()
+
+
+def test_a_new_store_file_is_created_private(tmp_path: Path) -> None:
+    store = tmp_path / "probe.sqlite3"
+    old = os.umask(0o022)
+    try:
+        Store(store).close()
+    finally:
+        os.umask(old)
+    assert store.stat().st_mode & 0o077 == 0

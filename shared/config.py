@@ -17,7 +17,6 @@ import math
 import os
 import re
 import socket
-import stat
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import yaml
 
 from shared import shard as shard_mod
+from shared.small_file import NotSmallFile, read_small
 
 DEFAULT_CONFIG_PATH = "probe.yaml"
 DEFAULT_ENVIRONMENT = "dev"
@@ -788,6 +788,10 @@ UNIT_SUFFIXES = ("_SECONDS", "_BYTES")
 # The placeholders of probe.env.example: a value still set to one was never filled in.
 PLACEHOLDERS = frozenset({"replace-me", "your-client-id", "your-dataset-id"})
 MAX_SECRET_FILE_BYTES = 65536
+# A configuration file is a few KB. Bounds for what one may hold: its size, and how many values it
+# expands to (YAML aliases can make a few hundred bytes into billions of values).
+MAX_CONFIG_FILE_BYTES = 1048576
+MAX_CONFIG_VALUES = 100_000
 
 _BY_YAML = {f.yaml: f for f in FIELDS}
 _BY_NAME = {f.name: f for f in FIELDS}
@@ -802,6 +806,21 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = value
     return out
+
+
+def value_count(doc: object, limit: int) -> int:
+    """How many values a parsed document holds with every alias expanded (keys included), counted
+    up to just past `limit`; no recursion."""
+    count, stack = 0, [doc]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -820,11 +839,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _read_yaml(path: Path) -> tuple[dict[str, Any], list[Any] | None]:
     """(the settings by dotted key, the raw `datasets:` list or None)."""
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        doc = yaml.load(read_small(path, MAX_CONFIG_FILE_BYTES).decode("utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise ConfigError(f"config file {path}: cannot read it ({exc.strerror}); set PROBE_CONFIG") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path}: not UTF-8 text") from None
+    except NotSmallFile as exc:
+        raise ConfigError(f"config file {path}: {exc}; set PROBE_CONFIG to a configuration file") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path}: nested too deeply to be a configuration") from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         where = f" line {mark.line + 1}" if mark else ""
@@ -835,6 +858,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], list[Any] | None]:
         raise ConfigError(f"config file {path}{where}: not valid YAML; fix the syntax") from None
     if doc is None:
         return {}, None
+    if value_count(doc, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(f"config file {path}: expands to more than {MAX_CONFIG_VALUES} values (YAML aliases?)")
     if not isinstance(doc, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings at the top level")
     datasets = doc.pop("datasets", None)
@@ -854,17 +879,12 @@ def _show(field: Field, raw: Any) -> str:
 def _read_secret_file(label: str, file_path: str) -> str:
     """A secret from a file, refusing what cannot be a secret file; never shows a byte of it."""
     try:
-        info = os.stat(file_path)
+        data = read_small(file_path, MAX_SECRET_FILE_BYTES)
     except OSError as exc:
         raise ConfigError(f"{label}: cannot read {file_path} ({exc.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{label}: {file_path} is not a regular file")
-    if info.st_size > MAX_SECRET_FILE_BYTES:
-        raise ConfigError(f"{label}: {file_path} is too large to be a secret")
-    try:
-        data = Path(file_path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read {file_path} ({exc.strerror})") from None
+    except NotSmallFile as exc:
+        what = "is too large to be a secret" if "larger" in str(exc) else "is not a regular file"
+        raise ConfigError(f"{label}: {file_path} {what}") from None
     try:
         return data.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -1132,8 +1152,8 @@ def _validate(cfg: Config, origin: dict[str, str], config_path: Path, for_readin
             raise fail(f.name, "is still the placeholder of probe.env.example; fill in the real value")
     if cfg.xray_sampling_rules:
         try:
-            rules = json.loads(Path(cfg.xray_sampling_rules).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            rules = json.loads(read_small(cfg.xray_sampling_rules, MAX_CONFIG_FILE_BYTES))
+        except (OSError, ValueError, RecursionError):
             rules = None
         if not isinstance(rules, dict):
             raise fail("xray_sampling_rules", "must name a readable JSON file of X-Ray local sampling rules")

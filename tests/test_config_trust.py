@@ -135,3 +135,40 @@ def test_a_name_whose_lookup_never_answers_is_refused_within_the_lookup_deadline
     finally:
         release.set()
     assert time.monotonic() - began < 0.5 * 10  # the lookup would have taken 30 s
+
+
+def _bomb(levels: int = 8) -> str:
+    """YAML whose aliases expand to 9**(levels+1) values in a few hundred bytes (the "billion laughs")."""
+    lines = ["sender:", "  event_interval_seconds:", "    - &a0 [" + ",".join(['"lol"'] * 9) + "]"]
+    lines += [f"    - &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", ["aliases", "deep", "large", "fifo"])
+def test_a_hostile_config_file_is_one_error_line_at_once(tmp_path: Path, case: str) -> None:
+    """The configuration is input like any other: a file that expands (aliases), nests, grows or never
+    ends took `config check` past 3 GB and 60 s, raised a RecursionError traceback, or blocked for good."""
+    path = tmp_path / "probe.yaml"
+    if case == "aliases":
+        path.write_text(_bomb())
+    elif case == "deep":
+        path.write_text("sender:\n  event_interval_seconds: " + "[" * 20000 + "]" * 20000 + "\n")
+    elif case == "large":
+        path.write_text("# " + "x" * (config.MAX_CONFIG_FILE_BYTES + 10) + "\n")
+    else:
+        os.mkfifo(path)  # nobody ever writes to it
+    with pytest.raises(config.ConfigError, match=str(path)):
+        config.load({**LOCAL, "PROBE_CONFIG": str(path)})
+
+
+@pytest.mark.timeout(60)
+def test_sampling_rules_that_are_a_fifo_or_too_large_are_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "rules.json"
+    os.mkfifo(fifo)
+    with pytest.raises(config.ConfigError, match=r"xray_sampling_rules|XRAY_SAMPLING_RULES"):
+        load(XRAY_ENABLED="true", XRAY_SAMPLING_RULES=str(fifo))
+    large = tmp_path / "large.json"
+    large.write_text('{"version": 2, "rules": [], "pad": "' + "x" * config.MAX_CONFIG_FILE_BYTES + '"}')
+    with pytest.raises(config.ConfigError, match=r"xray_sampling_rules|XRAY_SAMPLING_RULES"):
+        load(XRAY_ENABLED="true", XRAY_SAMPLING_RULES=str(large))

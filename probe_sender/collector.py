@@ -41,7 +41,7 @@ class PostError(StrEnum):
     AUTH = "auth"  # the collector refused the token (401): never a failure to get one
     TOKEN = "token"  # no token could be had from Keycloak (probe_token_request_errors says why)
     REDIRECT = "redirect"  # a 3xx: never followed, the request carries a token
-    BAD_ANSWER = "bad_answer"  # a 2xx whose body is not the collector's JSON answer (a proxy's page, say)
+    BAD_ANSWER = "bad_answer"  # a 2xx that is not the collector's JSON answer (a proxy's page, say); a 1xx or 6xx
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,10 @@ class Collector:
                 headers["Authorization"] = f"Bearer {token}"
                 remaining = self.deadline - (time.monotonic() - started)
             status, accepted = self._send(body, headers, remaining, number)
+            if not 200 <= status < 600:
+                # A 1xx that requests takes as final (a CDN's 103, a 101), or no HTTP status at all:
+                # not the collector's answer, and not retried (the request was delivered).
+                raise _Final(PostError.BAD_ANSWER, status)
             if 300 <= status < 400:
                 raise _Final(PostError.REDIRECT, status)
             if status == 401 and token is not None and not renewed and self.tokens.invalidate(token):

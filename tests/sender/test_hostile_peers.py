@@ -67,6 +67,9 @@ def test_a_2xx_that_is_another_services_json_is_a_bad_answer() -> None:
             assert collector(stub.url).post(EVENT).ok, body
 
 
+OK_ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"message": "Ok"}'
+
+
 def cut_short(conn: socket.socket, stopping: threading.Event) -> None:
     read_request(conn)
     conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"mess')
@@ -79,6 +82,30 @@ def test_a_2xx_whose_body_is_cut_short_is_one_counted_bad_answer_not_an_exceptio
         result = collector(f"http://127.0.0.1:{peer.port}").post(EVENT)
     # Not retried: the collector said 2xx and may have taken the event.
     assert (result.ok, result.reason, result.status, result.attempts) == (False, PostError.BAD_ANSWER, 200, 1)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n" + OK_ANSWER,
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+        b"HTTP/1.1 999 Nonsense\r\nContent-Length: 0\r\n\r\n",
+    ],
+)
+def test_a_status_outside_the_http_classes_is_a_bad_answer_not_a_4xx_or_5xx(answer: bytes) -> None:
+    """A 1xx that is not 100 (a CDN's 103 Early Hints, a 101) is the final answer to requests, and a
+    status past 599 is none of HTTP's: they were counted http_4xx and http_5xx, which send the
+    operator to the collector's rules or its health. They are not the collector's answer, and not
+    retried (the request was delivered, and may have been taken)."""
+
+    def handle(conn: socket.socket, stopping: threading.Event) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+        stopping.wait(5)
+
+    with raw_peer(handle) as peer:
+        result = collector(f"http://127.0.0.1:{peer.port}").post(EVENT)
+    assert (result.ok, result.reason, result.attempts) == (False, PostError.BAD_ANSWER, 1)
 
 
 def test_a_2xx_whose_body_drips_ends_by_the_deadline_as_a_timeout() -> None:

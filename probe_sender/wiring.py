@@ -61,7 +61,7 @@ def collector_for(
     live on different hosts."""
     url = ds.collector_endpoint()
     proxies = requests.utils.get_environ_proxies(url)
-    if tokens is not None and not cfg.token_allowed(url):
+    if tokens is not None and not (cfg.token_allowed(url) and same_host_to_urllib3(url)):
         log.warning(
             "the bearer token is not sent to %s (dataset %s): its host is not in COLLECTOR_TOKEN_HOSTS (%s)",
             without_path(url),
@@ -70,6 +70,21 @@ def collector_for(
         )
         tokens = None
     return Collector(url, tokens, cfg.post_timeout_seconds, session, tracer, ds.posts_a_list(), proxies)
+
+
+def same_host_to_urllib3(url: str) -> bool:
+    """Whether urllib3, which connects, reads the host and port the allow-list checked (urllib.parse's
+    reading): where two parsers disagree, the token would go where the check never looked."""
+    from urllib.parse import urlsplit
+
+    from urllib3.util import parse_url
+
+    try:
+        parts, theirs = urlsplit(url), parse_url(url)
+        ours = ((parts.hostname or "").lower(), parts.port)
+    except ValueError:  # urllib3's LocationParseError is a ValueError
+        return False
+    return ours == ((theirs.host or "").strip("[]").lower(), theirs.port)
 
 
 def without_path(url: str) -> str:

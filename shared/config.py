@@ -116,6 +116,11 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# Characters RFC 3986 never allows unescaped, on which URL parsers disagree: urllib.parse reads the
+# host of `http://foreign\@allowed/` as `allowed`, urllib3 (which connects) as `foreign`.
+AMBIGUOUS_URL = re.compile(r"[\\\s\x00-\x1f\x7f]")
+
+
 def _url_password(url: str) -> str:
     """The password a URL carries (user:password@host), or "": a secret like any other."""
     try:
@@ -264,6 +269,8 @@ class Config:
     def token_allowed(self, url: str) -> bool:
         """Whether the bearer token may go to `url`: its host is on token_hosts(), as `name` (any
         port) or as `name:port` (that port only)."""
+        if AMBIGUOUS_URL.search(url):  # its host depends on who reads it: none is allowed
+            return False
         try:
             name = (urlsplit(url).hostname or "").lower()
         except ValueError:
@@ -377,7 +384,8 @@ class Field:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
         if self.kind == "url":
-            return "a URL starting with " + " or ".join(f"{s}://" for s in self.schemes)
+            schemes = " or ".join(f"{s}://" for s in self.schemes)
+            return f"a URL starting with {schemes} (no backslash, space or control character)"
         if self.kind == "buckets":
             return "an increasing list of positive seconds, e.g. 0.05,0.1,0.5,1"
         return 'a text (in YAML, quote numbers: "1.10")'
@@ -401,7 +409,7 @@ class Field:
             raise ValueError
         if self.kind == "url" and value:
             parts = urlsplit(value)
-            if parts.scheme not in self.schemes or not parts.netloc:
+            if parts.scheme not in self.schemes or not parts.netloc or AMBIGUOUS_URL.search(value):
                 raise ValueError
         return value
 

@@ -395,3 +395,41 @@ def test_the_cause_of_a_failure_is_found_however_deep_it_is_wrapped() -> None:
     for exc, expected in cases:
         assert cause(exc) is expected, exc
     assert cause(_wrapped(ConnectionResetError(104, "reset")), fired=True) is Cause.TIMEOUT
+
+
+def test_a_url_two_parsers_read_differently_never_gets_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`http://foreign\\@allowed/` is `allowed` to urllib.parse (the allow-list's parser) but `foreign`
+    to urllib3, which connects: the bearer token went to the foreign host. Such a URL is refused
+    as a setting, and the token decision uses the connecting client's reading too."""
+    import dataclasses
+
+    from shared import config
+
+    issued = iter(range(1, 1000))
+
+    def script(request: Request) -> Reply:
+        return token_reply(next(issued)) if request.path == TOKEN_PATH else Reply(200)
+
+    with serve(script) as own, serve(sequence(Reply(200))) as foreign:
+        own_host, foreign_host = config.url_host(own.url), config.url_host(foreign.url)
+        sneaky = f"http://{foreign_host}\\@{own_host}/event-collector/event/{{dataset_id}}/{{version}}"
+        path = tmp_path / "probe.yaml"
+        path.write_text(
+            "environment: local\n"
+            f"collector:\n  url: '{own.url}/event-collector/event/{{dataset_id}}/{{version}}'\n"
+            f"auth:\n  keycloak_server: '{own.url}/auth'\n  realm: r\n"
+            "datasets:\n  - id: good\n"
+        )
+        for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(config.ConfigError, match=r"COLLECTOR_URL.*no backslash"):
+            config.load({"PROBE_CONFIG": str(path), "COLLECTOR_URL": sneaky})
+        cfg = config.load({"PROBE_CONFIG": str(path)})
+        assert not cfg.token_allowed(sneaky)
+        ds = dataclasses.replace(cfg.datasets[0], collector_url=sneaky)  # past the settings' check
+        tokens = wiring.token_provider(cfg, wiring.NoTracer())
+        wiring.collector_for(cfg, ds, tokens, wiring.session_for(cfg), wiring.NoTracer()).post(EVENT)
+    assert foreign.requests, "the post went to the host urllib3 reads"
+    assert not any("Authorization" in r.headers for r in foreign.requests)

@@ -70,9 +70,10 @@ class Receiver:
         metrics.peer_events.labels(self.ds, location).inc()
 
     def handle(self, payload: bytes, binary: bool, received_at: float, received_mono: float | None = None) -> bool:
-        """One frame, one outcome; True when it was an arrival of one of the probe's own events
-        (anything else is noise, which the subscription budgets). Raises only StoreWriteFailed
-        (the arrival could not be recorded)."""
+        """One frame, one outcome; True when it was the first arrival of one of the probe's own
+        events, which come at the send rate at most. Anything else is noise, which the subscription
+        budgets: duplicates too, as anyone on the dataset can send our sealed events back at full
+        speed. Raises only StoreWriteFailed (the arrival could not be recorded)."""
         message = parse(
             payload,
             binary,
@@ -153,13 +154,13 @@ class Receiver:
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()
             self._duplicates.inc()
-            self.log.info(
+            self.log.warning(  # a warning: a replayed flood's lines are limited and summarised
                 "duplicate seqno=%d latency=%.3fs",
                 seqno,
                 result.latency,
                 extra={"dataset": self.ds, "seqno": seqno, "latency": result.latency},
             )
-            return True
+            return False
         if result.clamped:
             self._clamped.inc()
             self.log.warning("seqno=%d arrived before its send time (clock step?): latency taken as 0", seqno)

@@ -43,8 +43,8 @@ HEARTBEAT_MAX = 5.0  # the store hears that a connection lives at least this oft
 MAX_BLOCK = 1.0  # the longest one read may block: stop() also shuts the socket, so this is a fallback
 CONNECT_TIMEOUT = 10.0
 
-# (payload, binary, receive time, its monotonic time) -> whether it was one of the probe's own events
-# (anything else is noise)
+# (payload, binary, receive time, its monotonic time) -> whether it was the first arrival of one of the
+# probe's own events (anything else, duplicates included, is noise)
 FrameHandler = Callable[[bytes, bool, float, float], bool | None]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,6 +81,26 @@ def test_a_second_copy_is_a_duplicate_and_nothing_else(bench: Bench) -> None:
     assert bench.count("probe_events_duplicated_total") == 1
     assert bench.count("probe_events_received_total") == 1
     assert bench.count("probe_event_latency_seconds_count") == 1
+
+
+def test_a_replayed_copy_is_noise_to_the_budget_and_its_line_is_limited(
+    bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone on the dataset reads our events, seal and all, and can send one back at full speed.
+    Each copy is a duplicate, truly ours: but only a first arrival comes at our send rate, so only
+    it may go unbudgeted; the copies used to pass as ours (no share of CPU held them back) with an
+    INFO line each (which no limit holds back)."""
+    seqno = bench.send(1000.0)
+    time_sent = datetime.fromtimestamp(1000.0, UTC).isoformat(timespec="microseconds")
+    event = {"app_id": bench.app_id, "seqno": seqno, "time_sent": time_sent, "dataset": bench.dataset}
+    event_mod.seal(event, bench.store.event_key())
+    payload = (json.dumps(event) + "\n").encode()
+    assert bench.receiver.handle(payload, False, 1000.2) is True
+    caplog.set_level(logging.DEBUG)
+    assert [bench.receiver.handle(payload, False, 1000.3 + i / 1000) for i in range(5)] == [False] * 5
+    assert bench.count("probe_events_duplicated_total") == 5  # still counted, each once
+    lines = [r for r in caplog.records if "duplicate" in r.getMessage()]
+    assert len(lines) == 5 and all(r.levelno >= logging.WARNING for r in lines)  # the repeat limit's level
 
 
 def test_an_older_seqno_after_a_newer_one_is_out_of_order(bench: Bench) -> None:

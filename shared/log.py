@@ -21,9 +21,11 @@ from shared.jsonline import json_line
 REDACTED = "<redacted>"
 
 _PATTERNS = (
-    # webhook_token=..., client_secret=..., api_key=..., auth=... in URLs and form bodies: any name
-    # with a token, secret, password, key or auth in it (as config.redact_url hides them)
-    re.compile(r"(?i)([\w.-]*(?:token|secret|passw|key|auth)[\w.-]*=)[^&\s'\"]+"),
+    # webhook_token=..., client_secret=..., access_token=... in URLs and form bodies
+    re.compile(r"(?i)((?:webhook_token|client_secret|access_token|refresh_token|token)=)[^&\s'\"]+"),
+    # ?api_key=..., &auth=...: in a URL's query, any name with a token, secret, password, key or auth
+    # in it (as config.redact_url hides them); not a setting named in a hint, e.g. AUTH_ENABLED=false
+    re.compile(r"(?i)([?&][\w.-]*(?:token|secret|passw|key|auth)[\w.-]*=)[^&\s'\"#]+"),
     # the password of user:password@host in a URL, however short (the known-secrets list skips those)
     re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+(?=@)"),
     # "access_token": "..." in JSON texts

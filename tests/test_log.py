@@ -136,3 +136,5 @@ def test_credentials_a_url_carries_are_redacted_by_their_shape(captured: io.Stri
     for leaked in ("pw1", "k-42", "a-99", "k-77", "s-1"):
         assert leaked not in text, text
     assert "ws.example/sub" in text and "dataset_id=d" in text and "probe:" in text
+    logger.warning("missing: ORIGO_CLIENT_ID; or AUTH_ENABLED=false for a collector without auth")
+    assert "AUTH_ENABLED=false" in captured.getvalue()  # a hint naming a setting is no secret

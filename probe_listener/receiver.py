@@ -149,7 +149,9 @@ class Receiver:
             self._unknown.inc()
             self.log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
             return False
-        if self.tracer.enabled:
+        # One segment per copy, up to the first duplicate: a peer replaying our events must not
+        # turn each copy into an X-Ray segment (each one billed).
+        if self.tracer.enabled and result.copy <= 2:
             self.tracer.arrival(message.trace_id, self.ds, seqno, result.kind, result.latency)
         if result.kind is Arrival.DUPLICATE:
             self._duplicated.inc()

@@ -81,6 +81,7 @@ class ArrivalResult:
     clamped: bool = False  # receive time was before send time (a clock step)
     out_of_order: bool = False
     judged_as: EventState | None = None  # for LATE: what it had been judged
+    copy: int = 1  # which copy of the event this was (2: its first duplicate)
 
 
 @dataclass(frozen=True)
@@ -786,7 +787,7 @@ class Store:
                        WHERE app_id = ? AND dataset = ? AND seqno = ?""",
                     (app_id, dataset, seqno),
                 )
-                return ArrivalResult(Arrival.DUPLICATE, latency, clamped)
+                return ArrivalResult(Arrival.DUPLICATE, latency, clamped, copy=count + 1)
             late = state in (EventState.LOST, EventState.UNOBSERVED)
             new_state = EventState.LATE if late else EventState.RECEIVED
             key = f"max_received_seqno:{app_id}:{dataset}"

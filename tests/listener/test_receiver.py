@@ -103,6 +103,27 @@ def test_a_replayed_copy_is_noise_to_the_budget_and_its_line_is_limited(
     assert len(lines) == 5 and all(r.levelno >= logging.WARNING for r in lines)  # the repeat limit's level
 
 
+def test_a_replayed_event_is_traced_up_to_its_first_duplicate(bench: Bench) -> None:
+    """Each copy used to be an X-Ray segment (billed per segment): a replay flood, a bill."""
+
+    class Segments:  # the tracer's interface, recording what it would send
+        enabled = True
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def arrival(self, trace_id: object, dataset: str, seqno: int, kind: str, latency: object) -> None:
+            self.sent.append(kind)
+
+    segments = Segments()
+    bench.receiver.tracer = segments  # type: ignore[assignment]
+    seqno = bench.send(1000.0)
+    for i in range(20):
+        bench.frame(seqno, 1000.2 + i / 100)
+    assert segments.sent == ["received", "duplicate"]
+    assert bench.count("probe_events_duplicated_total") == 19
+
+
 def test_an_older_seqno_after_a_newer_one_is_out_of_order(bench: Bench) -> None:
     first, second = bench.send(1000.0), bench.send(1001.0)
     bench.frame(second, 1001.1)

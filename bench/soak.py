@@ -142,7 +142,10 @@ def store_full(stack: BenchStack, limit: int | None) -> None:
 
 
 def judge_all(
-    seen: dict[tuple[str, int], tuple[str, int, float]], emulator: EmulatorClient, app_id: str
+    seen: dict[tuple[str, int], tuple[str, int, float]],
+    emulator: EmulatorClient,
+    app_id: str,
+    probe_blind: list[soak_judge.Interval],
 ) -> tuple[int, list[str]]:
     """Every observed event against the truth: (events checked, examples of mismatches)."""
     # An hour's truth is a few hundred MB of JSON: one dataset at a time, with time to build it.
@@ -159,7 +162,9 @@ def judge_all(
         subs.setdefault(s["dataset"], []).append(soak_judge.Interval(s["connected_at"], s["closed_at"] or float("inf")))
     bad = []
     for (ds, seqno), (state, count, sent_at) in sorted(seen.items()):
-        why = soak_judge.verdict(state, count, sent_at, events.get((ds, seqno)), subs.get(ds, []), LOSS_TIMEOUT)
+        why = soak_judge.verdict(
+            state, count, sent_at, events.get((ds, seqno)), subs.get(ds, []), LOSS_TIMEOUT, probe_blind=probe_blind
+        )
         if why:
             bad.append(f"{ds}/{seqno} {state}x{count}: {why}")
     unseen = [key for key in events if key not in seen]
@@ -200,15 +205,18 @@ def run(hours: float, rate: float, tmp: Path, out: Path) -> dict:
         next_sample, next_kill = start + SAMPLE_EVERY, start + KILL_EVERY
         full_at = start + duration * 0.35
         full_until: float | None = None
+        store_full_wall = [0.0, float("inf")]  # when the probe could not record: the truth's clock
         victim = "sender"
         while (now := time.monotonic()) < start + duration:
             if full_until is None and now >= full_at:
                 db = Path(stack.env["PROBE_DB_PATH"])
                 store_full(stack, max(db.stat().st_size, 2**20) + 2**20)
+                store_full_wall[0] = time.time()
                 full_until = now + STORE_FULL_SECONDS
                 next_kill = max(next_kill, full_until + 5)  # a restart would drop the limit early
             elif full_until is not None and full_until < now < full_until + 1:
                 store_full(stack, None)
+                store_full_wall[1] = min(store_full_wall[1], time.time())
             if now >= next_kill:
                 with contextlib.suppress(OSError, psutil.Error):
                     os.kill(stack.pid(victim), signal.SIGKILL)
@@ -225,7 +233,8 @@ def run(hours: float, rate: float, tmp: Path, out: Path) -> dict:
         stack.stop_sender()
         stack.wait_judged(LOSS_TIMEOUT + 60)
         observe(stack, seen)
-        checked, bad = judge_all(seen, emulator, stack.app_id())
+        episode = [soak_judge.Interval(*store_full_wall)] if store_full_wall[0] else []
+        checked, bad = judge_all(seen, emulator, stack.app_id(), episode)
     finally:
         stack.stop()
         emulator.proc.stop()

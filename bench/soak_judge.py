@@ -83,6 +83,7 @@ def verdict(
     subscriptions: Sequence[Interval],
     loss_timeout: float,
     margin: float = 2.0,
+    probe_blind: Sequence[Interval] = (),
 ) -> str | None:
     """Why an event's final (state, receive count) contradicts the truth, or None if it does not.
 
@@ -92,11 +93,13 @@ def verdict(
     must agree with the truth exactly. Where none touches the window, the probe was blind
     and must say so (unobserved), never blame the pipeline (lost). In between it may say
     either, but it still never counts an event it was not sent, nor one the pipeline dropped.
+    `probe_blind` are times the probe itself could not record what it saw (the store full):
+    an event whose window touches one may be unobserved, as where no subscription was.
     """
     if state not in FINAL:
         return f"not final: {state}"
     window = (sent_at - margin, sent_at + loss_timeout + margin)
-    seen_all = _covered(subscriptions, *window)
+    seen_all = _covered(subscriptions, *window) and not _touched(probe_blind, *window)
     blind = not _touched(subscriptions, sent_at, sent_at + loss_timeout)
     written = len(truth["writes"]) if truth else 0
     if truth is None:

@@ -19,8 +19,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from enum import StrEnum
 from typing import Any
 
@@ -32,13 +30,10 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 from urllib3.util.connection import allowed_gai_family
 
 from shared.deadline import Watchdog, shut
+from shared.resolve import ResolveTimeout
+from shared.resolve import resolve as bounded_getaddrinfo
 
 _tracked = threading.local()
-# getaddrinfo cannot be interrupted: a lookup that outlives its deadline is abandoned to one of
-# these threads, which it holds until the resolver gives up. Few, so that a DNS outage costs a
-# bounded number of threads; a lookup queued behind them still ends by its caller's deadline.
-RESOLVER_THREADS = 4
-_resolver = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="resolve")
 
 
 class Cause(StrEnum):
@@ -142,12 +137,9 @@ def resolve(host: str, port: int, within: float | None) -> list[str]:
 
     Raises socket.gaierror when the name does not resolve, or not in time.
     """
-    family = allowed_gai_family()
-    lookup = _resolver.submit(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM)
-    try:
-        infos = lookup.result(timeout=None if within is None else max(0.0, within))
-    except FutureTimeout:
-        lookup.cancel()
+    try:  # on the listener's bounded pool: one set of threads a DNS outage can hold, not two
+        infos = bounded_getaddrinfo(host, port, within, allowed_gai_family())
+    except ResolveTimeout:
         raise socket.gaierror(socket.EAI_AGAIN, "no answer from the resolver within the deadline") from None
     addresses: list[str] = []
     for *_, address in infos:

@@ -22,14 +22,14 @@ class ResolveTimeout(OSError):
     """No answer from name resolution within the deadline."""
 
 
-def resolve(host: str, port: int, timeout: float) -> list[AddrInfo]:
-    """getaddrinfo(host, port) for a TCP stream, within `timeout` seconds in all.
+def resolve(host: str, port: int, timeout: float | None, family: int = 0) -> list[AddrInfo]:
+    """getaddrinfo(host, port) for a TCP stream, within `timeout` seconds in all (None: no limit).
 
     Raises ResolveTimeout when the deadline passes, socket.gaierror when the name does not resolve.
     """
-    future: Future = _pool.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    future: Future = _pool.submit(socket.getaddrinfo, host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        return future.result(timeout=max(0.0, timeout))
+        return future.result(timeout=None if timeout is None else max(0.0, timeout))
     except FutureTimeout:
         future.cancel()  # if still queued behind hung workers, it never runs
         raise ResolveTimeout(f"no answer from name resolution within {timeout:g}s") from None

@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from emulator.faults import FaultError, Faults
-from shared.config import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_EMULATOR_PORT, LOCAL_WEBHOOK_TOKEN
+from shared.contract import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_EMULATOR_PORT, LOCAL_WEBHOOK_TOKEN, REALM
 
 if TYPE_CHECKING:
     from emulator.server import Emulator
@@ -28,7 +28,7 @@ CONTROL_TOKEN_ENV = "EMULATOR_CONTROL_TOKEN"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=LOCAL_EMULATOR_PORT, help="port (default %(default)s)")
-    parser.add_argument("--realm", default="api-catalog", help="Keycloak realm (default %(default)s)")
+    parser.add_argument("--realm", default=REALM, help="Keycloak realm (default %(default)s)")
     parser.add_argument("--client-id", default=LOCAL_CLIENT_ID, help="accepted client id (default %(default)s)")
     parser.add_argument(
         "--client-secret",

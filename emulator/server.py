@@ -22,13 +22,18 @@ from aiohttp import WSMsgType, web
 
 from emulator.faults import Dice, FaultError, Faults
 from emulator.tokens import TokenInvalid, TokenIssuer
+from shared.contract import (
+    LOCAL_CLIENT_ID,
+    LOCAL_CLIENT_SECRET,
+    MAX_CLIENT_FRAME,
+    MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_REQUEST_BYTES,
+    REALM,
+)
 
 log = logging.getLogger("emulator")
 
-MAX_EVENTS_PER_REQUEST = 500
-MAX_EVENT_BYTES = 1024 * 1024
-MAX_REQUEST_BYTES = 5 * 1024 * 1024
-MAX_CLIENT_FRAME = 32 * 1024
 # How long a stop waits for requests in progress (a post held by `collector_delay_ms`, say)
 # before they are cancelled: a SIGTERM ends the emulator within about this, not aiohttp's 60 s.
 SHUTDOWN_SECONDS = 0.25
@@ -37,9 +42,9 @@ BEARER = re.compile(r"^(b|B)earer [-0-9a-zA-Z._]*$")
 
 @dataclass
 class Settings:
-    realm: str = "api-catalog"
-    client_id: str = "dataplatform-probe"
-    client_secret: str = "local-demo-secret"
+    realm: str = REALM
+    client_id: str = LOCAL_CLIENT_ID
+    client_secret: str = LOCAL_CLIENT_SECRET
     datasets: dict[str, set[str]] = field(default_factory=lambda: {"probe-dataset": {"1"}})
     webhook_tokens: dict[str, str] = field(default_factory=dict)  # dataset -> token
     idle_close_seconds: float = 600.0

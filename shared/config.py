@@ -28,41 +28,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import yaml
 
 from shared import shard as shard_mod
+from shared.contract import (  # noqa: F401  re-exported for config's callers
+    LOCAL_CLIENT_ID,
+    LOCAL_CLIENT_SECRET,
+    LOCAL_EMULATOR_PORT,
+    LOCAL_WEBHOOK_TOKEN,
+    MAX_EVENT_BYTES,
+    PRESETS,
+    REALM,
+)
 from shared.small_file import NotSmallFile, read_small
 
 DEFAULT_CONFIG_PATH = "probe.yaml"
 DEFAULT_ENVIRONMENT = "dev"
 REDACTED = "<redacted>"
 
-# Demo credentials of the local emulator: not secrets, they only open the emulator.
-LOCAL_CLIENT_ID = "dataplatform-probe"
-LOCAL_CLIENT_SECRET = "local-demo-secret"
-LOCAL_WEBHOOK_TOKEN = "00000000-0000-4000-8000-000000000001"
-LOCAL_EMULATOR_PORT = 8081
-MAX_EVENT_BYTES = 1_048_576  # the collector's limit per event (docs/platform.md)
 MAX_DATASETS = 200
-
-# Platform URLs per ORIGO_ENVIRONMENT, as the platform contract gives them (docs/platform.md).
-PRESETS: dict[str, dict[str, str]] = {
-    "local": {
-        "keycloak_server": f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}/auth",
-        "collector_url": f"http://127.0.0.1:{LOCAL_EMULATOR_PORT}/event-collector/event/{{dataset_id}}/{{version}}",
-        "websocket_url": f"ws://127.0.0.1:{LOCAL_EMULATOR_PORT}/event-data-subscription",
-        "client_id": LOCAL_CLIENT_ID,
-        "client_secret": LOCAL_CLIENT_SECRET,
-        "webhook_token": LOCAL_WEBHOOK_TOKEN,
-    },
-    "dev": {
-        "keycloak_server": "https://login-test.oslo.kommune.no/auth",
-        "collector_url": "https://api.data-dev.oslo.systems/event-collector/event/{dataset_id}/{version}",
-        "websocket_url": "wss://ws.data-dev.oslo.systems/event-data-subscription",
-    },
-    "prod": {
-        "keycloak_server": "https://login.oslo.kommune.no/auth",
-        "collector_url": "https://api.data.oslo.systems/event-collector/event/{dataset_id}/{version}",
-        "websocket_url": "wss://ws.data.oslo.systems/event-data-subscription",
-    },
-}
 
 DEFAULT_LATENCY_BUCKETS = (
     0.01,
@@ -552,7 +533,7 @@ FIELDS: tuple[Field, ...] = (
         "Keycloak server URL including `/auth`; default from the environment.",
         schemes=("http", "https"),
     ),
-    _f("keycloak_realm", "auth.realm", "KEYCLOAK_REALM", "str", "api-catalog", "Keycloak realm."),
+    _f("keycloak_realm", "auth.realm", "KEYCLOAK_REALM", "str", REALM, "Keycloak realm."),
     _f("client_id", "auth.client_id", "ORIGO_CLIENT_ID", "str", None, "Client id (client-credentials grant)."),
     _f(
         "client_secret",

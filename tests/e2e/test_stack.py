@@ -54,6 +54,8 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     metrics_port = free_port()
     env = stack_env(emulator, tmp_path, run_dir, metrics_port, LOSS_TIMEOUT)
     proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
+    # Prometheus starts scraping once the metrics program serves: `up` then means the program stayed up.
+    wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5).ok, 60, "the metrics port")
     prometheus, prom_url = start_prometheus(tmp_path, metrics_port)
     stack = Stack(proc, env, f"http://127.0.0.1:{metrics_port}", emulator, prom_url)
     try:

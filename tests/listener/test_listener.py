@@ -392,8 +392,8 @@ def test_predicted_copies_resealed_by_a_peer_are_forged_and_the_losses_stay_lost
     pipe.start_sender()
     forged = 0
     seen: set[int] = set()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # the sender may take seconds to start on a busy machine
+    while forged < 30 and time.monotonic() < deadline:
         for seqno in sorted(set(pipe.rows()) - seen):
             seen.add(seqno)
             copy = json.loads(_ours(pipe, seqno))
@@ -406,7 +406,7 @@ def test_predicted_copies_resealed_by_a_peer_are_forged_and_the_losses_stay_lost
         time.sleep(0.05)
     pipe.finish()
     samples = pipe.metrics()
-    assert forged >= 20
+    assert forged >= 30
     assert metric(samples, "probe_events_received_total") == 0
     assert metric(samples, "probe_events_malformed_total", reason="forged") == forged
     posted = sum(1 for r in pipe.rows().values() if r.post_state == "ok")

@@ -48,9 +48,15 @@ def validate(cfg: Config, entries: tuple[Entry, ...], config_path: Path, for_rea
     check_paths(cfg, fail, config_path)
     if not for_reading:
         check_required(cfg, entries)
-    check_timing(cfg, fail)
+    global_rules(cfg, fail)
     for entry in entries:
         check_dataset(cfg, entry.dataset, entry.place, for_reading)
+    check_values(cfg, fail)
+
+
+def check_values(cfg: Config, fail: Fail) -> None:
+    """What a value must be beyond its row's type and bounds: filled in, a readable file, an
+    address of this machine, a label value."""
     for f in FIELDS:
         value = getattr(cfg, f.name)
         if isinstance(value, str) and value in PLACEHOLDERS:
@@ -80,8 +86,9 @@ def check_required(cfg: Config, entries: tuple[Entry, ...]) -> None:
         raise ConfigError(f"missing for ORIGO_ENVIRONMENT={cfg.environment}: {names}{hint} (the demo: make run)")
 
 
-def check_timing(cfg: Config, fail: Fail) -> None:
-    """The global timeouts must nest: a pong within a ping, a loss after a post, a prune after a loss."""
+def global_rules(cfg: Config, fail: Fail) -> None:
+    """Rules between top-level settings (a new one goes here): the timeouts must nest, a pong within
+    a ping, a loss after a post, a prune after a loss."""
     if cfg.pong_timeout_seconds >= cfg.ping_interval_seconds:
         raise fail("pong_timeout_seconds", "must be smaller than the ping interval (PING_INTERVAL_SECONDS)")
     if cfg.loss_timeout_seconds <= cfg.post_timeout_seconds:

@@ -91,6 +91,11 @@ def test_a_token_file_per_entry_relative_to_the_config_file(tmp_path: Path) -> N
         ("datasets:\n  - id: a\n    loss_timeout_seconds: 5\n", "must exceed POST_TIMEOUT_SECONDS"),
         ("datasets:\n  - id: a\n    collector_url: 'http://x/{nope}'\n", "only the placeholders"),
         ("dataset:\n  id: a\ndatasets:\n  - id: b\n", "use one form"),
+        # the top-level template is a setting too, whether or not an entry inherits it
+        (
+            "collector:\n  url: 'http://x/{nope}'\ndatasets:\n  - id: a\n    collector_url: 'http://y/'\n",
+            "collector.url (in",
+        ),
         ("datasets:\n" + "".join(f"  - id: d{i}\n" for i in range(201)), "at most 200"),
     ],
 )

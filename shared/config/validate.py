@@ -56,13 +56,15 @@ def validate(cfg: Config, entries: tuple[Entry, ...], config_path: Path, for_rea
 
 def check_values(cfg: Config, fail: Fail) -> None:
     """What a value must be beyond its row's type and bounds: filled in, a readable file, an
-    address of this machine, a label value."""
+    address of this machine, a usable template, a label value."""
     for f in FIELDS:
         value = getattr(cfg, f.name)
         if isinstance(value, str) and value in PLACEHOLDERS:
             raise fail(f.name, "is still the placeholder of probe.env.example; fill in the real value")
     check_sampling_rules(cfg, fail)
     check_metrics_host(cfg, fail)
+    if not _placeholders_allowed(cfg.collector_url):  # the template entries of a list inherit, used or not
+        raise fail("collector_url", "only the placeholders {dataset_id} and {version} are allowed")
     for name in ("group", "location"):
         value = getattr(cfg, name)
         if value and not LABEL_VALUE.fullmatch(value):

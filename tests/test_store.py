@@ -320,7 +320,7 @@ def test_each_dataset_is_judged_after_its_own_loss_timeout(store: Store) -> None
 
 def test_a_store_of_schema_2_is_brought_forward_without_losing_an_event(tmp_path: Path) -> None:
     """A file as the previous release left it: events of one dataset, its counters, its notes."""
-    from shared.store import _MIGRATIONS
+    from shared.store.schema import _MIGRATIONS
 
     path = tmp_path / "v2.sqlite3"
     db = sqlite3.connect(path)

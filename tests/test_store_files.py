@@ -191,7 +191,7 @@ def test_a_new_store_is_never_created_through_a_link_planted_after_the_check(
     """The race on the store's own name (in a sticky directory anyone may add names to): a link planted
     between the check and SQLite's open was followed, and SQLite created its database where the
     planter chose."""
-    from shared import store as store_mod
+    from shared.store import connection as store_mod  # where Store's opening looks the check up
 
     victim = tmp_path / "victim"  # say /etc/ld.so.preload: created by root's probe run, as a database
     store = tmp_path / "probe.sqlite3"

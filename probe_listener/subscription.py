@@ -33,7 +33,7 @@ from shared.config import Config, Dataset, url_host
 from shared.deadline import Watchdog, shut
 from shared.log import DatasetLog
 from shared.resolve import ResolveTimeout, resolve
-from shared.store import Note, Store, StoreOperation, StoreWriteFailed
+from shared.store import Note, NoteOwner, Store, StoreOperation, StoreWriteFailed, note_key
 
 log = logging.getLogger("listener")
 
@@ -184,7 +184,7 @@ class Subscription:
         self.url = subscription_url(dataset)
         self.host = urlsplit(dataset.websocket_url).hostname or "?"  # for log lines: never the URL (its token)
         self.rng = random.Random()
-        self._note = Note(store, f"listener:{dataset.name}")  # a problem of the subscription, for /readyz
+        self._note = Note(store, note_key(NoteOwner.LISTENER, dataset.name))  # the subscription's problem, for /readyz
         ds = dataset.name
         self.log = DatasetLog(log, ds)
         self._ws: websocket.WebSocket | None = None  # the current connection, for interrupt()

@@ -20,7 +20,7 @@ from shared import metrics
 from shared.auth import HINTS, TokenFailure, TokenResult
 from shared.config import Config, Dataset
 from shared.log import DatasetLog
-from shared.store import Note, Store, StoreOperation
+from shared.store import Note, NoteOwner, Store, StoreOperation, note_key
 from shared.tracing import NoTracer
 
 log = logging.getLogger("sender")
@@ -70,7 +70,7 @@ class Sender:
         self.stop = stop
         self.fail_outs = fail_outs
         self._key = store.event_key()  # seals each event: the listener takes no copy without it
-        self._note = Note(store, f"sender:{ds.name}")  # a problem of the posts, on record for /readyz
+        self._note = Note(store, note_key(NoteOwner.SENDER, ds.name))  # a problem of the posts, on record for /readyz
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix=f"post-{ds.name}")
         name = ds.name

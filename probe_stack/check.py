@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from probe_stack import scratch
 from shared.config import Config, Dataset
 from shared.exits import ExitStatus
+from shared.store import NoteOwner, note_key
 
 if TYPE_CHECKING:  # imported for real only when the check runs, after PROMETHEUS_MULTIPROC_DIR is set
     from probe_sender.collector import Collector
@@ -148,5 +149,5 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
 
 
 def _note(store: Store, dataset: str) -> str:
-    text = store.note(f"listener:{dataset}")
+    text = store.note(note_key(NoteOwner.LISTENER, dataset))
     return text or "no subscription within the wait"

@@ -6,7 +6,7 @@ import time
 
 from probe_stack.verdict import Facts, judge
 from shared.config import Config, Dataset
-from shared.store import Store
+from shared.store import NoteOwner, Store, note_key
 
 
 def readiness(cfg: Config, store: Store, now: float) -> tuple[bool, str]:
@@ -43,6 +43,6 @@ def readiness_facts(cfg: Config, ds: Dataset, store: Store, now: float) -> Facts
         subscribed=subscribed,
         last_ok_post_age=None if last_ok is None else now - last_ok,
         max_post_age=cfg.ready_max_post_age_seconds or 3 * ds.interval_seconds + cfg.post_timeout_seconds,
-        listener_note=None if subscribed else store.note(f"listener:{ds.name}"),
-        sender_note=store.note(f"sender:{ds.name}") if subscribed else None,
+        listener_note=None if subscribed else store.note(note_key(NoteOwner.LISTENER, ds.name)),
+        sender_note=store.note(note_key(NoteOwner.SENDER, ds.name)) if subscribed else None,
     )

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import SCHEMA_VERSION, Arrival, EventRow, EventState, Note, PostState, Store, StoreError
+from shared.store import (
+    SCHEMA_VERSION,
+    Arrival,
+    EventRow,
+    EventState,
+    Note,
+    NoteOwner,
+    PostState,
+    Store,
+    StoreError,
+    note_key,
+)
 from tests.helpers import PYTHON, ROOT, wait_until
 
 # The schema of version 1, as stores written by earlier releases have it.
@@ -273,16 +284,24 @@ def test_a_file_claiming_our_schema_without_our_tables_is_refused(tmp_path: Path
 def test_a_note_is_written_once_per_streak_from_any_number_of_threads(store: Store) -> None:
     import threading
 
-    note = Note(store, "sender:ds")
+    note = Note(store, note_key(NoteOwner.SENDER, "ds"))
     firsts: list[bool] = []
     threads = [threading.Thread(target=lambda: firsts.append(note.record("posts fail"))) for _ in range(16)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert firsts.count(True) == 1 and store.note("sender:ds") == "posts fail"
-    assert note.clear() is True and store.note("sender:ds") is None
+    assert firsts.count(True) == 1 and store.note(note_key(NoteOwner.SENDER, "ds")) == "posts fail"
+    assert note.clear() is True and store.note(note_key(NoteOwner.SENDER, "ds")) is None
     assert note.clear() is False
+
+
+def test_a_note_is_kept_under_the_key_earlier_releases_wrote() -> None:
+    """Note keys live in the store's file: a running stack's notes, written by the old code,
+    must be read by the new one after an upgrade of one process, so the spelling stays."""
+    assert note_key(NoteOwner.SENDER, "probe-dataset") == "sender:probe-dataset"
+    assert note_key(NoteOwner.LISTENER, "a:b") == "listener:a:b"
+    assert [owner.value for owner in NoteOwner] == ["sender", "listener"]
 
 
 def test_datasets_have_their_own_seqnos_and_are_judged_by_their_own_subscriptions(store: Store) -> None:

@@ -24,7 +24,7 @@ from shared.store.files import (
     open_companion,
 )
 from shared.store.maintenance import WAL_RESTART_BYTES
-from shared.store.notes import Note
+from shared.store.notes import Note, NoteOwner, note_key
 from shared.store.reader import StoreReader
 from shared.store.receipts import SENT_AT_TOLERANCE
 from shared.store.records import (
@@ -58,6 +58,7 @@ __all__ = [
     "FailureKind",
     "FailureRow",
     "Note",
+    "NoteOwner",
     "PostState",
     "Store",
     "StoreError",
@@ -70,5 +71,6 @@ __all__ = [
     "event_key_hex",
     "file_problem",
     "make_store_dir",
+    "note_key",
     "open_companion",
 ]

@@ -1,19 +1,34 @@
 """Notes: what a process found out that /readyz should say (a wrong dataset, a refused handshake).
 
 Why in the store: the metrics program answers /readyz, but the sender and the listener are the
-ones that find the problem; the store is the one place all three share.
+ones that find the problem; the store is the one place all three share. Why typed keys: a key
+spelled by hand by its writer and again by each reader (`probe check`, /readyz) would drift apart
+without an error; so every note's key is made by note_key, from its owner and the dataset's name.
 """
 
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 
 from shared.store.connection import Connection
 
 
+class NoteOwner(StrEnum):
+    """Which process keeps a note: the first part of its key."""
+
+    SENDER = "sender"  # a problem of the posts
+    LISTENER = "listener"  # a problem of the subscription
+
+
+def note_key(owner: NoteOwner, dataset: str) -> str:
+    """The key of `owner`'s note about the dataset named `dataset` (kept in the store as is: never change it)."""
+    return f"{owner}:{dataset}"
+
+
 class Notes(Connection):
     def set_note(self, key: str, text: str | None) -> None:
-        """Record (or, with None, clear) a problem of `key` (sender, listener) for /readyz to show."""
+        """Record (or, with None, clear) a problem of `key` (see note_key) for /readyz to show."""
         with self._write() as db:
             if text is None:
                 db.execute("DELETE FROM meta WHERE key = ?", (f"note:{key}",))

@@ -17,7 +17,7 @@ from probe_listener import subscription as subscription_mod
 from probe_listener.budget import NOISE_SHARE
 from probe_listener.subscription import ConnectFailure, Subscription, handshake_failure
 from shared import config
-from shared.store import Store
+from shared.store import NoteOwner, Store, note_key
 from tests.helpers import ROOT, wait_until
 
 
@@ -91,14 +91,14 @@ def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
         assert sub._connect() is None
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="refused") == 1
     # host:port, as the sender names Keycloak's and the collector's: on a shared host the port tells which
-    assert store.note(f"listener:{dataset}").startswith(f"refused (127.0.0.1:{port}): ")
+    assert store.note(note_key(NoteOwner.LISTENER, dataset)).startswith(f"refused (127.0.0.1:{port}): ")
     for status, reason in ((401, "rejected"), (403, "rejected"), (404, "http_4xx"), (502, "http_5xx")):
         with hostile.serve(hostile.answering(status)) as peer:
             sub.url = subscription_mod.subscription_url(sub.dataset).replace(sub.dataset.websocket_url, peer.ws_url)
             sub.dataset = sub.dataset.__class__(**{**sub.dataset.__dict__, "websocket_url": peer.ws_url})
             assert sub._connect() is None
         assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason=reason) >= 1, status
-        note = store.note(f"listener:{dataset}")
+        note = store.note(note_key(NoteOwner.LISTENER, dataset))
         assert note.startswith(f"{reason} ({peer.ws_url.split('/')[2]}): the handshake was answered {status}")
 
     def plain(conn: socket.socket, stopping: threading.Event) -> None:
@@ -111,7 +111,7 @@ def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
         sub.url = subscription_mod.subscription_url(sub.dataset)
         assert sub._connect() is None
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="tls") == 1
-    assert "webhook_token" not in store.note(f"listener:{dataset}")
+    assert "webhook_token" not in store.note(note_key(NoteOwner.LISTENER, dataset))
     store.close()
 
 
@@ -153,7 +153,7 @@ def test_the_connect_deadline_covers_a_dns_server_that_never_answers(
         release.set()
     assert took < 2.5, took  # the 1 s budget, plus a generous margin for a busy machine
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="dns") == 1
-    note = store.note(f"listener:{dataset}")
+    note = store.note(note_key(NoteOwner.LISTENER, dataset))
     assert note.startswith("dns (ws.never-answers.example): no answer"), note
     store.close()
 
@@ -177,7 +177,7 @@ def test_a_proxy_the_environment_names_is_resolved_and_tunnelled_through(
         monkeypatch.delenv("NO_PROXY", raising=False)
         sub, store, dataset = setup(tmp_path, "ws://ws.proxied.example/event-data-subscription")
         ws = sub._connect()
-        assert ws is not None, store.note(f"listener:{dataset}")
+        assert ws is not None, store.note(note_key(NoteOwner.LISTENER, dataset))
         ws.shutdown()
         store.close()
     assert seen and seen[0].startswith(b"CONNECT ws.proxied.example:80 HTTP/1.1")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared.exits import ExitStatus
-from shared.store import EventRow, Store
+from shared.store import EventRow, NoteOwner, Store, note_key
 from tests.helpers import (
     PYTHON,
     EmulatorClient,
@@ -323,7 +323,9 @@ def test_a_dataset_the_subscription_refuses_is_named_once_and_noted_for_readyz(
     )
     assert log.count(problem) == 1
     with Store(env["PROBE_DB_PATH"]) as store:
-        assert store.note("listener:no-such-dataset").startswith(f"rejected ({host}): the handshake was answered 403")
+        assert store.note(note_key(NoteOwner.LISTENER, "no-such-dataset")).startswith(
+            f"rejected ({host}): the handshake was answered 403"
+        )
 
 
 def test_a_store_deleted_under_the_listener_is_reported_and_never_silently_recreated(

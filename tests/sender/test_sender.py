@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from shared.exits import ExitStatus
-from shared.store import EventRow, Store
+from shared.store import EventRow, NoteOwner, Store, note_key
 from tests.helpers import (
     PYTHON,
     ROOT,
@@ -268,7 +268,7 @@ def test_a_dataset_the_collector_does_not_know_is_named_once_and_noted_for_ready
     log = proc.output()
     assert log.count("dataset no-such-dataset/1 is not known to the collector (404)") == 1
     with Store(env["PROBE_DB_PATH"]) as store:
-        assert "not known to the collector" in store.note("sender:no-such-dataset")
+        assert "not known to the collector" in store.note(note_key(NoteOwner.SENDER, "no-such-dataset"))
 
 
 def test_a_full_disk_is_counted_as_a_store_error_and_nothing_unrecorded_is_posted(

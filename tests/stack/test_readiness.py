@@ -7,7 +7,7 @@ from pathlib import Path
 
 from probe_stack.readiness import readiness
 from shared import config
-from shared.store import Store
+from shared.store import NoteOwner, Store, note_key
 from tests.helpers import ROOT
 
 
@@ -42,12 +42,15 @@ def test_readiness_names_a_wrong_dataset_and_a_vanished_store(tmp_path: Path) ->
     now = time.time()
     path = tmp_path / "s.db"
     with Store(path) as store:
-        store.set_note("listener:probe-dataset", "dataset probe-dataset is not known to the subscription (http_404)")
+        store.set_note(
+            note_key(NoteOwner.LISTENER, "probe-dataset"),
+            "dataset probe-dataset is not known to the subscription (http_404)",
+        )
         assert readiness(cfg, store, now) == (
             False,
             "listener is not subscribed: dataset probe-dataset is not known to the subscription (http_404)",
         )
-        store.set_note("listener:probe-dataset", None)
+        store.set_note(note_key(NoteOwner.LISTENER, "probe-dataset"), None)
         assert readiness(cfg, store, now) == (False, "listener is not subscribed")
         path.rename(tmp_path / "moved.db")
         assert readiness(cfg, store, now) == (False, f"store {path} was deleted while the stack runs")
@@ -69,7 +72,9 @@ def test_with_several_datasets_ready_only_when_every_one_is(tmp_path: Path) -> N
             store.subscription_alive(sub, now - 1)
         seqno = store.record_send(app, "a", "1", now - 1)
         store.record_post(app, "a", seqno, True, None, now - 1)
-        store.set_note("sender:b", "dataset b/1 is not known to the collector (404): check its id and version")
+        store.set_note(
+            note_key(NoteOwner.SENDER, "b"), "dataset b/1 is not known to the collector (404): check its id and version"
+        )
         assert readiness(cfg, store, now) == (
             False,
             "not ready: 1 of 2 datasets\na: ready\n"

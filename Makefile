@@ -42,7 +42,7 @@ lint: init ## ruff, and hadolint on the Dockerfile
 # are built once), and every test picks its own ports and directories.
 TEST_WORKERS ?= 3
 test: init test-deps ## the whole test suite (installs what it needs first)
-	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(RUN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # Prometheus, promtool, Alertmanager and amtool from Debian's packages, for the rule unit
 # tests and the end-to-end tests; podman, runc and mmdebstrap, to build and run the image in

@@ -18,7 +18,7 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 
-from probe_listener import subscription as subscription_mod
+from probe_listener import connect as connect_mod
 from probe_listener.subscription import Subscription
 from probe_sender.collector import Collector, PostError
 from shared import config
@@ -105,7 +105,7 @@ def sample(name: str, **labels: str) -> float:
 def test_a_handshake_fed_a_line_a_second_ends_at_the_connect_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(subscription_mod, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(connect_mod, "CONNECT_TIMEOUT", 1.0)
     head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Slow: 1\r\n" * 5
 
     def handle(conn: socket.socket, stopping: threading.Event) -> None:

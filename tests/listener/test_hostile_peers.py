@@ -13,9 +13,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from emulator import hostile
-from probe_listener import subscription as subscription_mod
+from probe_listener import connect as connect_mod
 from probe_listener.budget import NOISE_SHARE
-from probe_listener.subscription import ConnectFailure, Subscription, handshake_failure
+from probe_listener.connect import ConnectFailure, handshake_failure
+from probe_listener.subscription import Subscription
 from shared import config
 from shared.store import NoteOwner, Store, note_key
 from tests.helpers import ROOT, wait_until
@@ -94,7 +95,7 @@ def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
     assert store.note(note_key(NoteOwner.LISTENER, dataset)).startswith(f"refused (127.0.0.1:{port}): ")
     for status, reason in ((401, "rejected"), (403, "rejected"), (404, "http_4xx"), (502, "http_5xx")):
         with hostile.serve(hostile.answering(status)) as peer:
-            sub.url = subscription_mod.subscription_url(sub.dataset).replace(sub.dataset.websocket_url, peer.ws_url)
+            sub.url = connect_mod.subscription_url(sub.dataset).replace(sub.dataset.websocket_url, peer.ws_url)
             sub.dataset = sub.dataset.__class__(**{**sub.dataset.__dict__, "websocket_url": peer.ws_url})
             assert sub._connect() is None
         assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason=reason) >= 1, status
@@ -108,7 +109,7 @@ def test_connect_failures_name_their_cause_and_the_host(tmp_path: Path) -> None:
     with hostile.serve(plain) as peer:
         tls_url = f"wss://127.0.0.1:{peer.port}/event-data-subscription"
         sub.dataset = sub.dataset.__class__(**{**sub.dataset.__dict__, "websocket_url": tls_url})
-        sub.url = subscription_mod.subscription_url(sub.dataset)
+        sub.url = connect_mod.subscription_url(sub.dataset)
         assert sub._connect() is None
     assert sample("probe_websocket_connect_failures_total", dataset=dataset, reason="tls") == 1
     assert "webhook_token" not in store.note(note_key(NoteOwner.LISTENER, dataset))
@@ -143,7 +144,7 @@ def test_the_connect_deadline_covers_a_dns_server_that_never_answers(
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", unanswered)
-    monkeypatch.setattr(subscription_mod, "CONNECT_TIMEOUT", 1.0)
+    monkeypatch.setattr(connect_mod, "CONNECT_TIMEOUT", 1.0)
     sub, store, dataset = setup(tmp_path, "ws://ws.never-answers.example/event-data-subscription")
     started = time.monotonic()
     try:

@@ -22,7 +22,7 @@ from websocket._url import get_proxy_info
 
 from shared.config import Dataset
 from shared.deadline import Watchdog, shut
-from shared.resolve import ResolveTimeout, resolve
+from shared.resolve import ResolveTimeout, getaddrinfo_within
 
 CONNECT_TIMEOUT = 10.0
 
@@ -159,7 +159,7 @@ def _open(ws: websocket.WebSocket, url: str, websocket_url: str, sockets: list[s
 
 def _resolve(host: str, port: int, deadline: float) -> list:
     try:
-        return resolve(host, port, deadline - time.monotonic())
+        return getaddrinfo_within(host, port, deadline - time.monotonic())
     except ResolveTimeout:
         raise Failed(ConnectFailure.DNS, f"no answer for {host} within {CONNECT_TIMEOUT:g}s") from None
     except (socket.gaierror, UnicodeError) as exc:

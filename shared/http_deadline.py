@@ -30,8 +30,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError
 from urllib3.util.connection import allowed_gai_family
 
 from shared.deadline import Watchdog, shut
-from shared.resolve import ResolveTimeout
-from shared.resolve import resolve as bounded_getaddrinfo
+from shared.resolve import resolve
 
 _tracked = threading.local()
 
@@ -129,25 +128,6 @@ def _track(sock: socket.socket | None) -> None:
         track(sock)
 
 
-LOOKUP_SECONDS = 5.0  # how long a name in the settings may take to resolve when they are checked
-
-
-def resolve(host: str, port: int, within: float | None) -> list[str]:
-    """The addresses of `host`, in the resolver's order, waited for at most `within` seconds.
-
-    Raises socket.gaierror when the name does not resolve, or not in time.
-    """
-    try:  # on the listener's bounded pool: one set of threads a DNS outage can hold, not two
-        infos = bounded_getaddrinfo(host, port, within, allowed_gai_family())
-    except ResolveTimeout:
-        raise socket.gaierror(socket.EAI_AGAIN, "no answer from the resolver within the deadline") from None
-    addresses: list[str] = []
-    for *_, address in infos:
-        if address[0] not in addresses:
-            addresses.append(str(address[0]))
-    return addresses
-
-
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -167,7 +147,8 @@ class _GuardedMixin:
         if _is_address(host):
             return super()._new_conn()  # type: ignore[misc]
         try:
-            addresses = resolve(host, self.port, remaining())
+            # on the listener's bounded pool: one set of threads a DNS outage can hold, not two
+            addresses = resolve(host, self.port, remaining(), allowed_gai_family())
         except socket.gaierror as exc:
             raise NameResolutionError(host, self, exc) from exc  # type: ignore[arg-type]
         # Each address in turn, as urllib3 itself would, without a second (unbounded) lookup.

@@ -68,7 +68,7 @@ def check_settings(daemon_address: str | None, sampling_rules: str) -> str | Non
         # time that fails: a name that does not resolve now is refused here, once.
         import socket
 
-        from shared.http_deadline import LOOKUP_SECONDS, resolve
+        from shared.resolve import LOOKUP_SECONDS, resolve
 
         for form in daemon_address.split(" "):
             host = form.split(":")[-2]

@@ -115,7 +115,7 @@ def test_a_name_whose_lookup_never_answers_is_refused_within_the_lookup_deadline
     import threading
     import time
 
-    from shared import http_deadline
+    from shared import resolve
 
     real, release = socket.getaddrinfo, threading.Event()
 
@@ -126,7 +126,7 @@ def test_a_name_whose_lookup_never_answers_is_refused_within_the_lookup_deadline
         return real(host, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(http_deadline, "LOOKUP_SECONDS", 0.5)
+    monkeypatch.setattr(resolve, "LOOKUP_SECONDS", 0.5)
     extra = {"AWS_XRAY_SDK_ENABLED": "true"} if setting.startswith("AWS") else {}
     began = time.monotonic()
     try:

@@ -171,7 +171,7 @@ def check_sampling_rules(cfg: Config, fail: Fail) -> None:
 
 def check_metrics_host(cfg: Config, fail: Fail) -> None:
     try:
-        from shared.http_deadline import LOOKUP_SECONDS, resolve  # here: requests costs what never posts
+        from shared.resolve import LOOKUP_SECONDS, resolve
 
         resolve(cfg.metrics_host, 0, within=LOOKUP_SECONDS)  # a silent DNS server never hangs a start
     except (socket.gaierror, UnicodeError):

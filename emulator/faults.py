@@ -58,6 +58,10 @@ class Faults:
         doc["collector_error_statuses"] = list(self.collector_error_statuses)
         return doc
 
+    def refuses(self, tag: str) -> bool:
+        """Whether a subscription handshake (of location `tag`, empty: unnamed) fails with 500."""
+        return self.refuse_connections or (bool(tag) and tag == self.refuse_subscriber)
+
     def updated(self, changes: dict[str, Any]) -> Faults:
         """A copy with `changes` applied and validated; FaultError names a bad key."""
         known = {f.name: f for f in fields(self)}
@@ -69,43 +73,57 @@ class Faults:
                 raise FaultError(f"unknown fault setting {key!r}; {hint}known: {', '.join(sorted(known))}")
             current = getattr(self, key)
             try:
-                if key == "collector_error_statuses":
-                    value = tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
-                elif key == "seed":
-                    value = None if value is None else int(value)
-                elif isinstance(current, bool):
-                    if not isinstance(value, bool):
-                        raise TypeError
-                elif isinstance(current, float):
-                    value = float(value)
-                    if not math.isfinite(value) or value < 0:
-                        raise ValueError
-                elif isinstance(current, int):
-                    value = int(value)
-                else:
-                    value = str(value)
+                value = _coerce(key, value, current)
+                if isinstance(current, float) and not (math.isfinite(value) and value >= 0):
+                    raise ValueError
             except (TypeError, ValueError):
                 raise FaultError(f"fault setting {key!r}: {value!r} is not a valid {type(current).__name__}") from None
             clean[key] = value
         result = replace(self, **clean)
-        for key in (
-            "drop_rate",
-            "duplicate_rate",
-            "reorder_rate",
-            "corrupt_rate",
-            "collector_error_rate",
-            "collector_error_written_rate",
-        ):
-            if not 0.0 <= getattr(result, key) <= 1.0:
-                raise FaultError(f"fault setting {key!r} must be between 0 and 1")
-        if result.delay_distribution not in DISTRIBUTIONS:
-            raise FaultError(f"fault setting 'delay_distribution' must be one of {', '.join(DISTRIBUTIONS)}")
-        bad = [s for s in result.collector_error_statuses if s not in RETRIABLE_STATUSES]
-        if bad or not result.collector_error_statuses:
-            raise FaultError(f"fault setting 'collector_error_statuses' must be among {RETRIABLE_STATUSES}")
-        if result.token_lifetime_seconds < 1:
-            raise FaultError("fault setting 'token_lifetime_seconds' must be at least 1")
+        _check(result)
         return result
+
+
+RATES = (
+    "drop_rate",
+    "duplicate_rate",
+    "reorder_rate",
+    "corrupt_rate",
+    "collector_error_rate",
+    "collector_error_written_rate",
+)
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """`value` as the type of the setting `key` (whose value now is `current`); TypeError or ValueError.
+    (A float's range is checked by the caller, which names the value as converted.)"""
+    if key == "collector_error_statuses":
+        return tuple(int(v) for v in (value if isinstance(value, list | tuple) else [value]))
+    if key == "seed":
+        return None if value is None else int(value)
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise TypeError
+        return value
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, int):
+        return int(value)
+    return str(value)
+
+
+def _check(faults: Faults) -> None:
+    """The rules across settings; FaultError names the first one broken."""
+    for key in RATES:
+        if not 0.0 <= getattr(faults, key) <= 1.0:
+            raise FaultError(f"fault setting {key!r} must be between 0 and 1")
+    if faults.delay_distribution not in DISTRIBUTIONS:
+        raise FaultError(f"fault setting 'delay_distribution' must be one of {', '.join(DISTRIBUTIONS)}")
+    bad = [s for s in faults.collector_error_statuses if s not in RETRIABLE_STATUSES]
+    if bad or not faults.collector_error_statuses:
+        raise FaultError(f"fault setting 'collector_error_statuses' must be among {RETRIABLE_STATUSES}")
+    if faults.token_lifetime_seconds < 1:
+        raise FaultError("fault setting 'token_lifetime_seconds' must be at least 1")
 
 
 class Dice:

@@ -1,33 +1,32 @@
-"""The emulator's HTTP and websocket server: token endpoint, collector, subscription, controls.
+"""The emulator's HTTP and websocket server: token endpoint, collector, subscription.
 
 It answers the platform contract (docs/platform.md), injects the faults of `Faults`, and
-records the ground truth of every accepted event, so that tests and benchmarks
-judge the probe against what really happened, not against the probe's own view.
+records the ground truth of every accepted event (truth.py), so that tests and benchmarks
+judge the probe against what really happened, not against the probe's own view. Its
+controls (`/_emulator/...`) are in controls.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
 import itertools
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from emulator.faults import Dice, FaultError, Faults
-from emulator.tokens import TokenInvalid, TokenIssuer
+from emulator.collector import Refusal, events_of
+from emulator.controls import Controls
+from emulator.faults import Dice, Faults
+from emulator.tokens import TokenInvalid, TokenIssuer, token_answer
+from emulator.truth import Record, Subscriber
 from shared.contract import (
     LOCAL_CLIENT_ID,
     LOCAL_CLIENT_SECRET,
     MAX_CLIENT_FRAME,
-    MAX_EVENT_BYTES,
-    MAX_EVENTS_PER_REQUEST,
     MAX_REQUEST_BYTES,
     REALM,
 )
@@ -55,61 +54,6 @@ class Settings:
     control_token: str = ""
 
 
-@dataclass
-class Record:
-    """Ground truth of one accepted event."""
-
-    index: int
-    dataset: str
-    version: str
-    event: dict
-    accepted_at: float
-    trace_header: str | None = None  # the X-Amzn-Trace-Id the post carried, as the platform would see it
-    fate: str = "pending"  # delivered / dropped / held (paused, not yet delivered)
-    delays_ms: list[float] = field(default_factory=list)  # one per copy
-    writes: list[tuple[int, float]] = field(default_factory=list)  # (subscriber id, time)
-    skipped: list[tuple[int, str]] = field(default_factory=list)  # (subscriber id, why not written)
-    corrupted: list[int] = field(default_factory=list)  # which copies (0, 1) went out altered
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "dataset": self.dataset,
-            "version": self.version,
-            "app_id": self.event.get("app_id"),
-            "seqno": self.event.get("seqno"),
-            "accepted_at": self.accepted_at,
-            "trace_header": self.trace_header,
-            "fate": self.fate,
-            "copies": len(self.delays_ms) if self.fate != "dropped" else 0,
-            "delays_ms": self.delays_ms,
-            "writes": [{"subscriber": s, "at": t} for s, t in self.writes],
-            "skipped": [{"subscriber": s, "why": w} for s, w in self.skipped],
-            "corrupted_copies": self.corrupted,
-        }
-
-
-@dataclass
-class Subscriber:
-    id: int
-    dataset: str
-    connected_at: float
-    tag: str = ""  # ?subscriber=: which location it is, for refuse_subscriber
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
-    ws: web.WebSocketResponse | None = None
-    closed_at: float | None = None
-    close_code: int | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "dataset": self.dataset,
-            "connected_at": self.connected_at,
-            "closed_at": self.closed_at,
-            "close_code": self.close_code,
-        }
-
-
 class Emulator:
     def __init__(self, settings: Settings, faults: Faults) -> None:
         self.settings = settings
@@ -128,32 +72,15 @@ class Emulator:
 
     # ---- app ----
 
-    @web.middleware
-    async def _control_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """The controls change what the probe sees (faults, injected frames, closes): with a
-        control token set, only its holder may use them."""
-        token = self.settings.control_token
-        if token and request.path.startswith("/_emulator/") and request.path != "/_emulator/health":
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-                return web.json_response({"error": "the emulator's controls need its control token"}, status=401)
-        return await handler(request)
-
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1, middlewares=[self._control_auth])
+        controls = Controls(self)
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES + 1, middlewares=[controls.auth])
         realm = self.settings.realm
         app.router.add_post(f"/auth/realms/{realm}/protocol/openid-connect/token", self.token)
         app.router.add_post("/event-collector/event/{dataset}/{version}", self.collect)
         app.router.add_post("/event-collector/events/{dataset}/{version}", self.collect)
         app.router.add_get("/event-data-subscription", self.subscribe)
-        app.router.add_get("/_emulator/faults", self.get_faults)
-        app.router.add_put("/_emulator/faults", self.put_faults)
-        app.router.add_get("/_emulator/truth", self.truth)
-        app.router.add_post("/_emulator/reset", self.reset)
-        app.router.add_post("/_emulator/inject", self.inject)
-        app.router.add_post("/_emulator/close", self.close_now)
-        app.router.add_post("/_emulator/revoke-tokens", self.revoke_tokens)
-        app.router.add_get("/_emulator/health", self.health)
+        controls.add_routes(app)
         app.on_startup.append(self._start)
         app.on_shutdown.append(self._stop)
         return app
@@ -165,7 +92,7 @@ class Emulator:
         self._stopping.set()
         if self._closer:
             self._closer.cancel()
-        await self._close_all(1001, "emulator shutting down")
+        await self.close_all(1001, "emulator shutting down")
 
     def faults_for(self, dataset: str | None) -> Faults:
         return self.dataset_faults.get(dataset or "", self.faults)
@@ -175,31 +102,15 @@ class Emulator:
     async def token(self, request: web.Request) -> web.Response:
         if self.faults.token_down:
             return web.json_response({"error": "temporarily_unavailable"}, status=503)
-        form = await request.post()
-        if form.get("grant_type") != "client_credentials":
-            return web.json_response(
-                {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}, status=400
-            )
-        if form.get("client_id") != self.settings.client_id or form.get("client_secret") != (
-            self.settings.client_secret
-        ):
-            return web.json_response(
-                {
-                    "error": "unauthorized_client",
-                    "error_description": "Invalid client or Invalid client credentials",
-                },
-                status=401,
-            )
-        token, expires_in = self.issuer.issue(self.settings.client_id, self.faults.token_lifetime_seconds)
-        return web.json_response(
-            {
-                "access_token": token,
-                "expires_in": expires_in,
-                "token_type": "Bearer",
-                "not-before-policy": 0,
-                "scope": "openid profile email",
-            }
+        settings = self.settings
+        answer, status = token_answer(
+            await request.post(),
+            settings.client_id,
+            settings.client_secret,
+            self.issuer,
+            self.faults.token_lifetime_seconds,
         )
+        return web.json_response(answer, status=status)
 
     # ---- collector ----
 
@@ -213,40 +124,34 @@ class Emulator:
         return True
 
     async def collect(self, request: web.Request) -> web.Response:
-        faults = self.faults_for(request.match_info["dataset"])
-        if faults.collector_delay_ms:
-            try:  # a stop ends the hold at once: a held post never holds up the emulator's exit
-                await asyncio.wait_for(self._stopping.wait(), faults.collector_delay_ms / 1000)
-                return web.json_response({"message": "Service Unavailable"}, status=503)
-            except TimeoutError:
-                pass
-        if self.settings.collector_auth and not self._authorized(request.headers.get("Authorization")):
-            return web.json_response({"message": "Unauthorized"}, status=401)
         dataset, version = request.match_info["dataset"], request.match_info["version"]
+        faults = self.faults_for(dataset)
+        if faults.collector_delay_ms and await self._held_until_stop(faults.collector_delay_ms):
+            return Refusal(503, "Service Unavailable").response()
+        if self.settings.collector_auth and not self._authorized(request.headers.get("Authorization")):
+            return Refusal(401, "Unauthorized").response()
         if version not in self.settings.datasets.get(dataset, set()):
-            return web.json_response(
-                {"message": f"Dataset with id:{dataset} and version:{version} does not exist"}, status=404
-            )
-        body = await request.read()
-        if len(body) > MAX_REQUEST_BYTES:
-            return web.json_response({"message": "Request Entity Too Large"}, status=413)
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"message": "Body is not a valid JSON document"}, status=400)
-        events = doc if isinstance(doc, list) else [doc]
-        if not events or not all(isinstance(e, dict) for e in events):
-            return web.json_response({"message": "JSON document does not conform to the given schema"}, status=400)
-        if len(events) > MAX_EVENTS_PER_REQUEST or any(len(json.dumps(e)) > MAX_EVENT_BYTES for e in events):
-            return web.json_response({"message": "Request Entity Too Large"}, status=413)
+            return Refusal(404, f"Dataset with id:{dataset} and version:{version} does not exist").response()
+        events = events_of(await request.read())
+        if isinstance(events, Refusal):
+            return events.response()
+        trace_header = request.headers.get("X-Amzn-Trace-Id")
         if self.dice.chance(faults.collector_error_rate):
             status = self.dice.status(faults)
             if self.dice.chance(faults.collector_error_written_rate):
-                self._accept(dataset, version, events, request.headers.get("X-Amzn-Trace-Id"))
-            message = "Too Many Requests" if status == 429 else "Internal server error"
-            return web.json_response({"message": message}, status=status)
-        self._accept(dataset, version, events, request.headers.get("X-Amzn-Trace-Id"))
+                self._accept(dataset, version, events, trace_header)
+            return Refusal(status, "Too Many Requests" if status == 429 else "Internal server error").response()
+        self._accept(dataset, version, events, trace_header)
         return web.json_response({"message": "Ok"})
+
+    async def _held_until_stop(self, delay_ms: float) -> bool:
+        """Hold a post `delay_ms`; True when a stop ended the hold (a held post never holds up
+        the emulator's exit)."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delay_ms / 1000)
+        except TimeoutError:
+            return False
+        return True
 
     def _accept(self, dataset: str, version: str, events: list[dict], trace_header: str | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -270,7 +175,7 @@ class Emulator:
                 if self.dice.chance(faults.corrupt_rate):
                     record.corrupted.append(copy)
                     sent = json.dumps(self._altered(event)) + "\n"
-                loop.call_later(delay / 1000, self._deliver, record, sent)
+                loop.call_later(delay / 1000, self.deliver, record, sent)
 
     def _altered(self, event: dict) -> dict:
         """A copy changed on the way: one character of its padding, or else a field added."""
@@ -283,7 +188,7 @@ class Emulator:
             copy["emulator_altered"] = True
         return copy
 
-    def _deliver(self, record: Record, text: str) -> None:
+    def deliver(self, record: Record, text: str) -> None:
         if self.faults_for(record.dataset).paused:
             record.fate = "held"
             self.held.append((record, text))
@@ -297,18 +202,12 @@ class Emulator:
 
     async def subscribe(self, request: web.Request) -> web.StreamResponse:
         dataset = request.query.get("dataset_id")
-        token = request.query.get("webhook_token")
-        header = request.headers.get("Authorization")
         tag = request.query.get("subscriber", "")
-        faults = self.faults_for(dataset)
-        if faults.refuse_connections or (tag and tag == faults.refuse_subscriber):
-            return web.json_response({"message": "Internal server error"}, status=500)
-        if not dataset or (not token and not header):
-            return web.json_response({"message": "Bad Request"}, status=400)
-        if token is None and not self._authorized(header):
-            return web.json_response({"message": "Unauthorized"}, status=401)
-        if token is not None and self.settings.webhook_tokens.get(dataset) != token:
-            return web.json_response({"message": "Forbidden"}, status=403)
+        refused = self._refuse_subscription(
+            dataset, request.query.get("webhook_token"), request.headers.get("Authorization"), tag
+        )
+        if refused is not None:
+            return refused
         ws = web.WebSocketResponse(autoping=False, max_msg_size=MAX_CLIENT_FRAME)
         # Registered before the handshake completes, so that nothing published after
         # the client sees the 101 can miss it.
@@ -329,6 +228,21 @@ class Emulator:
                 sub.close_code = ws.close_code
             self._skip_queued(sub, "connection closed")
         return ws
+
+    def _refuse_subscription(
+        self, dataset: str | None, token: str | None, header: str | None, tag: str
+    ) -> web.Response | None:
+        """The handshake's refusal, if the faults or the credentials call for one."""
+        faults = self.faults_for(dataset)
+        if faults.refuses(tag):
+            return Refusal(500, "Internal server error").response()
+        if not dataset or (not token and not header):
+            return Refusal(400, "Bad Request").response()
+        if token is None and not self._authorized(header):
+            return Refusal(401, "Unauthorized").response()
+        if token is not None and self.settings.webhook_tokens.get(dataset) != token:
+            return Refusal(403, "Forbidden").response()
+        return None
 
     async def _read_loop(self, sub: Subscriber, ws: web.WebSocketResponse) -> None:
         """Answer pings (unless half-open) and ignore everything else the client says."""
@@ -371,7 +285,7 @@ class Emulator:
             record, _ = sub.queue.get_nowait()
             record.skipped.append((sub.id, why))
 
-    async def _close_all(self, code: int, reason: str, dataset: str | None = None, tag: str | None = None) -> int:
+    async def close_all(self, code: int, reason: str, dataset: str | None = None, tag: str | None = None) -> int:
         subs = [
             s
             for s in self.subscribers.values()
@@ -387,102 +301,4 @@ class Emulator:
             every = self.faults.close_every_seconds
             await asyncio.sleep(every if every > 0 else 0.2)
             if every > 0 and self.faults.close_every_seconds > 0:
-                await self._close_all(self.faults.close_code, "Going away")
-
-    # ---- controls ----
-
-    def _unknown_dataset(self, dataset: str | None) -> web.Response | None:
-        """404 naming the datasets that exist, for `?dataset=` of none of them: faults set for a
-        dataset nobody posts to would be a silent no-op, and a typo an outage that never happens."""
-        if dataset is None or dataset in self.settings.datasets:
-            return None
-        known = ", ".join(sorted(self.settings.datasets))
-        return web.json_response({"error": f"no dataset {dataset!r}; the datasets are: {known}"}, status=404)
-
-    async def get_faults(self, request: web.Request) -> web.Response:
-        dataset = request.query.get("dataset")
-        return self._unknown_dataset(dataset) or web.json_response(self.faults_for(dataset).as_json())
-
-    async def put_faults(self, request: web.Request) -> web.Response:
-        """Change the faults of every dataset, or with ?dataset=ID of that one only."""
-        dataset = request.query.get("dataset")
-        unknown = self._unknown_dataset(dataset)
-        if unknown is not None:
-            return unknown
-        before = self.faults_for(dataset)
-        try:
-            changes = await request.json()
-            if not isinstance(changes, dict):
-                raise FaultError("expected a JSON object of fault settings")
-            faults = before.updated(changes)
-        except (ValueError, FaultError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        if dataset is None:
-            self.faults = faults
-        else:
-            self.dataset_faults[dataset] = faults
-        if "seed" in changes:
-            self.dice.reseed(faults.seed)
-        if faults.refuse_subscriber and faults.refuse_subscriber != before.refuse_subscriber:
-            await self._close_all(1011, "Internal error", dataset, faults.refuse_subscriber)
-        if before.paused and not faults.paused:
-            keep: list[tuple[Record, str]] = []
-            release: list[tuple[Record, str]] = []
-            for record, text in self.held:
-                (keep if self.faults_for(record.dataset).paused else release).append((record, text))
-            self.held = keep
-            for record, text in release:
-                self._deliver(record, text)
-        log.info("faults updated%s: %s", f" for {dataset}" if dataset else "", changes)
-        return web.json_response(faults.as_json())
-
-    async def close_now(self, request: web.Request) -> web.Response:
-        body = await request.json() if request.can_read_body else {}
-        code = int(body.get("code", self.faults.close_code))
-        closed = await self._close_all(code, str(body.get("reason", "Going away")), body.get("dataset"))
-        return web.json_response({"closed": closed})
-
-    async def revoke_tokens(self, _: web.Request) -> web.Response:
-        """Rotate the signing key, as after a Keycloak key rotation: every issued token now gets 401."""
-        self.issuer.rotate()
-        return web.json_response({"ok": True})
-
-    async def inject(self, request: web.Request) -> web.Response:
-        """Send a raw frame (text or base64 binary) to every subscriber of a dataset, bypassing truth."""
-        body = await request.json()
-        dataset = body.get("dataset", next(iter(self.settings.datasets)))
-        sent = 0
-        for sub in list(self.subscribers.values()):
-            if sub.dataset != dataset or sub.ws is None:
-                continue
-            try:
-                if "binary_b64" in body:
-                    await sub.ws.send_bytes(base64.b64decode(body["binary_b64"]))
-                else:
-                    await sub.ws.send_str(body["text"])
-            except ConnectionError:  # the subscriber went away mid-frame (it may refuse large ones)
-                continue
-            sent += 1
-        return web.json_response({"sent": sent})
-
-    async def truth(self, request: web.Request) -> web.Response:
-        since = int(request.query.get("since", 0))
-        dataset = request.query.get("dataset")
-        events = [r.as_json() for r in self.records[since:] if dataset is None or r.dataset == dataset]
-        return web.json_response(
-            {
-                "now": time.time(),
-                "events": events,
-                "subscribers": [s.as_json() for s in self.history],
-                "next": len(self.records),
-            }
-        )
-
-    async def reset(self, _: web.Request) -> web.Response:
-        self.records.clear()
-        self.held.clear()
-        self.history = [s for s in self.history if s.closed_at is None]
-        return web.json_response({"ok": True})
-
-    async def health(self, _: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "subscribers": len(self.subscribers), "events": len(self.records)})
+                await self.close_all(self.faults.close_code, "Going away")

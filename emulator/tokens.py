@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 
 from jwcrypto import jwk, jws, jwt
 
@@ -62,3 +63,26 @@ class TokenIssuer:
             self._valid.pop(token, None)
             raise TokenInvalid("expired")
         return {"exp": exp}
+
+
+def token_answer(
+    form: Mapping[str, object], client_id: str, client_secret: str, issuer: TokenIssuer, lifetime: float
+) -> tuple[dict, int]:
+    """Keycloak's answer to a token request, as (JSON body, status): a token for the one client
+    and its secret by the client-credentials grant, Keycloak's own errors otherwise."""
+    if form.get("grant_type") != "client_credentials":
+        return {"error": "unsupported_grant_type", "error_description": "Unsupported grant_type"}, 400
+    if form.get("client_id") != client_id or form.get("client_secret") != client_secret:
+        return {
+            "error": "unauthorized_client",
+            "error_description": "Invalid client or Invalid client credentials",
+        }, 401
+    token, expires_in = issuer.issue(client_id, lifetime)
+    answer = {
+        "access_token": token,
+        "expires_in": expires_in,
+        "token_type": "Bearer",
+        "not-before-policy": 0,
+        "scope": "openid profile email",
+    }
+    return answer, 200

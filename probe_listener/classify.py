@@ -83,44 +83,69 @@ def parse(
 def _parse(
     payload: bytes, binary: bool, max_bytes: int, own_app_id: str, key: bytes, payload_bytes: int, own_group: str
 ) -> Message:
+    doc = _document(payload, binary, max_bytes)
+    if isinstance(doc, MalformedReason):
+        return Message(Kind.MALFORMED, doc)
+    fields = _required(doc)
+    if fields is None:
+        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
+    app_id, seqno, sent = fields
+    if app_id != own_app_id:
+        return _other(doc, app_id, seqno, sent, own_group)
+    return _ours(doc, app_id, seqno, sent, key, payload_bytes)
+
+
+def _document(payload: bytes, binary: bool, max_bytes: int) -> dict | MalformedReason:
+    """The JSON object a frame holds, or why it holds none."""
     if binary:
-        return Message(Kind.MALFORMED, MalformedReason.BINARY)
+        return MalformedReason.BINARY
     if len(payload) > max_bytes:
-        return Message(Kind.MALFORMED, MalformedReason.TOO_LARGE)
+        return MalformedReason.TOO_LARGE
     try:
         data = payload.decode("utf-8")
     except UnicodeDecodeError:
-        return Message(Kind.MALFORMED, MalformedReason.NOT_UTF8)
+        return MalformedReason.NOT_UTF8
     try:
         doc = json.loads(data)
     except RecursionError:
-        return Message(Kind.MALFORMED, MalformedReason.TOO_DEEP)
+        return MalformedReason.TOO_DEEP
     except ValueError:
-        return Message(Kind.MALFORMED, MalformedReason.NOT_JSON)
+        return MalformedReason.NOT_JSON
     if not isinstance(doc, dict):
-        return Message(Kind.MALFORMED, MalformedReason.NOT_OBJECT)
+        return MalformedReason.NOT_OBJECT
     if depth(doc) > MAX_DEPTH:
-        return Message(Kind.MALFORMED, MalformedReason.TOO_DEEP)
+        return MalformedReason.TOO_DEEP
+    return doc
+
+
+def _required(doc: dict) -> tuple[str, int, float] | None:
+    """(app_id, seqno, time_sent as Unix time) of a probe event, or None when one is missing or bad."""
     app_id, seqno, time_sent = doc.get("app_id"), doc.get("seqno"), doc.get("time_sent")
     if not isinstance(app_id, str) or not isinstance(time_sent, str):
-        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
+        return None
     if not isinstance(seqno, int) or isinstance(seqno, bool) or not 1 <= seqno <= MAX_SEQNO:
-        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
+        return None
     sent = parse_time(time_sent)
-    if sent is None:
-        return Message(Kind.MALFORMED, MalformedReason.FIELDS)
-    if app_id != own_app_id:
-        if own_group and doc.get(GROUP_FIELD) == own_group:
-            dataset = doc.get(DATASET_FIELD)
-            return Message(
-                Kind.PEER,
-                app_id=app_id,
-                seqno=seqno,
-                time_sent=sent,
-                dataset=dataset if isinstance(dataset, str) else None,
-                location=peer_location(doc.get(LOCATION_FIELD)),
-            )
-        return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
+    return None if sent is None else (app_id, seqno, sent)
+
+
+def _other(doc: dict, app_id: str, seqno: int, sent: float, own_group: str) -> Message:
+    """Another instance's event: a peer's when it names our group, a foreign instance's otherwise."""
+    if own_group and doc.get(GROUP_FIELD) == own_group:
+        dataset = doc.get(DATASET_FIELD)
+        return Message(
+            Kind.PEER,
+            app_id=app_id,
+            seqno=seqno,
+            time_sent=sent,
+            dataset=dataset if isinstance(dataset, str) else None,
+            location=peer_location(doc.get(LOCATION_FIELD)),
+        )
+    return Message(Kind.WRONG_APPID, app_id=app_id, seqno=seqno, time_sent=sent)
+
+
+def _ours(doc: dict, app_id: str, seqno: int, sent: float, key: bytes, payload_bytes: int) -> Message:
+    """An event with our app_id: ours if sealed with our key."""
     dataset = doc.get(DATASET_FIELD)
     if dataset is not None and not isinstance(dataset, str):
         return Message(Kind.MALFORMED, MalformedReason.FIELDS)

@@ -73,21 +73,7 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
     while not stop.is_set():
         began = time.monotonic()
         try:
-            judged = store.judge_overdue(
-                time.time(), timeouts, cfg.loss_timeout_seconds, time.monotonic(), cfg.subscription_fresh_seconds()
-            )
-            for ds, counts in judged.items():
-                report_judged(ds, counts, timeouts.get(ds, cfg.loss_timeout_seconds))
-            open_events = store.in_flight()
-            for name in timeouts:
-                metrics.in_flight.labels(name).set(open_events.get(name, 0))
-            set_missing_shares(store, cfg, time.time())
-            store.checkpoint()
-            if time.monotonic() >= next_prune:
-                removed = store.prune(time.time() - cfg.retention_seconds)
-                if removed:
-                    log.info("pruned %d events older than %gs", removed, cfg.retention_seconds)
-                next_prune = time.monotonic() + PRUNE_EVERY
+            next_prune = judge_round(store, cfg, timeouts, next_prune)
         except sqlite3.Error as exc:  # keep judging; the next round retries the same rows
             metrics.count_store_error(first, StoreOperation.JUDGE, exc)
         except Exception:
@@ -100,3 +86,24 @@ def judge_loop(cfg: Config, stop: threading.Event) -> None:
             reported = problem
         stop.wait(period)
     store.close()
+
+
+def judge_round(store: Store, cfg: Config, timeouts: dict[str, float], next_prune: float) -> float:
+    """One round: judge, count in flight, checkpoint, and prune when `next_prune` (monotonic) has
+    come; returns when the next prune is due."""
+    judged = store.judge_overdue(
+        time.time(), timeouts, cfg.loss_timeout_seconds, time.monotonic(), cfg.subscription_fresh_seconds()
+    )
+    for ds, counts in judged.items():
+        report_judged(ds, counts, timeouts.get(ds, cfg.loss_timeout_seconds))
+    open_events = store.in_flight()
+    for name in timeouts:
+        metrics.in_flight.labels(name).set(open_events.get(name, 0))
+    set_missing_shares(store, cfg, time.time())
+    store.checkpoint()
+    if time.monotonic() < next_prune:
+        return next_prune
+    removed = store.prune(time.time() - cfg.retention_seconds)
+    if removed:
+        log.info("pruned %d events older than %gs", removed, cfg.retention_seconds)
+    return time.monotonic() + PRUNE_EVERY

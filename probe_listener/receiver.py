@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from probe_listener.classify import Kind, MalformedReason, parse
+from probe_listener.classify import Kind, MalformedReason, Message, parse
 from shared import event as event_mod
 from shared import metrics
 from shared.config import Config, Dataset
 from shared.log import DatasetLog
-from shared.store import Arrival, Store, StoreOperation, StoreWriteFailed
+from shared.store import Arrival, ArrivalResult, Store, StoreOperation, StoreWriteFailed
 from shared.tracing import NoTracer
 
 log = logging.getLogger("listener")
@@ -84,22 +84,7 @@ class Receiver:
             self.cfg.group,
         )
         if message.kind is Kind.MALFORMED:
-            metrics.events_malformed.labels(self.ds, message.reason).inc()
-            if message.reason is MalformedReason.UNREADABLE:  # no check foresaw it: a bug of ours
-                self.log.error("a frame of %d bytes could not be read; skipped (please report)", len(payload))
-            elif message.reason is MalformedReason.FORGED:
-                self.log.warning(
-                    "a copy of seqno=%s not sealed with this instance's key: forged, skipped",
-                    message.seqno,
-                    extra={"dataset": self.ds, "reason": message.reason, "seqno": message.seqno},
-                )
-            else:
-                self.log.warning(
-                    "malformed message skipped: reason=%s size=%d",
-                    message.reason,
-                    len(payload),
-                    extra={"dataset": self.ds, "reason": message.reason, "size": len(payload)},
-                )
+            self._malformed(message, len(payload))
             return False
         if message.kind is Kind.PEER:  # a second witness's, but noise to this subscription's budget
             self._peer(message.dataset, message.location or OTHER_LOCATION)
@@ -108,16 +93,59 @@ class Receiver:
             self._wrong_appid.inc()
             self.log.debug("event of another instance: app_id=%s seqno=%s", shown(message.app_id), message.seqno)
             return False
-        if message.dataset is not None and message.dataset != self.ds:
-            if message.dataset in self.siblings:
-                return False  # counted by the subscription of its own entry
+        if not self._watched_here(message):
+            return False
+        result = self._classify(message, received_at, received_mono)
+        if result.kind is Arrival.FORGED:
+            metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
+            self.log.warning(
+                "seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", message.seqno
+            )
+            return False
+        if message.integrity is event_mod.Integrity.ALTERED:
+            self._altered(message, received_at)
+        if result.kind is Arrival.UNKNOWN:
+            self._unknown.inc()
+            self.log.warning(
+                "event unknown to the store: seqno=%d",
+                message.seqno,
+                extra={"dataset": self.ds, "seqno": message.seqno},
+            )
+            return False
+        return self._arrived(message, result, received_at)
+
+    def _malformed(self, message: Message, size: int) -> None:
+        metrics.events_malformed.labels(self.ds, message.reason).inc()
+        if message.reason is MalformedReason.UNREADABLE:  # no check foresaw it: a bug of ours
+            self.log.error("a frame of %d bytes could not be read; skipped (please report)", size)
+        elif message.reason is MalformedReason.FORGED:
+            self.log.warning(
+                "a copy of seqno=%s not sealed with this instance's key: forged, skipped",
+                message.seqno,
+                extra={"dataset": self.ds, "reason": message.reason, "seqno": message.seqno},
+            )
+        else:
+            self.log.warning(
+                "malformed message skipped: reason=%s size=%d",
+                message.reason,
+                size,
+                extra={"dataset": self.ds, "reason": message.reason, "size": size},
+            )
+
+    def _watched_here(self, message: Message) -> bool:
+        """Whether an event of ours is this entry's (a sibling entry's is counted by its own subscription)."""
+        if message.dataset is None or message.dataset == self.ds:
+            return True
+        if message.dataset not in self.siblings:
             self._unknown.inc()  # ours by app_id, but of no entry on this dataset (one since removed, say)
             self.log.warning(
                 "event of a dataset entry not watched here: %s seqno=%s", shown(message.dataset), message.seqno
             )
-            return False
+        return False
+
+    def _classify(self, message: Message, received_at: float, received_mono: float | None) -> ArrivalResult:
         try:
-            result = self.store.classify_arrival(
+            return self.store.classify_arrival(
                 self.app_id, self.ds, message.seqno, received_at, message.time_sent, received_mono
             )
         except sqlite3.Error as exc:
@@ -125,30 +153,25 @@ class Receiver:
             # its interval with it), so that nothing sent meanwhile is judged lost.
             metrics.count_store_error(self.ds, StoreOperation.CLASSIFY, exc)
             raise StoreWriteFailed(StoreOperation.CLASSIFY) from None
+
+    def _altered(self, message: Message, received_at: float) -> None:
         seqno = message.seqno
-        if result.kind is Arrival.FORGED:
-            metrics.events_malformed.labels(self.ds, MalformedReason.FORGED).inc()
-            self.log.warning(
-                "seqno=%d arrived with a time_sent that is not its send time: a forged copy, skipped", seqno
-            )
-            return False
-        if message.integrity is event_mod.Integrity.ALTERED:
-            self._corrupted.inc()
-            what = event_mod.differences(message.doc or {}, message.padding)
-            self.log.warning(
-                "seqno=%d arrived altered (%s); its arrival is still counted",
-                seqno,
-                "; ".join(what),
-                extra={"dataset": self.ds, "seqno": seqno, "differences": what},
-            )
-            try:  # kept among the dataset's failures, for the status page
-                self.store.record_corrupted(self.app_id, self.ds, seqno, "; ".join(what), received_at)
-            except sqlite3.Error as exc:  # the arrival still counts; only the page's record is missing
-                metrics.count_store_error(self.ds, StoreOperation.CLASSIFY, exc)
-        if result.kind is Arrival.UNKNOWN:
-            self._unknown.inc()
-            self.log.warning("event unknown to the store: seqno=%d", seqno, extra={"dataset": self.ds, "seqno": seqno})
-            return False
+        self._corrupted.inc()
+        what = event_mod.differences(message.doc or {}, message.padding)
+        self.log.warning(
+            "seqno=%d arrived altered (%s); its arrival is still counted",
+            seqno,
+            "; ".join(what),
+            extra={"dataset": self.ds, "seqno": seqno, "differences": what},
+        )
+        try:  # kept among the dataset's failures, for the status page
+            self.store.record_corrupted(self.app_id, self.ds, seqno, "; ".join(what), received_at)
+        except sqlite3.Error as exc:  # the arrival still counts; only the page's record is missing
+            metrics.count_store_error(self.ds, StoreOperation.CLASSIFY, exc)
+
+    def _arrived(self, message: Message, result: ArrivalResult, received_at: float) -> bool:
+        """A copy of ours the store knows: True for its first arrival, counted and logged."""
+        seqno = message.seqno
         # One segment per copy, up to the first duplicate: a peer replaying our events must not
         # turn each copy into an X-Ray segment (each one billed).
         if self.tracer.enabled and result.copy <= 2:

@@ -65,11 +65,7 @@ def token_failure(exc: BaseException, fired: bool = False) -> TokenFailure:
 
     status = getattr(exc, "response_code", None)
     if isinstance(status, int) and status >= 300:
-        if status == 401 or _error_code(getattr(exc, "response_body", b"")) in REJECTING_ERRORS:
-            return TokenFailure.REJECTED
-        if status < 400:
-            return TokenFailure.REDIRECT
-        return TokenFailure.HTTP_5XX if status >= 500 else TokenFailure.HTTP_4XX
+        return status_failure(status, getattr(exc, "response_body", b""))
     if isinstance(exc, (ValueError, TypeError, KeyError, RecursionError)):
         return TokenFailure.BAD_ANSWER
     found = list(chain(exc))
@@ -78,6 +74,15 @@ def token_failure(exc: BaseException, fired: bool = False) -> TokenFailure:
     if any(isinstance(e, AnswerTooLarge) for e in found):
         return TokenFailure.BAD_ANSWER
     return TokenFailure(cause(exc, fired).value)
+
+
+def status_failure(status: int, body: object) -> TokenFailure:
+    """What a token endpoint's answer of `status` (300 or more) with `body` says."""
+    if status == 401 or _error_code(body) in REJECTING_ERRORS:
+        return TokenFailure.REJECTED
+    if status < 400:
+        return TokenFailure.REDIRECT
+    return TokenFailure.HTTP_5XX if status >= 500 else TokenFailure.HTTP_4XX
 
 
 def _error_code(body: object) -> str:

@@ -138,25 +138,9 @@ def first_difference(a: str, b: str) -> int | None:
     return None if len(a) == len(b) else n
 
 
-def differences(received: dict, size: int) -> list[str]:
-    """What differs between an altered copy and the event as the probe sent it (with `size`
-    characters of padding); a few short phrases, for one log line. Bounded: it stops at the
-    first difference of the padding."""
-    found: list[str] = []
-    sent = as_sent(received, size)
-    pad, expected = received.get(PADDING_FIELD), sent.get(PADDING_FIELD)
-    if expected is not None or pad is not None:
-        if not isinstance(pad, str):
-            found.append("padding missing" if pad is None else "padding not a string")
-        elif expected is None:
-            found.append(f"padding added ({len(pad)} characters)")
-        else:
-            at = first_difference(pad, expected)
-            if at is not None and len(pad) != len(expected):
-                found.append(f"padding of {len(pad)} characters, expected {len(expected)}; first difference at {at}")
-            elif at is not None:
-                found.append(f"padding differs, first at offset {at}")
-    known = {
+# The fields the probe writes; any other is one added on the way.
+KNOWN_FIELDS = frozenset(
+    {
         "app_id",
         "seqno",
         "time_sent",
@@ -167,8 +151,42 @@ def differences(received: dict, size: int) -> list[str]:
         GROUP_FIELD,
         LOCATION_FIELD,
     }
-    extra = [k for k in received if k not in known]
-    if extra:
-        names = ", ".join(ascii(k)[1:-1][:40] for k in extra[:5])  # a peer's text: escaped and cut
-        found.append("fields added: " + names + (f" (+{len(extra) - 5})" if len(extra) > 5 else ""))
+)
+
+
+def differences(received: dict, size: int) -> list[str]:
+    """What differs between an altered copy and the event as the probe sent it (with `size`
+    characters of padding); a few short phrases, for one log line. Bounded: it stops at the
+    first difference of the padding."""
+    sent = as_sent(received, size)
+    found = [
+        phrase
+        for phrase in (padding_difference(received.get(PADDING_FIELD), sent.get(PADDING_FIELD)), added_fields(received))
+        if phrase is not None
+    ]
     return found or ["a field the probe cannot recompute (trace_id, or the digest itself)"]
+
+
+def padding_difference(pad: object, expected: str | None) -> str | None:
+    """How the padding received (`pad`) differs from the one sent, or None."""
+    if expected is None and pad is None:
+        return None
+    if not isinstance(pad, str):
+        return "padding missing" if pad is None else "padding not a string"
+    if expected is None:
+        return f"padding added ({len(pad)} characters)"
+    at = first_difference(pad, expected)
+    if at is None:
+        return None
+    if len(pad) != len(expected):
+        return f"padding of {len(pad)} characters, expected {len(expected)}; first difference at {at}"
+    return f"padding differs, first at offset {at}"
+
+
+def added_fields(received: dict) -> str | None:
+    """The fields a copy carries that the probe never writes, named (escaped, cut short), or None."""
+    extra = [k for k in received if k not in KNOWN_FIELDS]
+    if not extra:
+        return None
+    names = ", ".join(ascii(k)[1:-1][:40] for k in extra[:5])  # a peer's text: escaped and cut
+    return "fields added: " + names + (f" (+{len(extra) - 5})" if len(extra) > 5 else "")

@@ -81,11 +81,15 @@ def cause(exc: BaseException, fired: bool = False) -> Cause:
         return Cause.TIMEOUT
     if any(isinstance(e, (ssl.SSLError, requests.exceptions.SSLError)) for e in found):
         return Cause.TLS
-    if any(isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED for e in found):
+    if any(_refused(e) for e in found):
         return Cause.REFUSED
     if any(isinstance(e, (TimeoutError, requests.Timeout, AnswerTooSlow)) for e in found):
         return Cause.TIMEOUT
     return Cause.CONNECTION
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionRefusedError) or getattr(exc, "errno", None) == errno.ECONNREFUSED
 
 
 @contextlib.contextmanager

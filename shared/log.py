@@ -118,23 +118,29 @@ class RepeatFilter(logging.Filter):
                     due = self._sweep(now)
                 self._emit(due)
             return True
-        kind = (record.name, record.levelno, str(record.msg)[:200], getattr(record, "dataset", None))
         with self._lock:
-            due = self._sweep(now) if now >= self._next_sweep else []
-            state = self._kinds.get(kind)
-            if state is None or now - state[0] >= self.window:
-                if state is not None and state[2]:
-                    due.append(self._summary(state, now))
-                if state is None and len(self._kinds) >= self.MAX_KINDS:
-                    due += self._sweep(now, everything=True)
-                state = self._kinds[kind] = [now, 0, 0, record]
-            state[1] += 1
-            passes = state[1] <= self.burst
-            if not passes:
-                state[2] += 1
-                state[3] = record
+            passes, due = self._count(record, now)
         self._emit(due)
         return passes
+
+    def _count(self, record: logging.LogRecord, now: float) -> tuple[bool, list[logging.LogRecord]]:
+        """Count a warning or worse under its kind (with the lock held): whether it passes, and the
+        summaries now due."""
+        kind = (record.name, record.levelno, str(record.msg)[:200], getattr(record, "dataset", None))
+        due = self._sweep(now) if now >= self._next_sweep else []
+        state = self._kinds.get(kind)
+        if state is None or now - state[0] >= self.window:
+            if state is not None and state[2]:
+                due.append(self._summary(state, now))
+            if state is None and len(self._kinds) >= self.MAX_KINDS:
+                due += self._sweep(now, everything=True)
+            state = self._kinds[kind] = [now, 0, 0, record]
+        state[1] += 1
+        passes = state[1] <= self.burst
+        if not passes:
+            state[2] += 1
+            state[3] = record
+        return passes, due
 
     def flush(self) -> None:
         """Summarise what is still held back (at a process's end: nothing goes unsaid)."""

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from shared.auth import AuthError, TokenProvider, TokenResult
+from shared.auth import AuthError, TokenFailure, TokenProvider, TokenResult, status_failure
 from tests.helpers import ROOT, wait_until
 from tests.http_stub import Reply, Request, sequence, serve
 
@@ -146,3 +146,13 @@ def test_a_refusal_renews_the_token_at_most_once_per_interval() -> None:
         time.sleep(0.5)  # the interval itself is the point here
         assert tokens.invalidate("t2") and tokens.get() == "t3"
     assert len(stub.requests) == 3
+
+
+def test_a_token_endpoints_status_says_why_it_refused() -> None:
+    """401, or an OAuth error that names the client, is a rejection whatever the status; then by class."""
+    assert status_failure(401, b"") is TokenFailure.REJECTED
+    assert status_failure(400, b'{"error": "unauthorized_client"}') is TokenFailure.REJECTED
+    assert status_failure(400, b'{"error": "invalid_grant"}') is TokenFailure.HTTP_4XX
+    assert status_failure(302, b"") is TokenFailure.REDIRECT
+    assert status_failure(503, b"not json") is TokenFailure.HTTP_5XX
+    assert status_failure(404, None) is TokenFailure.HTTP_4XX

@@ -137,3 +137,19 @@ def test_time_sent_is_read_as_utc_unix_time() -> None:
     ):
         payload = json.dumps({"app_id": "12345678", "seqno": 1, "time_sent": text}).encode()
         assert classify(payload).time_sent == expected, text
+
+
+def test_each_way_a_padding_can_differ_has_its_phrase() -> None:
+    assert event_mod.padding_difference(None, None) is None
+    assert event_mod.padding_difference("abc", "abc") is None
+    assert event_mod.padding_difference(None, "abc") == "padding missing"
+    assert event_mod.padding_difference(7, "abc") == "padding not a string"
+    assert event_mod.padding_difference("abcd", None) == "padding added (4 characters)"
+    assert event_mod.padding_difference("abd", "abc") == "padding differs, first at offset 2"
+    assert event_mod.padding_difference("ab", "abc") == "padding of 2 characters, expected 3; first difference at 2"
+    assert event_mod.added_fields({"app_id": "a", "seqno": 1}) is None
+    assert event_mod.added_fields({f"f{i}": i for i in range(7)}) == "fields added: f0, f1, f2, f3, f4 (+2)"
+    # nothing the probe can name: a field it cannot recompute
+    assert event_mod.differences({"app_id": "a", "seqno": 1, "time_sent": "t"}, 0) == [
+        "a field the probe cannot recompute (trace_id, or the digest itself)"
+    ]

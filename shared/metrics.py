@@ -25,6 +25,13 @@ POST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 D = ("dataset",)
 
+
+def by_reason(name: str, documentation: str) -> Counter:
+    """A counter of one dataset's failures or refusals, by a `reason` label (whose values the
+    caller's enum lists and precreates)."""
+    return Counter(name, documentation, [*D, "reason"])
+
+
 # ---- both processes ----
 build_info = Gauge(
     "probe_build_info",
@@ -83,9 +90,7 @@ def count_store_error(dataset: str, operation: str, exc: Exception) -> None:
 
 # ---- sender ----
 events_posted = Counter("probe_events_posted", "Events the collector accepted (2xx).", D)
-post_errors = Counter(
-    "probe_event_post_errors", "Events whose post failed for good, once per event, by reason.", [*D, "reason"]
-)
+post_errors = by_reason("probe_event_post_errors", "Events whose post failed for good, once per event, by reason.")
 post_retries = Counter("probe_event_post_retries", "Extra post attempts (retries) made within post deadlines.", D)
 post_duration = Histogram(
     "probe_event_post_duration_seconds",
@@ -97,22 +102,20 @@ last_sent = Gauge(
     "probe_last_event_sent_timestamp_seconds", "Unix time the newest event was sent.", D, multiprocess_mode="max"
 )
 token_requests = Counter("probe_token_requests", "Token requests to Keycloak, by result (ok/error).", [*D, "result"])
-token_request_errors = Counter(
+token_request_errors = by_reason(
     "probe_token_request_errors",
     "Failed token requests to Keycloak, by reason (dns, refused, tls, timeout, connection, rejected, "
     "http_4xx, http_5xx, redirect, bad_answer).",
-    [*D, "reason"],
 )
 fail_outs = Counter(
     "probe_sender_fail_outs",
     "Times the sender gave up after MAX_CONSECUTIVE_ERRORS failed posts in a row (and was restarted).",
     D,
 )
-skipped_slots = Counter(
+skipped_slots = by_reason(
     "probe_sender_skipped_slots",
     "Send slots not used, by reason: stall (the process was paused), backpressure (all posts in flight) "
     "or store (the event could not be recorded, so it was not posted).",
-    [*D, "reason"],
 )
 
 # ---- listener ----
@@ -164,8 +167,8 @@ events_corrupted = Counter(
     "Arrivals of our events whose content no longer matches its digest: altered on the way (still classified).",
     D,
 )
-events_malformed = Counter(
-    "probe_events_malformed", "Messages that are not a well-formed probe event, by reason; skipped.", [*D, "reason"]
+events_malformed = by_reason(
+    "probe_events_malformed", "Messages that are not a well-formed probe event, by reason; skipped."
 )
 events_unknown = Counter(
     "probe_events_unknown", "Events with this instance's app_id that the store does not know (e.g. pruned).", D
@@ -186,16 +189,14 @@ ws_connected = Gauge(
     "probe_websocket_connected", "1 while the listener is subscribed, else 0.", D, multiprocess_mode="livemostrecent"
 )
 ws_connects = Counter("probe_websocket_connects", "Successful websocket subscriptions.", D)
-ws_connect_failures = Counter(
+ws_connect_failures = by_reason(
     "probe_websocket_connect_failures",
     "Failed connection attempts, by reason (dns, refused, tls, timeout, rejected, http_4xx, http_5xx, redirect, "
     "error).",
-    [*D, "reason"],
 )
-ws_disconnects = Counter(
+ws_disconnects = by_reason(
     "probe_websocket_disconnects",
     "Ends of a subscription, by reason (server_close, pong_timeout, error, shutdown, too_large).",
-    [*D, "reason"],
 )
 judge_round = Histogram(
     "probe_judge_round_seconds",

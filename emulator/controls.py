@@ -12,15 +12,13 @@ import hmac
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from emulator.faults import FaultError, Faults
-
-if TYPE_CHECKING:
-    from emulator.server import Emulator
-    from emulator.truth import Record
+from emulator.faults import Dice, FaultError, Faults
+from emulator.tokens import TokenIssuer
+from emulator.truth import Record, Subscriber
 
 log = logging.getLogger("emulator")
 
@@ -43,8 +41,29 @@ def released(
     return keep, release
 
 
+class Emulated(Protocol):
+    """What the controls change and read of the emulator (server.Emulator); a protocol, so that
+    the server imports the controls and never the other way round."""
+
+    settings: Any  # server.Settings: its datasets and control_token
+    faults: Faults
+    dataset_faults: dict[str, Faults]
+    dice: Dice
+    issuer: TokenIssuer
+    records: list[Record]
+    history: list[Subscriber]
+    held: list[tuple[Record, str]]
+    subscribers: dict[int, Subscriber]
+
+    def faults_for(self, dataset: str | None) -> Faults: ...
+
+    def deliver(self, record: Record, text: str) -> None: ...
+
+    async def close_all(self, code: int, reason: str, dataset: str | None = None, tag: str | None = None) -> int: ...
+
+
 class Controls:
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Emulated) -> None:
         self.emu = emulator
 
     def add_routes(self, app: web.Application) -> None:

@@ -22,6 +22,7 @@ COPY shared ./shared
 COPY probe_sender ./probe_sender
 COPY probe_listener ./probe_listener
 COPY probe_stack ./probe_stack
+COPY probe_deploy ./probe_deploy
 COPY emulator ./emulator
 # Editable, so that the code (and supervisord.conf beside it) stays in /app; then the
 # installers leave the virtualenv, which the final stage copies as it is.

@@ -74,11 +74,11 @@ def tree_pss(root: psutil.Process) -> int:
 
 
 ROLES = {
-    "probe_stack.cli": "probe run",
-    "probe_stack/watch.py": "probe run",  # what probe run execs once the stack is up
+    "probe_stack.commands.cli": "probe run",
+    "probe_stack/runtime/watch.py": "probe run",  # what probe run execs once the stack is up
     "supervisor.supervisord": "supervisord",
-    "probe_stack.supervisor_events": "lifecycle",
-    "probe_stack.metrics_server": "metrics",
+    "probe_stack.runtime.lifecycle_listener": "lifecycle",
+    "probe_stack.metrics.server": "metrics",
     "probe_listener": "listener",
     "probe_sender": "sender",
 }
@@ -148,7 +148,7 @@ class BenchStack:
         return f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
 
     def start(self) -> None:
-        self.proc = start([PYTHON, "-m", "probe_stack.cli", "run"], self.tmp / "stack.log", env=self.env)
+        self.proc = start([PYTHON, "-m", "probe_stack.commands.cli", "run"], self.tmp / "stack.log", env=self.env)
         wait_until(lambda: requests.get(self.metrics_url, timeout=2).ok, 30, "the metrics endpoint")
         wait_until(lambda: all(self.pid(p) for p in PROGRAMS), 30, "every program running")
 

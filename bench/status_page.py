@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from probe_stack.status_data import snapshot
-from probe_stack.status_page import render
+from probe_stack.metrics.status_page import render
+from probe_stack.verdict.figures import snapshot
 from shared import config
 from shared.store import Store, StoreReader
 

@@ -1,5 +1,5 @@
 """One JSON log line: its own module, with nothing but the standard library, because the stack's
-watcher (probe_stack/watch.py) writes such lines too and should load nothing else."""
+watcher (probe_stack/runtime/watch.py) writes such lines too and should load nothing else."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ __all__ = [
 
 
 def probe_cmd(*args: str) -> list[str]:
-    return [PYTHON, "-m", "probe_stack.cli", *args]
+    return [PYTHON, "-m", "probe_stack.commands.cli", *args]
 
 
 def read_metrics(metrics_dir: Path) -> dict[tuple[str, tuple], float]:

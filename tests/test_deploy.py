@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from probe_stack import alerting, dashboard
+from probe_deploy import alerting, dashboard
 from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"

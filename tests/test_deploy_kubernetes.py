@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from probe_stack import alerting
+from probe_deploy import alerting
 from shared import config
 from tests.helpers import ROOT
 from tests.test_deploy import PARAMS, RULES, run, tool

@@ -14,14 +14,15 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-PACKAGES = ("shared", "probe_sender", "probe_listener", "probe_stack", "emulator", "bench", "tests")
+PACKAGES = ("shared", "probe_sender", "probe_listener", "probe_stack", "probe_deploy", "emulator", "bench", "tests")
 
 # package -> the project packages it may import
 ALLOWED = {
     "shared": {"shared"},
     "probe_sender": {"shared", "probe_sender"},
     "probe_listener": {"shared", "probe_listener"},
-    "probe_stack": {"shared", "probe_sender", "probe_listener", "probe_stack", "emulator"},
+    "probe_stack": {"shared", "probe_sender", "probe_listener", "probe_stack", "probe_deploy", "emulator"},
+    "probe_deploy": {"probe_deploy"},
     "emulator": {"emulator", "shared"},
     # it times the sender's collector alone, and the status page's queries and render
     "bench": {"bench", "emulator", "shared", "probe_sender", "probe_stack"},
@@ -117,5 +118,8 @@ def test_the_rules_see_real_imports() -> None:
     """The checks above would pass on an empty graph; make sure they read the code."""
     edges = graph()
     assert "shared.store" in edges["probe_sender.sender"]
-    assert "probe_stack.run" in edges["probe_stack.cli"] and not edges["probe_stack.cli"]["probe_stack.run"]
+    assert (
+        "probe_stack.runtime.run" in edges["probe_stack.commands.cli"]
+        and not edges["probe_stack.commands.cli"]["probe_stack.runtime.run"]
+    )
     assert len(edges) > 40

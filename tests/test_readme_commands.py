@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from probe_stack.cli import build_parser
+from probe_stack.commands.cli import build_parser
 from tests.helpers import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

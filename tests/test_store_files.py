@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack import stack_lock
+from probe_stack.runtime import stack_lock
 from shared.store import Store, StoreError, directory_problem, file_problem
 from tests.helpers import ROOT
 

@@ -28,7 +28,7 @@ import pytest
 import requests
 import yaml
 
-from probe_stack import alerting, dashboard
+from probe_deploy import alerting, dashboard
 from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
 from tests.helpers import ROOT, free_port, probe_cmd, serve_emulator, start, wait_until
 from tests.http_stub import Reply, Request, serve

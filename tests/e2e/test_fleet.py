@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from probe_stack import alerting
+from probe_deploy import alerting
 from shared.shard import shard_of
 from tests.e2e.harness import PROMETHEUS, require, stack_env, start_prometheus
 from tests.e2e.test_alerting import SCALED

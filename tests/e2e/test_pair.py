@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack import alerting
+from probe_deploy import alerting
 from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
 from tests.e2e.test_alerting import LOSS_TIMEOUT, SCALED, Monitored, Webhook, alertmanager_config, settle
 from tests.helpers import ROOT, Proc, free_port, probe_cmd, start, start_emulator, wait_until

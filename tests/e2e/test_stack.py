@@ -192,7 +192,7 @@ def test_a_fatal_program_stops_the_stack_with_a_failure(tmp_path: Path) -> None:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import os\n"
-        "if b'probe_stack.metrics_server' in open('/proc/self/cmdline', 'rb').read():\n"
+        "if b'probe_stack.metrics.server' in open('/proc/self/cmdline', 'rb').read():\n"
         "    print('metrics: made to fail at start by the test', flush=True)\n"
         "    os._exit(1)\n"
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from probe_stack.run import emulator_faults_problem
+from probe_stack.runtime.run import emulator_faults_problem
 from shared.exits import ExitStatus
 from tests.helpers import PYTHON, ROOT, EmulatorClient, probe_cmd
 

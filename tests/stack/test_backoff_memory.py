@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack import run
+from probe_stack.runtime import run
 from shared import config as config_mod
 from shared.exits import ExitStatus
 from shared.store import Store

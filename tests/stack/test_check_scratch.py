@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack import scratch
+from probe_stack.commands import scratch
 from tests.helpers import ROOT, free_port, probe_cmd, wait_until
 
 pytestmark = pytest.mark.timeout(180)

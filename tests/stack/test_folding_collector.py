@@ -12,7 +12,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from probe_stack.folding_collector import FoldingCollector
+from probe_stack.metrics.folding_collector import FoldingCollector
 from tests.helpers import ROOT, wait_until
 
 # A program's metrics as the sender writes them: counters, a histogram, max and mostrecent

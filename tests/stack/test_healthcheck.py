@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from probe_stack.healthcheck import check, metrics_address
+from probe_stack.commands.health import check
+from probe_stack.metrics.address import metrics_address
 from shared import config as config_mod
 from shared.exits import ExitStatus
 from tests.helpers import free_port

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from probe_stack import metric_archive
-from probe_stack.metric_archive import JOURNAL, PENDING, archive_name, fold_dead, merge, recover
+from probe_stack.metrics import metric_archive
+from probe_stack.metrics.metric_archive import JOURNAL, PENDING, archive_name, fold_dead, merge, recover
 from tests.stack.test_folding_collector import samples, write
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack.metrics_dir import MARKER, MetricsDirBusy, MetricsDirError, hold, reset
+from probe_stack.metrics.metrics_dir import MARKER, MetricsDirBusy, MetricsDirError, hold, reset
 
 
 def test_a_new_directory_is_created_and_marked(tmp_path: Path) -> None:
@@ -74,7 +74,7 @@ def test_a_held_directory_refuses_a_second_holder_naming_the_first(tmp_path: Pat
 
 
 def test_the_metric_archives_and_an_unfinished_fold_are_ours_to_empty(tmp_path: Path) -> None:
-    from probe_stack.metric_archive import JOURNAL, PENDING, archive_name
+    from probe_stack.metrics.metric_archive import JOURNAL, PENDING, archive_name
 
     reset(tmp_path)
     for name in (archive_name("counter"), archive_name("gauge_max") + PENDING, JOURNAL, "counter_5.db"):

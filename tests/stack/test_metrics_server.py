@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from probe_stack import metrics_server
+from probe_stack.metrics import server as metrics_server
 from shared import config
 from shared.store import Store
 from tests.helpers import ROOT, free_port, wait_until

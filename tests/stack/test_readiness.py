@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from probe_stack.readiness import readiness
+from probe_stack.verdict.readiness import readiness
 from shared import config
 from shared.store import NoteOwner, Store, note_key
 from tests.helpers import ROOT

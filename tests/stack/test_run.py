@@ -157,7 +157,7 @@ def test_a_second_stack_on_the_same_store_is_refused_and_the_first_keeps_running
     first = launch("first")
     # Once the stack runs, `probe run` is the small watcher: the same pid, none of the heavy modules.
     watcher = first.proc.popen.pid
-    assert "probe_stack/watch.py" in Path(f"/proc/{watcher}/cmdline").read_text()
+    assert "probe_stack/runtime/watch.py" in Path(f"/proc/{watcher}/cmdline").read_text()
     maps = Path(f"/proc/{watcher}/maps").read_text()
     assert "_sqlite3" not in maps and "_yaml" not in maps
     second = launch("second", wait=False)  # same store, its own port and run directory

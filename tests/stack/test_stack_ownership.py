@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from probe_stack import metrics_dir, rundir
-from probe_stack.run import CTL_QUICK_SECONDS, ctl_deadline
+from probe_stack.metrics import metrics_dir
+from probe_stack.runtime import rundir
+from probe_stack.runtime.run import CTL_QUICK_SECONDS, ctl_deadline
 from shared.exits import ExitStatus
 from tests.e2e.harness import stack_env
 from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until

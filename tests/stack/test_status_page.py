@@ -19,10 +19,10 @@ import pytest
 import requests
 import yaml
 
-from probe_stack import metrics_server
-from probe_stack.status_data import DatasetStatus, Snapshot, snapshot
-from probe_stack.status_page import CSP, Pages, render, wants_html
-from probe_stack.verdict import Facts, Health, Limits, Why, judge
+from probe_stack.metrics import server as metrics_server
+from probe_stack.metrics.status_page import CSP, Pages, render, wants_html
+from probe_stack.verdict.figures import DatasetStatus, Snapshot, snapshot
+from probe_stack.verdict.rule import Facts, Health, Limits, Why, judge
 from shared import config
 from shared.store import (
     FAILURE_DETAIL_MAX,
@@ -299,7 +299,7 @@ def test_a_locked_store_costs_the_page_a_bounded_time_and_scrapes_nothing(
 def test_the_page_names_an_events_state_in_the_words_of_probe_status() -> None:
     """An accepted event not yet arrived is `awaiting` on the page as in `probe status`, never the
     store's `posted`, which an operator reads as probe_events_posted_total (every accepted event)."""
-    from probe_stack.status import WORDS
+    from probe_stack.commands.status import WORDS
 
     now = time.time()
     states = [EventState.POSTED, EventState.PENDING, EventState.RECEIVED]

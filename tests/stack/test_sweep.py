@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from probe_stack.sweep import SweepClock, dead_pids
+from probe_stack.metrics.sweep import SweepClock, dead_pids
 
 
 def test_dead_pids_are_found_from_live_gauge_files(tmp_path: Path) -> None:

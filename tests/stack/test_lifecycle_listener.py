@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from probe_stack.supervisor_events import LIVE_GAUGE_MODES, mark_process_dead, read_event
+from probe_stack.runtime.lifecycle_listener import LIVE_GAUGE_MODES, mark_process_dead, read_event
 
 
 def test_the_live_gauge_modes_are_prometheus_clients() -> None:

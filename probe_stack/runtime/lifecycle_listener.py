@@ -1,4 +1,7 @@
-"""supervisord eventlistener: drop a dead process's live gauges; end the stack when a program goes FATAL.
+"""The supervisord eventlistener `lifecycle`: drop a dead process's live gauges; end the stack on FATAL.
+
+Named after its program in supervisord.conf (`probe ctl status` lists it as `lifecycle`). It is
+not shared/lifecycle.py, which starts and stops one probe process from the inside.
 
 supervisord itself always exits 0, so a FATAL program is recorded in a marker
 file that `probe run` turns into a non-zero exit status.
@@ -8,7 +11,7 @@ nothing: the eventlistener protocol (a header line, a payload of the length it
 names, and a `RESULT` answer) is spoken here directly rather than through
 supervisor.childutils, which pulls in xmlrpc and http (about 12 MB), and a dead
 process's live gauge files are deleted here rather than through prometheus_client
-(another 10 MB). tests/stack/test_supervisor_events.py holds both to the originals.
+(another 10 MB). tests/stack/test_lifecycle_listener.py holds both to the originals.
 """
 
 from __future__ import annotations

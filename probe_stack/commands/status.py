@@ -8,14 +8,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from probe_stack import status_data
-from probe_stack.healthcheck import metrics_address, url_host
+from probe_stack.metrics.address import metrics_address, url_host
+from probe_stack.verdict import figures
 from shared.config import Config, config_read
 from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit
 from shared.store import Store, StoreError
 
-WORDS = status_data.STATE_WORDS  # the metrics' words for the store's states, as on the page
+WORDS = figures.STATE_WORDS  # the metrics' words for the store's states, as on the page
 STORE_SCOPE = "events in the store, since it began (judged events older than RETENTION_SECONDS pruned)"
 STACK_SCOPE = "the running stack's counters (/metrics), since this stack started"
 # The counters `probe status` shows beside the store's totals, in the order of an event's life.
@@ -88,8 +88,8 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
     except StoreError as exc:
         print(f"probe status: {exc}", file=sys.stderr)
         return ExitStatus.STORE
-    rows = status_data.recent_events(store, limit, dataset)  # the page's queries too
-    totals = status_data.totals(store)
+    rows = figures.recent_events(store, limit, dataset)  # the page's queries too
+    totals = figures.totals(store)
     app_id = store.app_id()
     configured = [ds.name for ds in cfg.datasets]
     if dataset is not None:
@@ -109,7 +109,7 @@ def main(limit: int, as_json: bool, dataset: str | None = None) -> int:
         counters = {dataset: counters.get(dataset, {})}
     now = time.time()
     shown = [ds for ds in cfg.datasets if dataset in (None, ds.name)]
-    verdicts = {ds.name: status_data.dataset_status(cfg, ds, store, now, 0).verdict for ds in shown}
+    verdicts = {ds.name: figures.dataset_status(cfg, ds, store, now, 0).verdict for ds in shown}
     if as_json:
         # The table's words, so that `posted` means one thing in the document: the stack's counter.
         doc = {

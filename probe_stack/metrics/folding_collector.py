@@ -22,9 +22,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
-from probe_stack.metric_archive import fold_dead
-from probe_stack.metrics_dir import METRIC_FILE
-from probe_stack.sweep import pid_alive
+from probe_stack.metrics.metric_archive import fold_dead
+from probe_stack.metrics.metrics_dir import METRIC_FILE
+from probe_stack.metrics.sweep import pid_alive
 
 log = logging.getLogger("metrics")
 

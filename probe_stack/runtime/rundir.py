@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from probe_stack.stack_lock import RunDirError, hold_private_dir, private_problem
+from probe_stack.runtime.stack_lock import RunDirError, hold_private_dir, private_problem
 from shared.store import file_problem, open_companion
 
 POINTER_SUFFIX = ".rundir"

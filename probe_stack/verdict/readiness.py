@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from probe_stack.verdict import Facts, judge
+from probe_stack.verdict.rule import Facts, judge
 from shared.config import Config, Dataset
 from shared.store import NoteOwner, Store, note_key
 

@@ -24,9 +24,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from probe_stack import metrics_dir, rundir, stack_lock
-from probe_stack.healthcheck import metrics_address, url_host
-from probe_stack.watch import exec_watcher
+from probe_stack.metrics import metrics_dir
+from probe_stack.metrics.address import metrics_address, url_host
+from probe_stack.runtime import rundir, stack_lock
+from probe_stack.runtime.watch import exec_watcher
 from shared import log as log_mod
 from shared.config import Config, config_read
 from shared.exits import ExitStatus
@@ -34,7 +35,7 @@ from shared.lifecycle import load_config_or_exit, no_core_dumps
 from shared.parent import child_dies_with_us
 from shared.store import Store, StoreError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: probe_stack/runtime/ is two levels down
 SUPERVISORD_CONF = ROOT / "supervisord.conf"
 # The demo's pipeline, as the original's local stand-in had it: some events dropped (5 %), some
 # delayed (a lognormal delay around 40 ms with a long tail), a few duplicated. EMULATOR_FAULTS overrides it.
@@ -58,7 +59,7 @@ def ctl_deadline(args: list[str]) -> float:
 
 
 def run_dir(cfg: Config) -> Path:
-    """Private directory of the control socket of the stack on this store (see probe_stack.rundir)."""
+    """Private directory of the control socket of the stack on this store (see probe_stack.runtime.rundir)."""
     return rundir.find(cfg.db_path, os.environ)
 
 
@@ -275,7 +276,9 @@ def reader_command(cfg: Config, environ: Mapping[str, str] | None = None, execut
     environ = os.environ if environ is None else environ
     python = Path(os.path.abspath(executable or sys.executable))
     script = python.parent / "probe"
-    words = [shlex.quote(str(script))] if script.exists() else [shlex.quote(str(python)), "-m", "probe_stack.cli"]
+    words = (
+        [shlex.quote(str(script))] if script.exists() else [shlex.quote(str(python)), "-m", "probe_stack.commands.cli"]
+    )
     settings = []
     if cfg.config_file:
         settings.append(f"PROBE_CONFIG={shlex.quote(cfg.config_file)}")

@@ -22,13 +22,13 @@ from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from probe_stack.healthcheck import local_host
-from probe_stack.readiness import readiness
-from probe_stack.status_data import counters_by_dataset
-from probe_stack.status_page import CONTENT_TYPE as PAGE_TYPE
-from probe_stack.status_page import HEADERS as PAGE_HEADERS
-from probe_stack.status_page import Pages, wants_html
-from probe_stack.sweep import SweepClock, dead_pids, remove_live_gauges
+from probe_stack.metrics.address import local_host
+from probe_stack.metrics.status_page import CONTENT_TYPE as PAGE_TYPE
+from probe_stack.metrics.status_page import HEADERS as PAGE_HEADERS
+from probe_stack.metrics.status_page import Pages, wants_html
+from probe_stack.metrics.sweep import SweepClock, dead_pids, remove_live_gauges
+from probe_stack.verdict.figures import counters_by_dataset
+from probe_stack.verdict.readiness import readiness
 from shared import lifecycle
 from shared.config import Config
 from shared.exits import ExitStatus
@@ -249,7 +249,7 @@ def make_server(cfg: Config, store: Store, limit: int = MAX_CONNECTIONS) -> Boun
 def make_handler(cfg: Config, store: Store) -> type[BaseHTTPRequestHandler]:
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-    from probe_stack.folding_collector import FoldingCollector
+    from probe_stack.metrics.folding_collector import FoldingCollector
 
     registry = CollectorRegistry()
     FoldingCollector(registry, cfg.metrics_dir)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from probe_stack import scratch
+from probe_stack.commands import scratch
 from shared.config import Config, Dataset
 from shared.exits import ExitStatus
 from shared.store import NoteOwner, note_key

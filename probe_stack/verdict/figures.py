@@ -12,8 +12,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from probe_stack.readiness import readiness_facts
-from probe_stack.verdict import Facts, Limits, Verdict, judge
+from probe_stack.verdict.readiness import readiness_facts
+from probe_stack.verdict.rule import Facts, Limits, Verdict, judge
 from shared.config import Config, Dataset
 from shared.store import EventRow, EventState, FailureRow, Store
 

@@ -63,7 +63,7 @@ def _config_docs(_: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from probe_stack.status import main
+    from probe_stack.commands.status import main
 
     return main(limit=args.last, as_json=args.json, dataset=args.dataset)
 
@@ -81,7 +81,7 @@ def _stop_by_signal(signum: int, _frame: object) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from probe_stack.check import run
+    from probe_stack.commands.check import run
 
     cfg = load_config_or_exit("probe check")
     if args.count < 1 or args.count > 1000 or not 0 < args.timeout <= 3600:
@@ -100,7 +100,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from probe_stack.healthcheck import check
+    from probe_stack.commands.health import check
 
     return check(load_config_or_exit("probe health", for_reading=True), "/readyz" if args.ready else "/healthz")
 
@@ -112,13 +112,13 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from probe_stack.run import run
+    from probe_stack.runtime.run import run
 
     return run(with_emulator=args.with_emulator)
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from probe_stack.run import ctl
+    from probe_stack.runtime.run import ctl
 
     return ctl(args.args)
 
@@ -126,7 +126,7 @@ def _ctl(args: argparse.Namespace) -> int:
 def _rules(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from probe_stack.alerting import ParamsError, load_params, render, render_prometheus_rule
+    from probe_deploy.alerting import ParamsError, load_params, render, render_prometheus_rule
 
     try:
         params = load_params(Path(args.params))
@@ -138,7 +138,7 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from probe_stack.dashboard import render
+    from probe_deploy.dashboard import render
 
     sys.stdout.write(render())
     return ExitStatus.OK

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from html import escape
 
-from probe_stack.status_data import STATE_WORDS, DatasetStatus, Snapshot, recent_p99, snapshot
-from probe_stack.verdict import Health
+from probe_stack.verdict.figures import STATE_WORDS, DatasetStatus, Snapshot, recent_p99, snapshot
+from probe_stack.verdict.rule import Health
 from shared.config import Config
 from shared.store import FAILURES_KEPT, EventState, FailureKind, StoreError, StoreReader
 

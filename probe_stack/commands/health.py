@@ -6,34 +6,18 @@ check stays true when an operator moves the port. Standard library only: it runs
 
 from __future__ import annotations
 
+import http.client
 import sys
 
+from probe_stack.metrics.address import metrics_address, url_host
 from shared.config import Config
 from shared.exits import ExitStatus
 
 TIMEOUT_SECONDS = 4.0
 
 
-def local_host(host: str) -> str:
-    """Where a local client reaches a server bound to `host`: a wildcard bind on loopback."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    return "::1" if host == "::" else host
-
-
-def metrics_address(cfg: Config) -> tuple[str, int]:
-    """Where a local client reaches the metrics server."""
-    return local_host(cfg.metrics_host), cfg.metrics_port
-
-
-def url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def check(cfg: Config, path: str) -> int:
     """GET `path` (/healthz or /readyz); exit 0 on 200, 1 otherwise, with one line saying why."""
-    import http.client  # here: `probe run` imports this module for metrics_address only
-
     host, port = metrics_address(cfg)
     where = f"http://{url_host(host)}:{port}{path}"
     conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT_SECONDS)

@@ -1,0 +1,1 @@
+"""The `probe` command's subcommands: what an operator, the container and the tests type."""

@@ -1,0 +1,1 @@
+"""The supervised stack: `probe run`, what it holds (locks, run directory), what it becomes."""

@@ -1,0 +1,1 @@
+"""What the store's facts mean, written once for the status page, /readyz and `probe status`."""

@@ -276,9 +276,7 @@ def reader_command(cfg: Config, environ: Mapping[str, str] | None = None, execut
     environ = os.environ if environ is None else environ
     python = Path(os.path.abspath(executable or sys.executable))
     script = python.parent / "probe"
-    words = (
-        [shlex.quote(str(script))] if script.exists() else [shlex.quote(str(python)), "-m", "probe_stack.commands.cli"]
-    )
+    words = [shlex.quote(str(script))] if script.exists() else [shlex.quote(str(python)), "-m", "probe_stack"]
     settings = []
     if cfg.config_file:
         settings.append(f"PROBE_CONFIG={shlex.quote(cfg.config_file)}")

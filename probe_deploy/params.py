@@ -87,11 +87,18 @@ def load_params(path: Path, overrides: dict[str, Any] | None = None) -> AlertPar
 
 def _value(field: Field, raw: Any) -> Any:
     """One parameter's value, checked against its field's type; ParamsError names it."""
-    name = field.name
     if field.type != "str":
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
-            raise ParamsError(f"{name}: expected a number >= 0, got {raw!r}")
-        return (int if field.type == "int" else float)(raw)
+        return _number(field.name, int if field.type == "int" else float, raw)
+    return _text(field.name, raw)
+
+
+def _number(name: str, kind: type, raw: Any) -> int | float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw < 0:
+        raise ParamsError(f"{name}: expected a number >= 0, got {raw!r}")
+    return kind(raw)
+
+
+def _text(name: str, raw: Any) -> str:
     if name in OPTIONAL_TEXT and raw in (None, ""):
         return ""
     if not isinstance(raw, str) or not raw:

@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from probe_stack.runtime.run import ctl
+    from probe_stack.runtime.ctl import ctl
 
     return ctl(args.args)
 

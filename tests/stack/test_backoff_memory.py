@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from probe_stack.runtime import run
+from probe_stack.runtime import preflight
 from shared import config as config_mod
 from shared.exits import ExitStatus
 from shared.store import Store
@@ -27,7 +27,7 @@ def test_a_fresh_run_forgets_the_previous_runs_fail_outs_and_says_so(
         "PROBE_DB_PATH": str(db),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    assert run.prepare(config_mod.load(env)) == ExitStatus.OK
+    assert preflight.prepare(config_mod.load(env)) == ExitStatus.OK
     with Store(db) as store:
         assert store.fail_outs() == (0, 0.0)
     (line,) = capsys.readouterr().err.strip().splitlines()
@@ -44,5 +44,5 @@ def test_a_run_without_fail_outs_says_nothing(tmp_path: Path, capsys: pytest.Cap
         "PROBE_DB_PATH": str(tmp_path / "probe.sqlite3"),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
-    assert run.prepare(config_mod.load(env)) == ExitStatus.OK
+    assert preflight.prepare(config_mod.load(env)) == ExitStatus.OK
     assert capsys.readouterr().err == ""

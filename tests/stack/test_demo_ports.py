@@ -58,7 +58,7 @@ def test_a_demo_with_urls_on_two_ports_is_refused_before_anything_starts(tmp_pat
 
 def test_the_banner_gives_the_status_page_beside_the_metrics() -> None:
     """The page is what an operator opens first; the banner names its address, as text and in JSON."""
-    from probe_stack.runtime.run import stack_banner
+    from probe_stack.runtime.banner import stack_banner
 
     cfg = config.load({"PROBE_CONFIG": DEMO, "METRICS_PORT": "9123"})
     lines, fields = stack_banner(cfg, 4242)

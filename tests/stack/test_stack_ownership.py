@@ -17,7 +17,7 @@ import requests
 
 from probe_stack.metrics import metrics_dir
 from probe_stack.runtime import rundir
-from probe_stack.runtime.run import CTL_QUICK_SECONDS, ctl_deadline
+from probe_stack.runtime.ctl import CTL_QUICK_SECONDS, ctl_deadline
 from shared.exits import ExitStatus
 from tests.e2e.harness import stack_env
 from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from probe_stack.metrics import bounded_http
 from probe_stack.metrics import server as metrics_server
 from shared import config
 from shared.store import Store
@@ -26,7 +27,7 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
-    monkeypatch.setattr(metrics_server, "REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(bounded_http, "REQUEST_TIMEOUT", 1.0)
     port = free_port()
     env = {
         "PROBE_CONFIG": str(ROOT / "probe.yaml"),
@@ -154,7 +155,7 @@ def test_bloated_request_heads_are_refused_after_a_bounded_read(server: str) -> 
 
 def test_one_address_cannot_crowd_out_another(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """300 idle connections from 127.0.0.2: only its newest MAX_WAITING_PER_CLIENT stay waiting."""
-    monkeypatch.setattr(metrics_server, "REQUEST_TIMEOUT", 60.0)  # none is closed for its deadline here
+    monkeypatch.setattr(bounded_http, "REQUEST_TIMEOUT", 60.0)  # none is closed for its deadline here
     port = int(server.rsplit(":", 1)[1])
     idle = []
     try:
@@ -174,7 +175,7 @@ def test_one_address_cannot_crowd_out_another(server: str, monkeypatch: pytest.M
             except OSError:
                 return True
 
-        oldest = idle[: 300 - metrics_server.MAX_WAITING_PER_CLIENT]
+        oldest = idle[: 300 - bounded_http.MAX_WAITING_PER_CLIENT]
         wait_until(lambda: all(cut(c) for c in oldest[-5:]), 10, "the address's oldest connections closed")
         assert not any(cut(c) for c in idle[-5:])
     finally:
@@ -183,13 +184,13 @@ def test_one_address_cannot_crowd_out_another(server: str, monkeypatch: pytest.M
 
 
 def test_the_request_head_rules() -> None:
-    assert metrics_server.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is metrics_server.Head.COMPLETE
-    assert metrics_server.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n") is metrics_server.Head.INCOMPLETE
-    assert metrics_server.head_state(b"GET / HTTP/1.0\nHost: x\n\n") is metrics_server.Head.COMPLETE
-    many = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * (metrics_server.MAX_HEADER_LINES + 1)
-    assert metrics_server.head_state(many) is metrics_server.Head.TOO_MANY_HEADERS
-    big = b"GET / HTTP/1.1\r\nA: " + b"b" * metrics_server.MAX_HEAD_BYTES
-    assert metrics_server.head_state(big) is metrics_server.Head.TOO_LARGE
+    assert bounded_http.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") is bounded_http.Head.COMPLETE
+    assert bounded_http.head_state(b"GET / HTTP/1.1\r\nHost: x\r\n") is bounded_http.Head.INCOMPLETE
+    assert bounded_http.head_state(b"GET / HTTP/1.0\nHost: x\n\n") is bounded_http.Head.COMPLETE
+    many = b"GET / HTTP/1.1\r\n" + b"A: b\r\n" * (bounded_http.MAX_HEADER_LINES + 1)
+    assert bounded_http.head_state(many) is bounded_http.Head.TOO_MANY_HEADERS
+    big = b"GET / HTTP/1.1\r\nA: " + b"b" * bounded_http.MAX_HEAD_BYTES
+    assert bounded_http.head_state(big) is bounded_http.Head.TOO_LARGE
 
 
 def test_a_directory_named_like_a_metric_file_is_skipped_and_logged_once(

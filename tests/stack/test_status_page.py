@@ -20,7 +20,8 @@ import requests
 import yaml
 
 from probe_stack.metrics import server as metrics_server
-from probe_stack.metrics.status_page import CSP, Pages, render, wants_html
+from probe_stack.metrics.pages import Pages, wants_html
+from probe_stack.metrics.status_page import CSP, render
 from probe_stack.verdict.figures import DatasetStatus, Snapshot, snapshot
 from probe_stack.verdict.rule import Facts, Health, Limits, Why, judge
 from shared import config

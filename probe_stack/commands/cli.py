@@ -32,6 +32,12 @@ def _config_check(args: argparse.Namespace) -> int:
         }
         print(json.dumps(doc, indent=2, default=list))
         return ExitStatus.OK
+    _print_config(cfg, effective)
+    print("configuration OK")
+    return ExitStatus.OK
+
+
+def _print_config(cfg: config_mod.Config, effective: dict) -> None:
     print(f"config file: {cfg.config_file or '(none found; defaults and environment only)'}")
     datasets = effective.pop("datasets")
     width = max(len(k) for k in effective)
@@ -50,8 +56,6 @@ def _config_check(args: argparse.Namespace) -> int:
             f"post {ds['collector_url'].format(dataset_id=ds['id'], version=ds['version'])}, "
             f"subscribe {ds['websocket_url']}"
         )
-    print("configuration OK")
-    return ExitStatus.OK
 
 
 def _config_docs(_: argparse.Namespace) -> int:

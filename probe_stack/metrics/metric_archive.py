@@ -97,13 +97,8 @@ def recover(metrics_dir: Path) -> None:
         stray.unlink()
 
 
-def fold_dead(metrics_dir: Path, alive: Callable[[int], bool]) -> int:
-    """Fold the files of processes that no longer run into the archives; the count of files removed.
-
-    The caller keeps scrapes out while this runs (the metrics program's collector lock), so
-    no scrape sees a dead file's values both in the archive and in the file.
-    """
-    recover(metrics_dir)
+def dead_files(metrics_dir: Path, alive: Callable[[int], bool]) -> dict[str, list[str]]:
+    """The foldable files of processes that no longer run, by kind (each pid asked once)."""
     plan: dict[str, list[str]] = {}
     pids: dict[int, bool] = {}
     for entry in os.scandir(metrics_dir):
@@ -115,6 +110,17 @@ def fold_dead(metrics_dir: Path, alive: Callable[[int], bool]) -> int:
             pids[pid] = alive(pid)
         if not pids[pid]:
             plan.setdefault(match.group(1), []).append(entry.name)
+    return plan
+
+
+def fold_dead(metrics_dir: Path, alive: Callable[[int], bool]) -> int:
+    """Fold the files of processes that no longer run into the archives; the count of files removed.
+
+    The caller keeps scrapes out while this runs (the metrics program's collector lock), so
+    no scrape sees a dead file's values both in the archive and in the file.
+    """
+    recover(metrics_dir)
+    plan = dead_files(metrics_dir, alive)
     if not plan:
         return 0
     for kind, dead in plan.items():

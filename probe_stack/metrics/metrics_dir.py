@@ -101,6 +101,25 @@ def hold(path: Path) -> int:
     return fd
 
 
+def refusal(entries: dict[str, os.DirEntry]) -> str | None:
+    """Why a directory with these entries may not be emptied (the rest of the line after its
+    name), or None: only the probe's own metric files beside its marker may go."""
+    names = sorted(entries)
+    foreign = [
+        name for name in names if name != MARKER and not (ours(name) and entries[name].is_file(follow_symlinks=False))
+    ]
+    if foreign:
+        return (
+            f" holds files that are not the probe's metrics (e.g. {foreign[0]}); "
+            "it is emptied at every start, so point it at a new or empty directory"
+        )
+    if names and MARKER not in names:
+        return f" was not created by the probe (no {MARKER} in it); point it at a new or empty directory"
+    if MARKER in entries and not entries[MARKER].is_file(follow_symlinks=False):
+        return f": its {MARKER} is not a plain file; remove it"
+    return None
+
+
 def reset(path: Path, holder: str = "") -> None:
     """Create the directory, or empty a directory of ours of its metric files, touching nothing else.
 
@@ -116,21 +135,9 @@ def reset(path: Path, holder: str = "") -> None:
         return
     entries = {entry.name: entry for entry in os.scandir(path)}
     names = sorted(entries)
-    foreign = [
-        name for name in names if name != MARKER and not (ours(name) and entries[name].is_file(follow_symlinks=False))
-    ]
-    if foreign:
-        raise MetricsDirError(
-            f"PROMETHEUS_MULTIPROC_DIR={path} holds files that are not the probe's metrics (e.g. {foreign[0]}); "
-            "it is emptied at every start, so point it at a new or empty directory"
-        )
-    if names and MARKER not in names:
-        raise MetricsDirError(
-            f"PROMETHEUS_MULTIPROC_DIR={path} was not created by the probe (no {MARKER} in it); "
-            "point it at a new or empty directory"
-        )
-    if MARKER in entries and not entries[MARKER].is_file(follow_symlinks=False):
-        raise MetricsDirError(f"PROMETHEUS_MULTIPROC_DIR={path}: its {MARKER} is not a plain file; remove it")
+    problem = refusal(entries)
+    if problem:
+        raise MetricsDirError(f"PROMETHEUS_MULTIPROC_DIR={path}{problem}")
     for name in names:
         if name != MARKER:
             (path / name).unlink(missing_ok=True)

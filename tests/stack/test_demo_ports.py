@@ -10,7 +10,7 @@ from pathlib import Path
 from probe_stack.runtime.run import emulator_port
 from shared import config
 from shared.exits import ExitStatus
-from tests.helpers import ROOT, free_port, probe_cmd
+from tests.helpers import PYTHON, ROOT, free_port, probe_cmd
 
 DEMO = str(ROOT / "deploy" / "demo.yaml")
 
@@ -65,3 +65,17 @@ def test_the_banner_gives_the_status_page_beside_the_metrics() -> None:
     assert "  page     http://127.0.0.1:9123/status  (the status page, for a browser)" in lines
     assert fields["status_page_url"] == "http://127.0.0.1:9123/status"
     assert fields["metrics_url"] == "http://127.0.0.1:9123/metrics" and lines[0].endswith("(supervisord pid 4242)")
+
+
+def test_without_the_console_script_the_banner_names_a_command_that_runs(tmp_path: Path) -> None:
+    """Where no `probe` script sits beside the interpreter, another terminal is told `python -m
+    probe_stack`: the application's own entry, which must run from any directory."""
+    from probe_stack.runtime.banner import reader_command
+
+    cfg = config.load({"PROBE_CONFIG": DEMO})
+    command = reader_command(cfg, {}, str(tmp_path / "bin" / "python"))
+    assert command.endswith(f"{tmp_path / 'bin' / 'python'} -m probe_stack"), command
+    result = subprocess.run(
+        [PYTHON, "-P", "-m", "probe_stack", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.startswith("probe "), result

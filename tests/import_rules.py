@@ -3,7 +3,7 @@
 Pure functions of a directory, so that tests/test_imports.py checks the real tree with them
 and proves on small synthetic trees that each way around the rules is caught. A module
 "uses" another when it imports it (statements, relative ones resolved), loads it by name
-(`importlib.import_module("x.y")`, `__import__("x")` with a string constant), or starts it
+(`importlib.import_module("x.y")`, `__import__("x")`, `runpy.run_module("x")` with a string constant), or starts it
 (`-m x.y` in a string constant or a `[..., "-m", "x.y"]` literal). The configuration that
 starts programs (supervisord.conf, the Makefile, the Dockerfile, pyproject's scripts) must
 name modules that exist. Packages are every top-level directory with an `__init__.py`, so a
@@ -23,6 +23,7 @@ from pathlib import Path
 # Files that start the project's programs by module name.
 CONFIG_FILES = ("supervisord.conf", "Makefile", "Dockerfile")
 DASH_M = re.compile(r"(?:^|[\s\"'\[,])-m[\s\"',]+([A-Za-z_][\w.]*)")
+LOADERS = ("import_module", "__import__", "run_module")  # functions that load a module named by a string
 FRONT_DOORS = ("__init__", "__main__")  # a package's own modules, in no room
 
 
@@ -71,12 +72,12 @@ def _imported(node: ast.AST, module: str, path: Path) -> list[str]:
 
 
 def _loaded(node: ast.AST) -> tuple[list[str], str]:
-    """`import_module("x")` (as importlib.import_module or imported by name) and `__import__("x")`."""
+    """`import_module("x")` (as importlib.import_module or imported by name), `__import__("x")`, `run_module("x")`."""
     if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
         return [], ""
     func, first = node.func, node.args[0].value
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-    return ([first], name) if name in ("import_module", "__import__") and isinstance(first, str) else ([], "")
+    return ([first], name) if name in LOADERS and isinstance(first, str) else ([], "")
 
 
 def _started(node: ast.AST) -> list[str]:

@@ -106,6 +106,7 @@ DODGES = {
         "from importlib import import_module\n\ndef f():\n    return import_module('probe_listener')\n",
     ),
     "__import__": ("probe_sender/a.py", "def f():\n    return __import__('probe_listener.receiver')\n"),
+    "runpy.run_module": ("probe_sender/a.py", "import runpy\n\ndef f():\n    runpy.run_module('probe_listener')\n"),
     "-m in an argument list": ("probe_sender/a.py", "import sys\nCMD = [sys.executable, '-m', 'probe_listener']\n"),
     "-m in a command line string": ("probe_sender/a.py", "CMD = 'python -P -m probe_listener.receiver'\n"),
 }

@@ -29,7 +29,6 @@ import websocket
 
 from bench import measure
 from bench.harness import PROGRAMS, BenchStack, RssSampler, pss_uss, tree_cpu, tree_roles
-from emulator.client import EmulatorClient, start_emulator, wait_until
 from probe_sender import wiring
 from shared import config as config_mod
 from shared import event as event_mod
@@ -37,6 +36,8 @@ from shared.config import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET
 from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
 from shared.store import Store
 from shared.tracing import NoTracer
+from testkit.emulator import EmulatorClient, start_emulator
+from testkit.process import wait_until
 
 DATASET_ID = "probe-dataset"
 

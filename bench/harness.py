@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import configparser
 import contextlib
-import signal
-import tempfile
 import threading
 import time
-import xmlrpc.client
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
-from supervisor.xmlrpc import SupervisorTransport
 
-from emulator.client import PYTHON, EmulatorClient, Proc, free_port, start, wait_until
-from shared.store import Store
+from testkit.emulator import EmulatorClient
+from testkit.process import wait_until
+from testkit.stack import PROGRAMS, ProbeStack
 
-PROGRAMS = ("sender", "listener", "metrics")
+__all__ = ["PROGRAMS", "BenchStack", "RssSampler", "pss_uss", "tree_cpu", "tree_roles"]
 
 
 class RssSampler(threading.Thread):
@@ -108,68 +102,16 @@ def tree_cpu(root: psutil.Process) -> float:
 
 
 @dataclass
-class BenchStack:
-    emulator: EmulatorClient
-    tmp: Path
-    env: dict[str, str]
-    run_dir: str
-    proc: Proc | None = None
+class BenchStack(ProbeStack):
+    """The kit's stack, quiet (warnings only: the bench measures, it does not read logs), with the bench's probes."""
 
     @classmethod
-    def create(cls, emulator: EmulatorClient, tmp: Path, **settings: object) -> BenchStack:
-        run_dir = tempfile.mkdtemp(prefix="pb-")
-        env = emulator.env(
-            tmp,
-            PROBE_RUN_DIR=run_dir,
-            METRICS_PORT=free_port(),
-            METRICS_HOST="127.0.0.1",
-            STARTUP_WAIT_SECONDS=10,
-            LOG_LEVEL="WARNING",
-            **settings,
-        )
-        return cls(emulator, tmp, env, run_dir)
-
-    def _store(self, read: Callable[[Store], Any]) -> Any:
-        store = Store(self.env["PROBE_DB_PATH"])
-        try:
-            return read(store)
-        finally:
-            store.close()
-
-    def app_id(self) -> str:
-        return self._store(Store.app_id)
-
-    def events(self) -> list:
-        """Every event of the stack's probe instance, by dataset and seqno."""
-        return self._store(lambda store: store.events(store.app_id()))
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['METRICS_PORT']}/metrics"
-
-    def start(self) -> None:
-        self.proc = start([PYTHON, "-m", "probe_stack.commands.cli", "run"], self.tmp / "stack.log", env=self.env)
-        wait_until(lambda: requests.get(self.metrics_url, timeout=2).ok, 30, "the metrics endpoint")
-        wait_until(lambda: all(self.pid(p) for p in PROGRAMS), 30, "every program running")
-
-    def rpc(self) -> xmlrpc.client.ServerProxy:
-        conf = configparser.ConfigParser()
-        conf.read(Path(self.run_dir) / "supervisorctl.conf")
-        section = conf["supervisorctl"]
-        transport = SupervisorTransport(section["username"], section["password"], section["serverurl"])
-        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
-
-    def pid(self, program: str) -> int:
-        info = self.rpc().supervisor.getProcessInfo(program)
-        return int(info["pid"]) if info["statename"] == "RUNNING" else 0
-
-    def stop_sender(self) -> None:
-        self.rpc().supervisor.stopProcess("sender", True)
+    def create(cls, emulator: EmulatorClient, tmp: Path, prefix: str = "pb-", **settings: object) -> BenchStack:
+        stack = ProbeStack.create(emulator, tmp, prefix, **{"LOG_LEVEL": "WARNING", **settings})
+        return cls(stack.emulator, stack.tmp, stack.env, stack.run_dir)
 
     def wait_judged(self, timeout: float) -> None:
-        wait_until(
-            lambda: sum(self._store(Store.in_flight).values()) == 0, timeout, "every event judged", interval=0.25
-        )
+        wait_until(lambda: self.in_flight() == 0, timeout, "every event judged", interval=0.25)
 
     def scrape_ms(self, count: int = 20) -> float:
         times = []
@@ -179,7 +121,3 @@ class BenchStack:
             times.append((time.perf_counter() - started) * 1000)
         times.sort()
         return times[len(times) // 2]
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop(signal.SIGTERM, timeout=60)

@@ -27,9 +27,10 @@ import psutil
 
 from bench import measure
 from bench.harness import BenchStack
-from emulator import hostile
-from emulator.client import EmulatorClient, start_emulator, wait_until
 from shared.store import Store
+from testkit import hostile
+from testkit.emulator import EmulatorClient, start_emulator
+from testkit.process import wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NEIGHBOURS = ("hang", "flood", "fragments", "creds", "auth401")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from emulator.client import implied_state
+from testkit.truth import implied_state
 
 
 def percentile(values: list[float], q: float) -> float:

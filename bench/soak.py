@@ -32,8 +32,9 @@ import requests
 
 from bench import soak_judge
 from bench.harness import PROGRAMS, BenchStack, pss_uss, tree_roles
-from emulator.client import EmulatorClient, start_emulator, wait_until
 from shared.store import Store
+from testkit.emulator import EmulatorClient, start_emulator
+from testkit.process import wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("soak-a", "soak-b", "soak-padded")

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import EmulatorClient, serve_emulator
+from testkit.emulator import EmulatorClient, serve_emulator
 
 
 @pytest.fixture

@@ -1,26 +1,23 @@
-"""Test plumbing: the emulator client re-exported, probe processes, the store and the metrics they leave."""
+"""The tests' names for the test kit (`testkit`), with the demo identity and dataset the tests assume."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-from emulator.client import (
-    PYTHON,
-    ROOT,
-    EmulatorClient,
-    Proc,
-    free_port,
-    implied_state,
-    serve_emulator,
-    start,
-    start_emulator,
-    wait_until,
+from shared.contract import LOCAL_CLIENT_ID as CLIENT_ID
+from shared.contract import LOCAL_CLIENT_SECRET as CLIENT_SECRET
+from shared.contract import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
+from testkit.emulator import EmulatorClient, serve_emulator, start_emulator
+from testkit.probe import (
+    metric,
+    open_store,
+    probe_cmd,
+    read_events,
+    read_metrics,
+    start_probe,
+    store_app_id,
+    store_in_flight,
 )
-from shared.config import LOCAL_CLIENT_ID as CLIENT_ID
-from shared.config import LOCAL_CLIENT_SECRET as CLIENT_SECRET
-from shared.config import LOCAL_WEBHOOK_TOKEN as WEBHOOK_TOKEN
+from testkit.process import PYTHON, ROOT, Proc, free_port, start, wait_until
+from testkit.truth import implied_state
 
 DATASET = "probe-dataset"
 
@@ -35,69 +32,16 @@ __all__ = [
     "Proc",
     "free_port",
     "implied_state",
+    "metric",
+    "open_store",
+    "probe_cmd",
+    "read_events",
+    "read_metrics",
     "serve_emulator",
     "start",
     "start_emulator",
+    "start_probe",
+    "store_app_id",
+    "store_in_flight",
     "wait_until",
 ]
-
-
-def probe_cmd(*args: str) -> list[str]:
-    return [PYTHON, "-m", "probe_stack.commands.cli", *args]
-
-
-def read_metrics(metrics_dir: Path) -> dict[tuple[str, tuple], float]:
-    """Every sample aggregated from a multiprocess directory, as the metrics program would serve it."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics_dir))
-    samples: dict[tuple[str, tuple], float] = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def metric(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
-    """Sum of the samples called `name` whose labels include `labels`."""
-    wanted = set(labels.items())
-    return sum(v for (n, lbls), v in samples.items() if n == name and wanted <= set(lbls))
-
-
-def start_probe(kind: str, env: dict[str, str], tmp: Path, tag: str = "") -> Proc:
-    """A real probe_sender or probe_listener process, on a store created first, as `probe run` does."""
-    from shared.store import Store
-
-    Store(env["PROBE_DB_PATH"]).close()
-    return start([PYTHON, "-m", f"probe_{kind}"], tmp / f"{kind}{tag}.log", env=env)
-
-
-@contextmanager
-def open_store(env: dict[str, str]) -> Iterator:
-    """The store `env` names, closed again afterwards."""
-    from shared.store import Store
-
-    store = Store(env["PROBE_DB_PATH"])
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def store_app_id(env: dict[str, str]) -> str:
-    with open_store(env) as store:
-        return store.app_id()
-
-
-def store_in_flight(env: dict[str, str]) -> int:
-    """Events neither received nor judged yet (of every dataset)."""
-    with open_store(env) as store:
-        return sum(store.in_flight().values())
-
-
-def read_events(env: dict[str, str]) -> list:
-    """Every event of the probe instance whose store `env` names, by seqno."""
-    with open_store(env) as store:
-        return store.events(store.app_id())

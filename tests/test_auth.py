@@ -11,8 +11,8 @@ from urllib.parse import parse_qs
 import pytest
 
 from shared.auth import AuthError, TokenFailure, TokenProvider, TokenResult, status_failure
+from testkit.http_stub import Reply, Request, sequence, serve
 from tests.helpers import ROOT, wait_until
-from tests.http_stub import Reply, Request, sequence, serve
 
 
 def token_reply(token: str, expires_in: float = 300) -> Reply:
@@ -117,7 +117,7 @@ def test_an_unusable_token_answer_is_a_counted_token_error_with_backoff(body: by
 FETCH_AND_REPORT = """
 import json, sys
 from shared.auth import TokenProvider
-from tests.http_stub import Reply, serve
+from testkit.http_stub import Reply, serve
 answer = json.dumps({"access_token": "t1", "expires_in": 300}).encode()
 with serve(lambda request: Reply(200, answer)) as stub:
     token = TokenProvider(stub.url + "/auth", "realm", "client", "s3cret", 30).get()

@@ -28,9 +28,10 @@ ALLOWED = {
     "probe_stack": {"shared", "probe_sender", "probe_listener", "probe_deploy", "emulator"},
     "probe_deploy": set(),
     "emulator": {"shared"},
+    "testkit": {"emulator", "shared"},  # the test kit: tests and the bench use it, runtime code never
     # it times the sender's collector alone, and the status page's queries and render
-    "bench": {"emulator", "shared", "probe_sender", "probe_stack"},
-    "tests": {"shared", "probe_sender", "probe_listener", "probe_stack", "probe_deploy", "emulator"},
+    "bench": {"testkit", "emulator", "shared", "probe_sender", "probe_stack"},
+    "tests": {"shared", "probe_sender", "probe_listener", "probe_stack", "probe_deploy", "emulator", "testkit"},
 }
 # package -> room -> the other rooms of it that room may use
 ROOMS = {

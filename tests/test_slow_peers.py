@@ -25,8 +25,10 @@ from shared import config
 from shared.auth import AuthError, TokenProvider, TokenResult
 from shared.http_deadline import guard
 from shared.store import Store
+from testkit.hostile import drip
+from testkit.hostile import read_head as read_request
+from testkit.hostile import serve as raw_peer
 from tests.helpers import ROOT
-from tests.http_stub import drip, raw_peer, read_request
 
 SLOW_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n" + b'{"message": "Ok"}'
 

@@ -14,7 +14,6 @@ import fcntl
 import os
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,7 +30,6 @@ from shared.exits import ExitStatus
 from shared.lifecycle import load_config_or_exit, no_core_dumps
 from shared.parent import child_dies_with_us
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: probe_stack/runtime/ is two levels down
 # The demo's pipeline, as the original's local stand-in had it: some events dropped (5 %), some
 # delayed (a lognormal delay around 40 ms with a long tail), a few duplicated. EMULATOR_FAULTS overrides it.
 DEMO_FAULTS = (
@@ -85,7 +83,7 @@ def emulator_port(cfg: Config) -> int | str:
 
 
 def _start_emulator(cfg: Config, output: int | None = None) -> subprocess.Popen:
-    from emulator.options import SECRET_ENV, TOKEN_ENV
+    from emulator.launch import Identity, launch, wait_up
 
     port = emulator_port(cfg)
     if isinstance(port, str):
@@ -96,44 +94,12 @@ def _start_emulator(cfg: Config, output: int | None = None) -> subprocess.Popen:
         _say("probe run --with-emulator: the emulator has one webhook token; give every dataset the same one")
         raise SystemExit(ExitStatus.CONFIG)
     datasets = sorted({f"{ds.id}/{ds.version}" for ds in cfg.datasets})
-    cmd = [
-        sys.executable,
-        "-P",
-        "-m",
-        "emulator",
-        "--port",
-        str(port),
-        "--realm",
-        cfg.keycloak_realm,
-        "--client-id",
-        cfg.client_id,
-        *(arg for ds in datasets for arg in ("--dataset", ds)),
-        "--faults",
-        os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS),
-    ]
-    # Secrets through the environment, never the command line (which every user sees in ps).
-    env = {**os.environ, SECRET_ENV: cfg.client_secret, TOKEN_ENV: tokens.pop()}
-    emulator = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=output,
-        stderr=output,
-        start_new_session=True,
-        preexec_fn=child_dies_with_us(),
-    )
-    import requests
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/_emulator/health", timeout=1).ok:
-                return emulator
-        except requests.RequestException:
-            pass
-        if emulator.poll() is not None:
-            break
-        time.sleep(0.1)
+    flags = [*(arg for ds in datasets for arg in ("--dataset", ds))]
+    flags += ["--faults", os.environ.get("EMULATOR_FAULTS", DEMO_FAULTS)]
+    identity = Identity(cfg.keycloak_realm, cfg.client_id, cfg.client_secret, tokens.pop())
+    emulator = launch(port, flags, identity, output, preexec_fn=child_dies_with_us())
+    if wait_up(emulator, port):
+        return emulator
     emulator.kill()
     _say(f"probe run: the emulator did not start on port {port}")
     raise SystemExit(ExitStatus.FATAL)

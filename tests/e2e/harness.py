@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.helpers import ROOT, EmulatorClient, Proc, free_port, probe_cmd, start, wait_until
+from testkit import probe
+from testkit.emulator import EmulatorClient
+from testkit.process import ROOT, Proc, free_port, show_logs, start, wait_until
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -35,7 +41,7 @@ class Stack:
 
     def ctl(self, *args: str) -> str:
         result = subprocess.run(
-            probe_cmd("ctl", *args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
+            probe.probe_cmd("ctl", *args), env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=60
         )
         return result.stdout + result.stderr
 
@@ -119,17 +125,38 @@ def start_alertmanager(tmp: Path, webhook_url: str, text: str | None = None) -> 
 def stack_env(
     emulator: EmulatorClient, tmp: Path, run_dir: str, metrics_port: int, loss_timeout: float, **extra: object
 ) -> dict[str, str]:
+    """The kit's stack environment, quick to judge: events every 0.1 s, latency buckets around the emulator's delay."""
     buckets = ",".join(str(round(0.18 + i * 0.005, 3)) for i in range(12)) + ",0.3,0.5,1,2,5"
     settings: dict[str, object] = {
-        "PROBE_RUN_DIR": run_dir,
-        "METRICS_PORT": metrics_port,
-        "METRICS_HOST": "127.0.0.1",
         "EVENT_INTERVAL_SECONDS": 0.1,
         "LOSS_TIMEOUT_SECONDS": loss_timeout,
         "POST_TIMEOUT_SECONDS": 1,
         "LATENCY_BUCKETS": buckets,
-        "STARTUP_WAIT_SECONDS": 10,
         "RECONNECT_MAX_SECONDS": 1,
         **extra,
     }
-    return emulator.env(tmp, **settings)
+    return probe.stack_env(emulator, tmp, run_dir, metrics_port, **settings)
+
+
+@contextmanager
+def probe_run(
+    emulator: EmulatorClient, tmp: Path, request: pytest.FixtureRequest, loss_timeout: float, **extra: object
+) -> Iterator[Stack]:
+    """`probe run` on the emulator (its Prometheus URL left for the caller to fill in); on leaving, stopped
+    as Ctrl-C would, its log shown if the test failed, and required to have stopped cleanly."""
+    run_dir = tempfile.mkdtemp(prefix="pr-")
+    port = free_port()
+    env = stack_env(emulator, tmp, run_dir, port, loss_timeout, **extra)
+    proc = start(probe.probe_cmd("run"), tmp / "stack.log", env=env)
+    try:
+        yield Stack(proc, env, f"http://127.0.0.1:{port}", emulator, "")
+    finally:
+        code = proc.stop(signal.SIGTERM, timeout=60)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        show_logs(failed(request), tmp, ["stack.log"], 8000)
+        assert code == 0, f"the stack did not stop cleanly ({code})"
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test's call failed, asked in teardown (conftest.py records the report)."""
+    return getattr(getattr(request.node, "rep_call", None), "failed", False)

@@ -29,9 +29,20 @@ import requests
 import yaml
 
 from probe_deploy import alerting, dashboard
-from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
-from tests.helpers import ROOT, free_port, probe_cmd, serve_emulator, start, wait_until
-from tests.http_stub import Reply, Request, serve
+from testkit.emulator import serve_emulator
+from testkit.http_stub import Reply, Request, serve
+from testkit.probe import probe_cmd
+from testkit.process import ROOT, free_port, show_logs, start, stop_all, wait_until
+from tests.e2e.harness import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    Stack,
+    failed,
+    require,
+    stack_env,
+    start_alertmanager,
+    start_prometheus,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -218,14 +229,11 @@ def monitored(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Monito
             stack = Stack(stack_proc, env, f"http://127.0.0.1:{metrics_port}", emulator, prom_url)
             yield Monitored(stack, webhook)
         finally:
-            for proc in reversed(procs):
-                proc.stop(signal.SIGTERM, timeout=60)
+            stop_all(procs)
             emulator.proc.stop()
             shutil.rmtree(run_dir, ignore_errors=True)
-            report = getattr(request.node, "rep_call", None)
-            if report is not None and report.failed:
-                for log in ("stack.log", "alertmanager.log", "prometheus.log"):
-                    print(f"---- {log} ----\n" + (tmp_path / log).read_text(errors="replace")[-5000:])
+            show_logs(failed(request), tmp_path, ["stack.log", "alertmanager.log", "prometheus.log"], 5000)
+            if failed(request):
                 print("---- notifications ----\n" + "\n".join(map(str, webhook.received)))
 
 

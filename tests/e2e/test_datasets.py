@@ -12,19 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    EmulatorClient,
-    Proc,
-    implied_state,
-    metric,
-    read_events,
-    read_metrics,
-    serve_emulator,
-    start_probe,
-    store_app_id,
-    store_in_flight,
-    wait_until,
-)
+from testkit.emulator import EmulatorClient, serve_emulator
+from testkit.probe import metric, read_events, read_metrics, start_probe, store_app_id, store_in_flight
+from testkit.process import Proc, show_logs, stop_all, wait_until
+from testkit.truth import implied_state
+from tests.e2e.harness import failed
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -62,12 +54,8 @@ def procs(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[list[Proc]
     """The processes a test starts (emulator included), stopped when it ends; their logs shown if it failed."""
     started: list[Proc] = []
     yield started
-    for proc in reversed(started):
-        proc.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        for log_file in sorted(tmp_path.glob("*.log")):
-            print(f"---- {log_file.name} ----\n{log_file.read_text(errors='replace')[-4000:]}")
+    stop_all(started, timeout=15)
+    show_logs(failed(request), tmp_path, sorted(log.name for log in tmp_path.glob("*.log")), 4000)
 
 
 def test_three_datasets_each_with_its_own_fault_tell_the_truth_and_keep_to_themselves(

@@ -19,9 +19,11 @@ import requests
 
 from probe_deploy import alerting
 from shared.shard import shard_of
-from tests.e2e.harness import PROMETHEUS, require, stack_env, start_prometheus
+from testkit.emulator import start_emulator
+from testkit.probe import probe_cmd
+from testkit.process import ROOT, Proc, free_port, show_logs, start, stop_all, wait_until
+from tests.e2e.harness import PROMETHEUS, failed, require, stack_env, start_prometheus
 from tests.e2e.test_alerting import SCALED
-from tests.helpers import ROOT, Proc, free_port, probe_cmd, start, start_emulator, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,15 +83,12 @@ def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
         procs.append(prometheus)
         yield Fleet(url, stacks, [f"127.0.0.1:{p}" for p in ports])
     finally:
-        for proc in reversed(procs):
-            proc.stop(signal.SIGTERM, timeout=60)
+        stop_all(procs)
         emulator.proc.stop()
         for run_dir in run_dirs:
             shutil.rmtree(run_dir, ignore_errors=True)
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for log in [f"shard-{i}/stack.log" for i in range(SHARDS)] + ["prometheus.log"]:
-                print(f"---- {log} ----\n" + (tmp_path / log).read_text(errors="replace")[-3000:])
+        logs = [f"shard-{i}/stack.log" for i in range(SHARDS)] + ["prometheus.log"]
+        show_logs(failed(request), tmp_path, logs, 3000)
 
 
 def test_three_shards_watch_all_nine_and_a_stopped_one_leaves_its_datasets_named_unwatched(fleet: Fleet) -> None:

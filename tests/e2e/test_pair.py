@@ -10,7 +10,6 @@ ticket naming that instance, and no page.
 from __future__ import annotations
 
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from probe_deploy import alerting
-from tests.e2e.harness import ALERTMANAGER, PROMETHEUS, Stack, require, stack_env, start_alertmanager, start_prometheus
+from testkit.emulator import start_emulator
+from testkit.http_stub import serve
+from testkit.probe import probe_cmd
+from testkit.process import ROOT, Proc, free_port, show_logs, start, stop_all, wait_until
+from tests.e2e import harness
 from tests.e2e.test_alerting import LOSS_TIMEOUT, SCALED, Monitored, Webhook, alertmanager_config, settle
-from tests.helpers import ROOT, Proc, free_port, probe_cmd, start, start_emulator, wait_until
-from tests.http_stub import serve
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -40,7 +41,7 @@ class Pair:
 
 @pytest.fixture
 def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
-    require(PROMETHEUS, ALERTMANAGER)
+    harness.require(harness.PROMETHEUS, harness.ALERTMANAGER)
     emulator = start_emulator(tmp_path, "--dataset", f"{DATASET}/1")
     emulator.faults(delay_ms=50, seed=7)
     rules = tmp_path / "rules.yml"
@@ -54,14 +55,14 @@ def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
     with serve(webhook.handle) as stub:
         webhook.url = stub.url
         try:
-            alertmanager, am_port = start_alertmanager(tmp_path, "", alertmanager_config(stub.url))
+            alertmanager, am_port = harness.start_alertmanager(tmp_path, "", alertmanager_config(stub.url))
             procs.append(alertmanager)
             for location in ("zone-a", "zone-b"):
                 home = tmp_path / location
                 home.mkdir()
                 run_dirs.append(tempfile.mkdtemp(prefix="pp-"))
                 port = free_port()
-                envs[location] = stack_env(
+                envs[location] = harness.stack_env(
                     emulator,
                     home,
                     run_dirs[-1],
@@ -80,20 +81,18 @@ def pair(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pair]:
                 procs.append(stacks[location])
                 targets[location] = f"127.0.0.1:{port}"
             ports = [int(t.rsplit(":", 1)[1]) for t in targets.values()]
-            prometheus, prom_url = start_prometheus(tmp_path, ports, rules, am_port)
+            prometheus, prom_url = harness.start_prometheus(tmp_path, ports, rules, am_port)
             procs.append(prometheus)
-            stack = Stack(stacks["zone-a"], envs["zone-a"], f"http://{targets['zone-a']}", emulator, prom_url)
+            stack = harness.Stack(stacks["zone-a"], envs["zone-a"], f"http://{targets['zone-a']}", emulator, prom_url)
             yield Pair(Monitored(stack, webhook), targets, stacks)
         finally:
-            for proc in reversed(procs):
-                proc.stop(signal.SIGTERM, timeout=60)
+            stop_all(procs)
             emulator.proc.stop()
             for run_dir in run_dirs:
                 shutil.rmtree(run_dir, ignore_errors=True)
-            report = getattr(request.node, "rep_call", None)
-            if report is not None and report.failed:
-                for log in ("zone-a/stack.log", "zone-b/stack.log", "alertmanager.log", "prometheus.log"):
-                    print(f"---- {log} ----\n" + (tmp_path / log).read_text(errors="replace")[-4000:])
+            logs = ["zone-a/stack.log", "zone-b/stack.log", "alertmanager.log", "prometheus.log"]
+            show_logs(harness.failed(request), tmp_path, logs, 4000)
+            if harness.failed(request):
                 print("---- notifications ----\n" + "\n".join(map(str, webhook.received)))
 
 

@@ -16,22 +16,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.contract import LOCAL_CLIENT_SECRET, LOCAL_WEBHOOK_TOKEN
 from shared.exits import ExitStatus
-from tests.e2e.harness import PROMETHEUS, PROMTOOL, Stack, require, stack_env, start_prometheus
-from tests.helpers import (
-    CLIENT_SECRET,
-    ROOT,
-    WEBHOOK_TOKEN,
-    free_port,
-    implied_state,
-    probe_cmd,
-    read_events,
-    serve_emulator,
-    start,
-    store_app_id,
-    store_in_flight,
-    wait_until,
-)
+from testkit.emulator import serve_emulator
+from testkit.probe import probe_cmd, read_events, store_app_id, store_in_flight
+from testkit.process import ROOT, free_port, start, wait_until
+from testkit.truth import implied_state
+from tests.e2e.harness import PROMETHEUS, PROMTOOL, Stack, probe_run, require, stack_env, start_prometheus
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -50,25 +41,17 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     require(PROMETHEUS, PROMTOOL)
     emulator = serve_emulator()
     emulator.faults(delay_ms=DELAY * 1000, drop_rate=0.05, seed=42)
-    run_dir = tempfile.mkdtemp(prefix="pr-")
-    metrics_port = free_port()
-    env = stack_env(emulator, tmp_path, run_dir, metrics_port, LOSS_TIMEOUT)
-    proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
-    # Prometheus starts scraping once the metrics program serves: `up` then means the program stayed up.
-    wait_until(lambda: requests.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5).ok, 60, "the metrics port")
-    prometheus, prom_url = start_prometheus(tmp_path, metrics_port)
-    stack = Stack(proc, env, f"http://127.0.0.1:{metrics_port}", emulator, prom_url)
     try:
-        yield stack
+        with probe_run(emulator, tmp_path, request, LOSS_TIMEOUT) as stack:
+            # Prometheus starts scraping once the metrics program serves: `up` then means the program stayed up.
+            wait_until(lambda: requests.get(f"{stack.metrics_url}/healthz", timeout=5).ok, 60, "the metrics port")
+            prometheus, stack.prometheus_url = start_prometheus(tmp_path, int(stack.env["METRICS_PORT"]))
+            try:
+                yield stack
+            finally:
+                prometheus.stop()
     finally:
-        code = proc.stop(signal.SIGTERM, timeout=60)
-        prometheus.stop()
         emulator.proc.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print("---- stack log ----\n" + proc.output()[-8000:])
-        assert code == 0, f"the stack did not stop cleanly ({code})"
 
 
 def final_states_match_the_truth(stack: Stack, killed_at: float, resubscribed: float) -> None:
@@ -152,7 +135,7 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
     assert stack.value('min_over_time(up{job="probe"}[10m])') == 1
     log = stack.proc.output()
     assert "subscribed to" in log and "webhook_token" not in log
-    assert CLIENT_SECRET not in log and WEBHOOK_TOKEN not in log and "Bearer ey" not in log
+    assert LOCAL_CLIENT_SECRET not in log and LOCAL_WEBHOOK_TOKEN not in log and "Bearer ey" not in log
 
 
 def test_bad_configuration_exits_at_once_with_one_line(tmp_path: Path) -> None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import signal
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +18,12 @@ import pytest
 import requests
 
 from shared import event as event_mod
+from shared.contract import LOCAL_CLIENT_SECRET, LOCAL_WEBHOOK_TOKEN
 from shared.store import EventState, FailureKind, Store, StoreReader
+from testkit.emulator import start_emulator
+from testkit.process import wait_until
 from tests.browser import Browser, png_colours
-from tests.e2e.harness import PROMTOOL, Stack, require, stack_env
-from tests.helpers import CLIENT_SECRET, WEBHOOK_TOKEN, free_port, probe_cmd, start, start_emulator, wait_until
+from tests.e2e.harness import PROMTOOL, Stack, probe_run, require
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,21 +41,11 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     emulator = start_emulator(tmp_path, "--dataset", "drops/1", "--dataset", "steady/1")
     emulator.faults("drops", drop_rate=0.3, seed=5)
     (tmp_path / "probe.yaml").write_text(CONFIG)
-    run_dir = tempfile.mkdtemp(prefix="pr-")
-    port = free_port()
-    env = stack_env(emulator, tmp_path, run_dir, port, 1.5, PROBE_CONFIG=tmp_path / "probe.yaml")
-    proc = start(probe_cmd("run"), tmp_path / "stack.log", env=env)
-    stack = Stack(proc, env, f"http://127.0.0.1:{port}", emulator, "")
     try:
-        yield stack
+        with probe_run(emulator, tmp_path, request, 1.5, PROBE_CONFIG=tmp_path / "probe.yaml") as stack:
+            yield stack
     finally:
-        code = proc.stop(signal.SIGTERM, timeout=60)
         emulator.proc.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            print("---- stack log ----\n" + proc.output()[-8000:])
-        assert code == 0, f"the stack did not stop cleanly ({code})"
 
 
 @pytest.fixture
@@ -151,5 +140,5 @@ def test_the_status_page_in_chromium_shows_each_dataset_its_graph_and_kept_failu
         assert got.headers["Content-Type"].startswith("text/plain") and "# HELP" in got.text
     status = requests.get(f"{url}/status", timeout=10)
     assert status.headers["Content-Security-Policy"].startswith("default-src 'none'")
-    assert CLIENT_SECRET not in status.text and WEBHOOK_TOKEN not in status.text  # no secret, no URL with one
-    assert "http://" not in status.text and "ws://" not in status.text
+    assert LOCAL_CLIENT_SECRET not in status.text and LOCAL_WEBHOOK_TOKEN not in status.text
+    assert "http://" not in status.text and "ws://" not in status.text  # no secret, no URL with one

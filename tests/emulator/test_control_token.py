@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 
 from emulator.options import CONTROL_TOKEN_ENV
-from tests.helpers import PYTHON, free_port, start, wait_until
+from testkit.process import PYTHON, free_port, start, wait_until
 
 
 def test_with_a_control_token_the_controls_need_it_and_the_platform_side_does_not(tmp_path: Path) -> None:

@@ -21,24 +21,18 @@ from jwcrypto import jwk, jwt
 from keycloak import KeycloakOpenID
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakError
 
-from tests.helpers import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    DATASET,
-    WEBHOOK_TOKEN,
-    EmulatorClient,
-    free_port,
-    probe_cmd,
-    start,
-    wait_until,
-)
+from shared.contract import LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, LOCAL_WEBHOOK_TOKEN
+from testkit.emulator import EmulatorClient
+from testkit.probe import probe_cmd
+from testkit.process import free_port, start, wait_until
+from tests.helpers import DATASET
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def keycloak(emu: EmulatorClient, secret: str = CLIENT_SECRET) -> KeycloakOpenID:
+def keycloak(emu: EmulatorClient, secret: str = LOCAL_CLIENT_SECRET) -> KeycloakOpenID:
     return KeycloakOpenID(
-        server_url=f"{emu.base}/auth/", realm_name="api-catalog", client_id=CLIENT_ID, client_secret_key=secret
+        server_url=f"{emu.base}/auth/", realm_name="api-catalog", client_id=LOCAL_CLIENT_ID, client_secret_key=secret
     )
 
 
@@ -54,7 +48,7 @@ def post(emu: EmulatorClient, body: object, bearer: str | None, dataset: str = D
     return requests.post(f"{emu.base}/event-collector/event/{dataset}/1", data=data, headers=headers, timeout=10)
 
 
-def subscribe(emu: EmulatorClient, token: str = WEBHOOK_TOKEN, dataset: str = DATASET) -> websocket.WebSocket:
+def subscribe(emu: EmulatorClient, token: str = LOCAL_WEBHOOK_TOKEN, dataset: str = DATASET) -> websocket.WebSocket:
     return websocket.create_connection(
         f"ws://127.0.0.1:{emu.port}/event-data-subscription?dataset_id={dataset}&webhook_token={token}", timeout=5
     )
@@ -64,7 +58,7 @@ def test_token_is_a_signed_jwt_that_opens_the_collector(emulator: EmulatorClient
     answer = keycloak(emulator).token(grant_type="client_credentials")
     assert answer["token_type"] == "Bearer" and answer["expires_in"] == 300
     claims = json.loads(jwt.JWT(jwt=answer["access_token"]).token.objects["payload"])
-    assert {"exp", "iat", "iss", "azp"} <= set(claims) and claims["azp"] == CLIENT_ID
+    assert {"exp", "iat", "iss", "azp"} <= set(claims) and claims["azp"] == LOCAL_CLIENT_ID
     response = post(emulator, {"app_id": "abcdef01", "seqno": 1, "time_sent": "t"}, answer["access_token"])
     assert (response.status_code, response.json()) == (200, {"message": "Ok"})
 
@@ -84,7 +78,7 @@ def test_expired_forged_and_missing_tokens_get_401(emulator: EmulatorClient) -> 
     header, payload, signature = good.split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
     other_key = jwk.JWK.generate(kty="RSA", size=2048)
-    forged = jwt.JWT(header={"alg": "RS256"}, claims={"exp": time.time() + 300, "azp": CLIENT_ID})
+    forged = jwt.JWT(header={"alg": "RS256"}, claims={"exp": time.time() + 300, "azp": LOCAL_CLIENT_ID})
     forged.make_signed_token(other_key)
     for bad in (tampered, forged.serialize(), "not-a-jwt", None):
         response = post(emulator, event, bad)

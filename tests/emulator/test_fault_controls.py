@@ -13,7 +13,9 @@ import requests
 
 from probe_stack.runtime.run import emulator_faults_problem
 from shared.exits import ExitStatus
-from tests.helpers import PYTHON, ROOT, EmulatorClient, probe_cmd
+from testkit.emulator import EmulatorClient
+from testkit.probe import probe_cmd
+from testkit.process import PYTHON, ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,11 +86,12 @@ def test_a_busy_port_is_one_line(tmp_path: Path) -> None:
 def test_refuse_subscriber_refuses_one_location_and_closes_its_subscription(emulator: EmulatorClient) -> None:
     import websocket
 
-    from tests.helpers import DATASET, WEBHOOK_TOKEN
+    from shared.contract import LOCAL_WEBHOOK_TOKEN
+    from tests.helpers import DATASET
 
     def subscribe(tag: str) -> websocket.WebSocket:
         url = f"ws://127.0.0.1:{emulator.port}/event-data-subscription?subscriber={tag}"
-        return websocket.create_connection(f"{url}&dataset_id={DATASET}&webhook_token={WEBHOOK_TOKEN}", timeout=5)
+        return websocket.create_connection(f"{url}&dataset_id={DATASET}&webhook_token={LOCAL_WEBHOOK_TOKEN}", timeout=5)
 
     zone_a, zone_b = subscribe("zone-a"), subscribe("zone-b")
     emulator.faults(refuse_subscriber="zone-b")

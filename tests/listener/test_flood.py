@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from emulator import hostile
+from testkit import hostile
 from tests.helpers import (
     Proc,
     metric,

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from emulator import hostile
 from probe_listener import connect as connect_mod
 from probe_listener.budget import NOISE_SHARE
 from probe_listener.connect import ConnectFailure, handshake_failure
 from probe_listener.subscription import Subscription
 from shared import config
 from shared.store import NoteOwner, Store, note_key
+from testkit import hostile
 from tests.helpers import ROOT, wait_until
 
 

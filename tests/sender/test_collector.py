@@ -11,8 +11,8 @@ import requests
 from probe_sender.collector import Collector, PostError
 from shared import auth
 from shared.auth import TokenProvider
+from testkit.http_stub import Reply, Request, sequence, serve
 from tests.helpers import free_port
-from tests.http_stub import Reply, Request, sequence, serve
 
 EVENT = {"app_id": "abcdef01", "seqno": 7, "time_sent": "2026-11-28T00:00:00.000000+00:00"}
 TOKEN_PATH = "/auth/realms/r/protocol/openid-connect/token"

@@ -22,8 +22,11 @@ import pytest
 from probe_sender import wiring
 from probe_sender.collector import Collector, PostError
 from shared.auth import MAX_ANSWER_BYTES, AuthError, TokenFailure, TokenProvider, TokenResult
+from testkit.hostile import drip
+from testkit.hostile import read_head as read_request
+from testkit.hostile import serve as raw_peer
+from testkit.http_stub import Reply, Request, sequence, serve
 from tests.helpers import free_port
-from tests.http_stub import Reply, Request, drip, raw_peer, read_request, sequence, serve
 
 EVENT = {"app_id": "abcdef01", "seqno": 7, "time_sent": "2026-11-28T00:00:00.000000+00:00"}
 TOKEN_PATH = "/auth/realms/r/protocol/openid-connect/token"

@@ -16,6 +16,8 @@ import requests
 
 from shared.exits import ExitStatus
 from shared.store import EventRow, NoteOwner, Store, note_key
+from testkit.hostile import read_head as read_request
+from testkit.hostile import serve as raw_peer
 from tests.helpers import (
     PYTHON,
     ROOT,
@@ -28,7 +30,6 @@ from tests.helpers import (
     start_probe,
     wait_until,
 )
-from tests.http_stub import raw_peer, read_request
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,7 @@ import pytest
 from probe_sender import wiring
 from shared import config
 from shared.tracing import NoTracer
-from tests.http_stub import Reply, sequence, serve
+from testkit.http_stub import Reply, sequence, serve
 
 EVENT = {"app_id": "abcdef01", "seqno": 7, "time_sent": "2026-11-28T00:00:00.000000+00:00"}
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")

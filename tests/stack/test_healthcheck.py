@@ -10,8 +10,8 @@ from probe_stack.commands.health import check
 from probe_stack.metrics.address import metrics_address
 from shared import config as config_mod
 from shared.exits import ExitStatus
+from testkit.http_stub import Reply, serve
 from tests.helpers import free_port
-from tests.http_stub import Reply, serve
 
 
 def config(port: int, host: str = "127.0.0.1") -> config_mod.Config:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from shared.exits import ExitStatus
 from shared.store import Store
+from testkit.http_stub import Reply, serve
 from tests.helpers import ROOT, free_port, probe_cmd
-from tests.http_stub import Reply, serve
 
 
 def run_status(db: Path, *args: str, metrics_port: int | None = None) -> subprocess.CompletedProcess:

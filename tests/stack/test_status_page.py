@@ -36,7 +36,8 @@ from shared.store import (
     Store,
     StoreReader,
 )
-from tests.helpers import ROOT, free_port, probe_cmd
+from testkit.probe import metrics_env
+from tests.helpers import ROOT, probe_cmd
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -197,18 +198,9 @@ def test_a_page_being_drawn_does_not_hold_up_another_request(tmp_path: Path) -> 
 def test_the_server_gives_the_page_to_a_browser_and_metrics_to_prometheus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
-    port = free_port()
-    env = {
-        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
-        "ORIGO_ENVIRONMENT": "local",
-        "METRICS_HOST": "127.0.0.1",
-        "METRICS_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-        "PROBE_DB_PATH": str(tmp_path / "probe.sqlite3"),
-    }
+    env = metrics_env(tmp_path)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", env["PROMETHEUS_MULTIPROC_DIR"])
+    port = int(env["METRICS_PORT"])
     with Store(tmp_path / "probe.sqlite3") as store:
         srv = metrics_server.make_server(config.load(env), store, limit=8)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -258,19 +250,10 @@ def test_probe_status_and_the_page_give_the_same_verdict(tmp_path: Path) -> None
 def test_a_locked_store_costs_the_page_a_bounded_time_and_scrapes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
-    port = free_port()
+    env = metrics_env(tmp_path)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", env["PROMETHEUS_MULTIPROC_DIR"])
+    port = int(env["METRICS_PORT"])
     db = tmp_path / "probe.sqlite3"
-    env = {
-        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
-        "ORIGO_ENVIRONMENT": "local",
-        "METRICS_HOST": "127.0.0.1",
-        "METRICS_PORT": str(port),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-        "PROBE_DB_PATH": str(db),
-    }
     store = Store(db)
     store.close()  # only /readyz uses it; an open connection would keep the locker out
     srv = metrics_server.make_server(config.load(env), store, limit=8)

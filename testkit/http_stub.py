@@ -1,9 +1,10 @@
-"""A small scripted HTTP server in the test process, for peers the emulator cannot play."""
+"""A small scripted HTTP server in the test process, for peers the emulator cannot play.
+
+For peers that misbehave below HTTP (dripping bytes, lying about lengths), see `testkit.hostile`.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -84,66 +85,3 @@ def sequence(*replies: Reply) -> Script:
         return remaining.pop(0) if len(remaining) > 1 else remaining[0]
 
     return script
-
-
-@dataclass
-class RawPeer:
-    port: int
-    stopping: threading.Event
-
-
-@contextmanager
-def raw_peer(handle: Callable[[socket.socket, threading.Event], None]) -> Iterator[RawPeer]:
-    """A TCP server on loopback that runs `handle(conn, stopping)` per connection: for peers that
-    misbehave below HTTP (dripping bytes, lying about lengths). Handlers must return once
-    `stopping` is set; every connection is closed when the block ends."""
-    stopping = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    conns: list[socket.socket] = []
-
-    def serve_one(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            handle(conn, stopping)
-
-    def accept() -> None:
-        while not stopping.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conns.append(conn)
-            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield RawPeer(listener.getsockname()[1], stopping)
-    finally:
-        stopping.set()
-        thread.join(2)
-        listener.close()
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.close()
-
-
-def read_request(conn: socket.socket) -> bytes:
-    """The request head (and nothing of a body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def drip(conn: socket.socket, data: bytes, every: float, stopping: threading.Event) -> None:
-    """Send `data` one byte at a time, `every` seconds apart, until done or stopping."""
-    for i in range(len(data)):
-        if stopping.wait(every):
-            return
-        conn.sendall(data[i : i + 1])

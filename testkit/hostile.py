@@ -1,8 +1,10 @@
 """Small hostile peers on loopback, for what the honest emulator will not do: flood a websocket,
-split a huge message into continuation frames, drip, never answer, answer 401 to everything.
+split a huge message into continuation frames, drip, lie about lengths, never answer, answer 401
+to everything.
 
 Used by tests and the bench alike (`python -m bench.hostile`). Each peer is a TCP server in the
-caller's process, one thread per connection, closed when its `with` block ends.
+caller's process, one thread per connection running a handler that owns the connection (it is
+closed when the handler returns), every connection shut when the `with` block ends.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ def serve(handle: Handler) -> Iterator[Peer]:
 
 
 def read_head(conn: socket.socket, limit: int = 65536) -> bytes:
+    """The request head (and nothing of a body, unless it came in the same read)."""
     data = b""
     while b"\r\n\r\n" not in data and len(data) < limit:
         chunk = conn.recv(4096)
@@ -83,6 +86,14 @@ def read_head(conn: socket.socket, limit: int = 65536) -> bytes:
             break
         data += chunk
     return data
+
+
+def drip(conn: socket.socket, data: bytes, every: float, stopping: threading.Event) -> None:
+    """Send `data` one byte at a time, `every` seconds apart, until done or stopping."""
+    for i in range(len(data)):
+        if stopping.wait(every):
+            return
+        conn.sendall(data[i : i + 1])
 
 
 def accept_websocket(conn: socket.socket) -> bytes:

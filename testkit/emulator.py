@@ -1,10 +1,10 @@
-"""Driving a real emulator from tests and the bench: start it, set faults, read the truth.
+"""The emulator in a test or a benchmark: started, its faults set, its truth read, over loopback HTTP.
 
-The emulator runs as a process of its own (`start_emulator`: the bench, and tests where the
-process is the point) or on an event loop in a thread of the caller (`serve_emulator`: the
-same aiohttp application on a real loopback socket, without an interpreter to start).
-Everything here talks to it over loopback HTTP, as a person with curl would; nothing reaches
-into its memory.
+It runs as a process of its own (`start_emulator`: the bench, and tests where the process is the
+point; started by `emulator.launch`, as `probe run --with-emulator` starts it) or on an event loop
+in a thread of the caller (`serve_emulator`: the same aiohttp application on a real loopback
+socket, without an interpreter to start). Everything here talks to it as a person with curl
+would; nothing reaches into its memory.
 """
 
 from __future__ import annotations
@@ -12,71 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll until predicate() is truthy; fail with `what` when the deadline passes."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the condition may not be checkable yet
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
-
-
-@dataclass
-class Proc:
-    """A child process whose output goes to a file that can be shown on failure."""
-
-    popen: subprocess.Popen
-    log_path: Path
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
-
-
-def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Proc:
-    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    popen = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    log_file.close()
-    return Proc(popen, log_path)
+from testkit.process import ROOT, Proc, free_port
 
 
 @dataclass
@@ -161,19 +104,18 @@ class EmulatorClient:
         return env
 
 
-def start_emulator(tmp: Path, *extra: str) -> EmulatorClient:
-    """A real emulator process on a free loopback port, up and answering."""
+def start_emulator(tmp: Path, *flags: str) -> EmulatorClient:
+    """A real emulator process on a free loopback port, with the contract's demo identity, up and answering."""
+    from emulator.launch import launch, wait_up
+
     port = free_port()
-    proc = start(
-        [PYTHON, "-m", "emulator", "--port", str(port), *extra], tmp / f"emulator-{port}.log", env=os.environ.copy()
-    )
-    emulator = EmulatorClient(port, proc)
-    try:
-        wait_until(lambda: emulator.session.get(f"{emulator.base}/_emulator/health", timeout=1).ok, 20, "emulator up")
-    except AssertionError:
+    log_path = tmp / f"emulator-{port}.log"
+    with open(log_path, "ab") as log_file:
+        proc = Proc(launch(port, flags, output=log_file.fileno()), log_path)
+    if not wait_up(proc.popen, port):
         proc.stop()
-        raise AssertionError("emulator did not start:\n" + proc.output()) from None
-    return emulator
+        raise AssertionError("emulator did not start:\n" + proc.output())
+    return EmulatorClient(port, proc)
 
 
 def serve_emulator(*flags: str) -> EmulatorClient:
@@ -197,15 +139,3 @@ def serve_emulator(*flags: str) -> EmulatorClient:
     thread.start()
     port = asyncio.run_coroutine_threadsafe(bind(), loop).result(30)
     return EmulatorClient(port, InThread(loop, thread, runner))
-
-
-def implied_state(event: dict | None) -> tuple[str, int]:
-    """(state, receive count) the truth implies for an event, if the listener never looked away.
-
-    `event` is the truth's record of the event, or None when the collector never accepted it.
-    """
-    if event is None:
-        return "post_failed", 0
-    if event["fate"] in ("dropped", "held"):
-        return "lost", 0
-    return "received", len(event["writes"])

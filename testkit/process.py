@@ -1,0 +1,97 @@
+"""Processes a test or a benchmark starts: each in a process group of its own, stopped by that group only.
+
+A process group per child means a stop reaches what the child started in its group too (a shell's
+children, a forgotten helper), and nothing else: no name is ever matched, no stranger signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll until predicate() is truthy; fail with `what` when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the condition may not be checkable yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+@dataclass
+class Proc:
+    """A child process (the leader of its own process group) whose output goes to a file shown on failure."""
+
+    popen: subprocess.Popen
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the child's group, while the child is unreaped (its pid is then surely still its group's)."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.signal_group(sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal_group(signal.SIGKILL)
+            self.popen.wait(5)
+        return self.popen.returncode
+
+
+def start(args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Proc:
+    """Run `args` from the project's root in a new process group, its output appended to `log_path`."""
+    with open(log_path, "ab") as log_file:  # the child holds its own copy for its lifetime
+        popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return Proc(popen, log_path)
+
+
+def stop_all(procs: list[Proc], timeout: float = 60) -> None:
+    """Stop each, the last started first (what depends on an earlier one goes before it)."""
+    for proc in reversed(procs):
+        proc.stop(signal.SIGTERM, timeout=timeout)
+
+
+def show_logs(failed: bool, home: Path, logs: list[str], tail: int) -> None:
+    """Print the end of each log (named relative to `home`) for a failed test: pytest shows it with the failure."""
+    if not failed:
+        return
+    for log in logs:
+        print(f"---- {log} ----\n" + (home / log).read_text(errors="replace")[-tail:])

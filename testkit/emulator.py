@@ -104,14 +104,17 @@ class EmulatorClient:
         return env
 
 
-def start_emulator(tmp: Path, *flags: str) -> EmulatorClient:
-    """A real emulator process on a free loopback port, with the contract's demo identity, up and answering."""
+def start_emulator(tmp: Path, *flags: str, env: dict[str, str] | None = None) -> EmulatorClient:
+    """A real emulator process on a free loopback port, with the contract's demo identity, up and answering.
+
+    `env` (default: this process's) is its environment, a control token (EMULATOR_CONTROL_TOKEN) among it.
+    """
     from emulator.launch import launch, wait_up
 
     port = free_port()
     log_path = tmp / f"emulator-{port}.log"
     with open(log_path, "ab") as log_file:
-        proc = Proc(launch(port, flags, output=log_file.fileno()), log_path)
+        proc = Proc(launch(port, flags, output=log_file.fileno(), env=env), log_path)
     if not wait_up(proc.popen, port):
         proc.stop()
         raise AssertionError("emulator did not start:\n" + proc.output())

@@ -6,6 +6,7 @@ children, a forgotten helper), and nothing else: no name is ever matched, no str
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,9 +55,15 @@ class Proc:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def signal_group(self, sig: int) -> None:
-        """Signal the child's group, while the child is unreaped (its pid is then surely still its group's)."""
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, sig)
+        """Signal the child's group if it leads one (`start` makes it), else the child alone; only while it
+        is unreaped, when its pid is surely still its own."""
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            if os.getpgid(self.popen.pid) == self.popen.pid:
+                os.killpg(self.popen.pid, sig)
+            else:  # started by hand, in the caller's group
+                self.popen.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         self.signal_group(sig)

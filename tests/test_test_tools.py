@@ -1,6 +1,6 @@
 """`make test` installs every program the suite runs: a new dependency cannot hide on a machine that had it.
 
-The suite's Python (tests, their conftest, helpers and harnesses) is read as syntax, and every
+The suite's Python (tests, their conftest, helpers, harnesses and the test kit) is read as syntax, and every
 program it runs or looks up is collected: the first word of a literal argument list given to
 subprocess or `start`, and the names given to `shutil.which` (directly, through a loop over a
 constant, or through a small wrapper such as `tool(name)`). Each must be in the Makefile's
@@ -92,7 +92,7 @@ def programs_in(tree: ast.Module) -> list[set[str]]:
 def suite_programs() -> dict[str, set[str]]:
     """Program (or alternatives, joined by ' or ') -> the files that use it."""
     used: dict[str, set[str]] = {}
-    for path in sorted((ROOT / "tests").rglob("*.py")):
+    for path in sorted([*(ROOT / "tests").rglob("*.py"), *(ROOT / "testkit").rglob("*.py")]):
         for names in programs_in(ast.parse(path.read_text())):
             used.setdefault(" or ".join(sorted(names)), set()).add(str(path.relative_to(ROOT)))
     return used

@@ -8,16 +8,13 @@ from pathlib import Path
 import requests
 
 from emulator.options import CONTROL_TOKEN_ENV
-from testkit.process import PYTHON, free_port, start, wait_until
+from testkit.emulator import start_emulator
 
 
 def test_with_a_control_token_the_controls_need_it_and_the_platform_side_does_not(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, CONTROL_TOKEN_ENV: "ctl-token-4711"}
-    proc = start([PYTHON, "-m", "emulator", "--port", str(port)], tmp_path / "emulator.log", env=env)
-    base = f"http://127.0.0.1:{port}"
+    emulator = start_emulator(tmp_path, env={**os.environ, CONTROL_TOKEN_ENV: "ctl-token-4711"})
+    base = emulator.base
     try:
-        wait_until(lambda: requests.get(f"{base}/_emulator/health", timeout=1).ok, 20, "emulator up")
         stranger = [
             ("put", "/_emulator/faults", {"json": {"drop_rate": 1.0}}),
             ("post", "/_emulator/inject", {"json": {"text": "forged"}}),
@@ -44,17 +41,13 @@ def test_with_a_control_token_the_controls_need_it_and_the_platform_side_does_no
         )
         assert token.status_code == 401 and "unauthorized_client" in token.text  # its own answer, not ours
     finally:
-        proc.stop()
-    assert "ctl-token-4711" not in proc.output()
+        emulator.proc.stop()
+    assert "ctl-token-4711" not in emulator.proc.output()
 
 
 def test_without_a_control_token_the_demo_controls_stay_open(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != CONTROL_TOKEN_ENV}
-    proc = start([PYTHON, "-m", "emulator", "--port", str(port)], tmp_path / "emulator.log", env=env)
-    base = f"http://127.0.0.1:{port}"
+    emulator = start_emulator(tmp_path, env={k: v for k, v in os.environ.items() if k != CONTROL_TOKEN_ENV})
     try:
-        wait_until(lambda: requests.get(f"{base}/_emulator/health", timeout=1).ok, 20, "emulator up")
-        assert requests.put(f"{base}/_emulator/faults", json={"drop_rate": 0.1}, timeout=5).status_code == 200
+        assert requests.put(f"{emulator.base}/_emulator/faults", json={"drop_rate": 0.1}, timeout=5).status_code == 200
     finally:
-        proc.stop()
+        emulator.proc.stop()

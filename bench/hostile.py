@@ -7,7 +7,7 @@ Issue 22's six-dataset probe, re-runnable: one probe (the real supervised stack)
   fragments a websocket that sends 100 MB messages as 60 KB continuation frames,
   creds     a wrong webhook token (the subscription is refused with 403),
   auth401   a collector that answers 401 to every post,
-all on loopback: the emulator and the small hostile peers of emulator/hostile.py. The target
+all on loopback: the emulator and the small hostile peers of testkit/hostile.py. The target
 (issue 22): the good dataset's p99 latency beside its neighbours within 2x of its value alone.
 Results go to bench/results/hostile.json and .md.
 """

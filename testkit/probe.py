@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from testkit.emulator import EmulatorClient
-from testkit.process import PYTHON, ROOT, Proc, free_port, start
+from testkit.process import PYTHON, ROOT, Proc, free_port, start, wait_until
 
 
 def probe_cmd(*args: str) -> list[str]:
@@ -47,6 +47,17 @@ def start_probe(kind: str, env: dict[str, str], tmp: Path, tag: str = "") -> Pro
 
     Store(env["PROBE_DB_PATH"]).close()
     return start([PYTHON, "-m", f"probe_{kind}"], tmp / f"{kind}{tag}.log", env=env)
+
+
+def start_pipeline(emulator: EmulatorClient, env: dict[str, str], tmp: Path, subscriptions: int) -> tuple[Proc, Proc]:
+    """(listener, sender): the listener first, subscribed `subscriptions` times before the sender's first post."""
+    listener = start_probe("listener", env, tmp)
+    try:
+        wait_until(lambda: emulator.subscribers() == subscriptions, 15, f"{subscriptions} subscription(s)")
+    except AssertionError:
+        listener.stop()
+        raise
+    return listener, start_probe("sender", env, tmp)
 
 
 @contextmanager

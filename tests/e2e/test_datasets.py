@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from testkit.emulator import EmulatorClient, serve_emulator
-from testkit.probe import metric, read_events, read_metrics, start_probe, store_app_id, store_in_flight
+from testkit.probe import metric, read_events, read_metrics, start_pipeline, store_app_id, store_in_flight
 from testkit.process import Proc, show_logs, stop_all, wait_until
 from testkit.truth import implied_state
 from tests.e2e.harness import failed
@@ -69,11 +69,8 @@ def test_three_datasets_each_with_its_own_fault_tell_the_truth_and_keep_to_thems
     env = emulator.env(tmp_path, PROBE_CONFIG=str(tmp_path / "probe.yaml"))
     emulator.faults("drops", drop_rate=0.3, seed=7)
     emulator.faults("errors", collector_error_rate=1.0, collector_error_statuses=[500])
-    listener = start_probe("listener", env, tmp_path)
-    procs.append(listener)
-    wait_until(lambda: emulator.subscribers() == 3, 15, "three subscriptions")
-    sender = start_probe("sender", env, tmp_path)
-    procs.append(sender)
+    listener, sender = start_pipeline(emulator, env, tmp_path, 3)
+    procs += [listener, sender]
     wait_until(lambda: len(read_events(env)) >= 60, 30, "events of every dataset")
 
     # The outage: the subscription of one dataset is closed and refused for 2 s.
@@ -148,11 +145,8 @@ def test_copies_altered_on_the_way_are_counted_corrupted_and_still_classified(
         STARTUP_WAIT_SECONDS=10,
     )
     emulator.faults(corrupt_rate=0.2, duplicate_rate=0.1, seed=3)
-    listener = start_probe("listener", env, tmp_path)
-    procs.append(listener)
-    wait_until(lambda: emulator.subscribers() == 1, 15, "the listener to subscribe")
-    sender = start_probe("sender", env, tmp_path)
-    procs.append(sender)
+    listener, sender = start_pipeline(emulator, env, tmp_path, 1)
+    procs += [listener, sender]
     wait_until(lambda: len(read_events(env)) >= 200, 30, "200 events")
     assert sender.stop() == 0
     wait_until(lambda: store_in_flight(env) == 0, LOSS + 15, "every event judged")

@@ -195,14 +195,20 @@ def test_a_page_being_drawn_does_not_hold_up_another_request(tmp_path: Path) -> 
     assert status == 200 and b"probe-dataset" in body
 
 
+@pytest.fixture
+def server_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A metrics program's settings; its metrics directory is this process's too."""
+    settings = metrics_env(tmp_path)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", settings["PROMETHEUS_MULTIPROC_DIR"])
+    return settings
+
+
 def test_the_server_gives_the_page_to_a_browser_and_metrics_to_prometheus(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server_env: dict[str, str]
 ) -> None:
-    env = metrics_env(tmp_path)
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", env["PROMETHEUS_MULTIPROC_DIR"])
-    port = int(env["METRICS_PORT"])
+    port = int(server_env["METRICS_PORT"])
     with Store(tmp_path / "probe.sqlite3") as store:
-        srv = metrics_server.make_server(config.load(env), store, limit=8)
+        srv = metrics_server.make_server(config.load(server_env), store, limit=8)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         try:
@@ -248,15 +254,13 @@ def test_probe_status_and_the_page_give_the_same_verdict(tmp_path: Path) -> None
 
 
 def test_a_locked_store_costs_the_page_a_bounded_time_and_scrapes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server_env: dict[str, str]
 ) -> None:
-    env = metrics_env(tmp_path)
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", env["PROMETHEUS_MULTIPROC_DIR"])
-    port = int(env["METRICS_PORT"])
+    port = int(server_env["METRICS_PORT"])
     db = tmp_path / "probe.sqlite3"
     store = Store(db)
     store.close()  # only /readyz uses it; an open connection would keep the locker out
-    srv = metrics_server.make_server(config.load(env), store, limit=8)
+    srv = metrics_server.make_server(config.load(server_env), store, limit=8)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     # Another process holds the store locked, readers included (exclusive locking mode).
     locker = sqlite3.connect(db, isolation_level=None)

@@ -125,7 +125,10 @@ def test_three_datasets_each_with_its_own_fault_tell_the_truth_and_keep_to_thems
     assert errors["errors"] == states["errors"]["post_failed"] and errors["drops"] == errors["outage"] == 0
     disconnects = {d: metric(samples, "probe_websocket_disconnects_total", dataset=d) for d in states}
     assert disconnects["outage"] >= 1 and disconnects["drops"] == disconnects["errors"] == 0
-    assert metric(samples, "probe_sender_fail_outs_total", dataset="errors") == 1
+    # It fails out after every 5 failed posts in a row; how often it came back to try depends on
+    # how long the run took, which a busy machine stretches.
+    fail_outs = metric(samples, "probe_sender_fail_outs_total", dataset="errors")
+    assert 1 <= fail_outs <= states["errors"]["post_failed"] // 5
     for name in states:
         received = metric(samples, "probe_events_received_total", dataset=name)
         assert received == states[name].get("received", 0) + states[name].get("late", 0)

@@ -15,38 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from probe_sender.collector import Collector, PostError, PostResult
 from probe_sender.fail_out import FailOut, FailOutGroup
 from probe_sender.schedule import SkipReason, next_slot
+from probe_sender.send_step import SendStep
 from shared import event as event_mod
 from shared import metrics
-from shared.auth import HINTS, TokenFailure, TokenResult
+from shared.auth import TokenFailure, TokenResult
 from shared.config import Config, Dataset
 from shared.log import DatasetLog
 from shared.store import Note, NoteOwner, Store, StoreOperation, note_key
 from shared.tracing import NoTracer
 
 log = logging.getLogger("sender")
-
-
-def problem(ds: Dataset, result: PostResult, collector: Collector) -> str:
-    """One line an operator understands, naming the cause and the host (never a secret or query):
-    for the log, /readyz and `probe check` alike."""
-    name = f"{ds.id}/{ds.version}"
-    if result.status == 404:
-        return f"dataset {name} is not known to the collector (404): check its id and version"
-    if result.status == 403:
-        return f"the collector refuses writes to dataset {name} (403): check the client's permissions"
-    if result.reason is PostError.AUTH:
-        if collector.tokens is None:
-            return f"the collector at {collector.host} refuses posts to {name} (401), which go without a token"
-        return f"the collector at {collector.host} refuses the token for {name} (401)"
-    if result.reason is PostError.TOKEN:
-        tokens = collector.tokens
-        cause = tokens.last_failure if tokens is not None else None
-        hint = HINTS.get(cause) if cause is not None else None
-        why = f"{cause}: {hint}" if hint else f"{cause or 'its token request did not end within the deadline'}"
-        return f"posts to {name} fail for want of a token: Keycloak at {tokens.host if tokens else '?'}: {why}"
-    if result.reason in (PostError.DNS, PostError.REFUSED, PostError.TLS, PostError.CONNECTION, PostError.TIMEOUT):
-        return f"posts to {name} fail: the collector at {collector.host}: {result.reason}"
-    return f"posts to {name} fail ({result.reason}{f', status {result.status}' if result.status else ''})"
 
 
 class Sender:
@@ -69,7 +47,10 @@ class Sender:
         self.app_id = app_id
         self.stop = stop
         self.fail_outs = fail_outs
-        self._key = store.event_key()  # seals each event: the listener takes no copy without it
+        stamp = {event_mod.LOCATION_FIELD: cfg.location}
+        if cfg.group:
+            stamp[event_mod.GROUP_FIELD] = cfg.group
+        self._step = SendStep(store, app_id, ds, collector, store.event_key(), self.tracer, stamp)
         self._note = Note(store, note_key(NoteOwner.SENDER, ds.name))  # a problem of the posts, on record for /readyz
         self._slots = threading.BoundedSemaphore(cfg.post_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=cfg.post_concurrency, thread_name_prefix=f"post-{ds.name}")
@@ -130,34 +111,19 @@ class Sender:
             return
         sent_at = time.time()
         try:
-            seqno = self.store.record_send(self.app_id, self.ds.name, self.ds.version, sent_at, time.monotonic())
+            event = self._step.record(sent_at)
         except sqlite3.Error as exc:
             # Record before send: an event the store cannot hold is not posted at all.
             self._slots.release()
             metrics.count_store_error(self.ds.name, StoreOperation.RECORD_SEND, exc)
             metrics.skipped_slots.labels(self.ds.name, SkipReason.STORE).inc()
             return
-        event = event_mod.build(self.app_id, self.ds.name, seqno, sent_at, self.ds.payload_bytes)
-        event[event_mod.LOCATION_FIELD] = self.cfg.location
-        if self.cfg.group:
-            event[event_mod.GROUP_FIELD] = self.cfg.group
         self._last_sent.set(sent_at)
         self._pool.submit(self._post, event)
 
-    def _problem(self, result: PostResult) -> str:
-        return problem(self.ds, result, self.collector)
-
     def _post(self, event: dict) -> None:
         try:
-            with self.tracer.event(event, self.ds.name) as segment:
-                event_mod.seal(event, self._key)  # the digest covers every field, the trace id included
-                result = self.collector.post(event)
-                self.tracer.outcome(segment, "posted" if result.ok else str(result.reason), not result.ok)
-            try:
-                self.store.record_post(self.app_id, self.ds.name, event["seqno"], result.ok, result.reason, time.time())
-            except sqlite3.Error as exc:  # the event stays pending, and is judged unobserved, never lost
-                metrics.count_store_error(self.ds.name, StoreOperation.RECORD_POST, exc)
-            self._account(event["seqno"], result)
+            self._account(event["seqno"], self._step.post(event))
         except Exception:  # a bug here must not kill the pool silently
             self.log.exception("post of %s seqno=%s failed unexpectedly", self.ds.name, event["seqno"])
         finally:
@@ -181,7 +147,7 @@ class Sender:
             )
             return
         metrics.post_errors.labels(self.ds.name, result.reason).inc()
-        problem = self._problem(result)
+        problem = self._step.problem(result)
         if self._note.record(problem):
             self.log.error("%s", problem)
         self.log.warning(

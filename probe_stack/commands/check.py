@@ -25,7 +25,7 @@ from shared.exits import ExitStatus
 from shared.store import NoteOwner, note_key
 
 if TYPE_CHECKING:  # imported for real only when the check runs, after PROMETHEUS_MULTIPROC_DIR is set
-    from probe_sender.collector import Collector
+    from probe_sender.send_step import SendStep
     from shared.store import Store
 
 log = logging.getLogger("check")
@@ -75,9 +75,8 @@ def run(cfg: Config, count: int, timeout: float, as_json: bool, only: str | None
 def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, timeout: float) -> list[Outcome]:
     from probe_listener.receiver import Receiver
     from probe_listener.subscription import Subscription
-    from probe_sender.sender import problem
+    from probe_sender.send_step import SendStep
     from probe_sender.wiring import collector_for, session_for, token_provider
-    from shared import event as event_mod
     from shared.store import EventState, Store
     from shared.tracing import NoTracer
 
@@ -102,23 +101,15 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
             time.sleep(0.05)
         session = session_for(cfg)
         tokens = token_provider(cfg, tracer)
+        failures: dict[tuple[str, int], str] = {}
         posters = []
         for ds in datasets:
-            collector = collector_for(cfg, ds, tokens, session, tracer)
-
-            def post_all(ds: Dataset = ds, collector: Collector = collector) -> None:
-                for _ in range(count):
-                    sent_at = time.time()
-                    seqno = store.record_send(app_id, ds.name, ds.version, sent_at)
-                    event = event_mod.build(app_id, ds.name, seqno, sent_at, ds.payload_bytes)
-                    event_mod.seal(event, key)
-                    result = collector.post(event)
-                    # The same words as the sender's note behind /readyz: the reason, its cause and host.
-                    detail = None if result.ok else f"{result.reason}: {problem(ds, result, collector)}"
-                    store.record_post(app_id, ds.name, seqno, result.ok, detail, time.time())
-                    time.sleep(SPACING_SECONDS)
-
-            posters.append(threading.Thread(target=post_all, name=f"check-post-{ds.name}", daemon=True))
+            step = SendStep(store, app_id, ds, collector_for(cfg, ds, tokens, session, tracer), key)
+            posters.append(
+                threading.Thread(
+                    target=_post_all, args=(step, count, failures), name=f"check-post-{ds.name}", daemon=True
+                )
+            )
         for poster in posters:
             poster.start()
         for poster in posters:
@@ -134,7 +125,8 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
                 if row.receive_count > 1:
                     outcome.detail = f"{row.receive_count} copies"
             elif row.state is EventState.POST_FAILED:
-                outcome = Outcome(row.dataset, row.seqno, "post_failed", detail=row.post_error or "")
+                detail = failures.get((row.dataset, row.seqno), row.post_error or "")
+                outcome = Outcome(row.dataset, row.seqno, "post_failed", detail=detail)
             elif row.dataset in unsubscribed:
                 outcome = Outcome(row.dataset, row.seqno, "not_subscribed", detail=_note(store, row.dataset))
             else:
@@ -146,6 +138,17 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
         for thread in threads:
             thread.join(timeout=5)
         store.close()
+
+
+def _post_all(step: SendStep, count: int, failures: dict[tuple[str, int], str]) -> None:
+    """Post the dataset's events with the sender's own send step, noting why any post failed."""
+    for _ in range(count):
+        event = step.record(time.time())
+        result = step.post(event)
+        if not result.ok:
+            # The same words as the sender's note behind /readyz: the reason, its cause and host.
+            failures[step.ds.name, event["seqno"]] = f"{result.reason}: {step.problem(result)}"
+        time.sleep(SPACING_SECONDS)
 
 
 def _note(store: Store, dataset: str) -> str:

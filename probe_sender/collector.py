@@ -204,40 +204,51 @@ class Collector:
             if remaining <= 0:
                 raise _Final(PostError.TIMEOUT)
             headers: dict[str, str] = {}
-            token = None
-            if self.tokens is not None:
-                try:
-                    token = self.tokens.get(timeout=remaining)
-                except AuthError as exc:
-                    left = self.deadline - (time.monotonic() - started)
-                    if left <= 0:
-                        raise _Final(PostError.TIMEOUT) from None
-                    if exc.retry_in >= left:
-                        # No token can be had before the deadline (Keycloak refused the client, or is
-                        # down, and its backoff is longer): waiting it out would only hold a post slot
-                        # until every slot is busy and the schedule counts backpressure, not the cause.
-                        raise _Final(PostError.TOKEN) from None
-                    raise _Retriable(PostError.TOKEN) from None
+            token = self._token(started, remaining)
+            if token is not None:
                 headers["Authorization"] = f"Bearer {token}"
                 remaining = self.deadline - (time.monotonic() - started)
             status, accepted = self._send(body, headers, remaining, number)
-            if not 200 <= status < 600:
-                # A 1xx that requests takes as final (a CDN's 103, a 101), or no HTTP status at all:
-                # not the collector's answer, and not retried (the request was delivered).
-                raise _Final(PostError.BAD_ANSWER, status)
-            if 300 <= status < 400:
-                raise _Final(PostError.REDIRECT, status)
             if status == 401 and token is not None and not renewed and self.tokens.invalidate(token):
                 # The contract: renew the token once and retry this request once; but a token
                 # fetched moments ago is not renewed again (TokenProvider.invalidate).
                 renewed = True
                 continue
-            if status == 401:
-                raise _Final(PostError.AUTH, status)
-            if 200 <= status < 300:
-                if not accepted:
-                    raise _Final(PostError.BAD_ANSWER, status)
-                return status
-            if status in RETRIABLE_STATUSES:
-                raise _Retriable(status_reason(status), status)
-            raise _Final(status_reason(status), status)
+            return judge(status, accepted)
+
+    def _token(self, started: float, remaining: float) -> str | None:
+        """A token for the post (None where posts go without one), or the exception that says why not."""
+        if self.tokens is None:
+            return None
+        try:
+            return self.tokens.get(timeout=remaining)
+        except AuthError as exc:
+            left = self.deadline - (time.monotonic() - started)
+            if left <= 0:
+                raise _Final(PostError.TIMEOUT) from None
+            if exc.retry_in >= left:
+                # No token can be had before the deadline (Keycloak refused the client, or is
+                # down, and its backoff is longer): waiting it out would only hold a post slot
+                # until every slot is busy and the schedule counts backpressure, not the cause.
+                raise _Final(PostError.TOKEN) from None
+            raise _Retriable(PostError.TOKEN) from None
+
+
+def judge(status: int, accepted: bool) -> int:
+    """The status of a post the collector accepted; otherwise the exception that says why it failed,
+    and whether it is worth a retry. `accepted`: a 2xx's body is the collector's answer."""
+    if not 200 <= status < 600:
+        # A 1xx that requests takes as final (a CDN's 103, a 101), or no HTTP status at all:
+        # not the collector's answer, and not retried (the request was delivered).
+        raise _Final(PostError.BAD_ANSWER, status)
+    if 300 <= status < 400:
+        raise _Final(PostError.REDIRECT, status)
+    if status == 401:
+        raise _Final(PostError.AUTH, status)
+    if 200 <= status < 300:
+        if not accepted:
+            raise _Final(PostError.BAD_ANSWER, status)
+        return status
+    if status in RETRIABLE_STATUSES:
+        raise _Retriable(status_reason(status), status)
+    raise _Final(status_reason(status), status)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
+from probe_sender.collector import Collector
 from probe_sender.fail_out import FailOutGroup, fail_out_delay
 from probe_sender.sender import Sender
-from probe_sender.wiring import collector_for, session_for, token_provider
+from probe_sender.wiring import collectors
 from shared.auth import AuthError, TokenProvider
 from shared.config import redact_url
 from shared.exits import ExitStatus
@@ -18,11 +19,11 @@ from shared.process import Process, run_until_stopped
 def run(process: Process) -> int:
     """Send until a stop signal, a fail-out or a crashed schedule; the exit status says which."""
     cfg, store = process.cfg, process.store
-    tokens = token_provider(cfg, process.tracer)
+    tokens, posts_to = collectors(cfg, cfg.datasets, process.tracer)
     fail_outs = FailOutGroup(
         cfg.max_consecutive_errors, [ds.name for ds in cfg.datasets], on_record=store.fail_outs()[0] > 0
     )
-    schedules = Schedules(process, tokens, senders(process, tokens, fail_outs))
+    schedules = Schedules(process, tokens, senders(process, posts_to, fail_outs))
     stopping = f"; in-flight posts finish within {cfg.post_timeout_seconds:.0f}s"
     run_until_stopped(process, [schedules.starter, *schedules.workers], schedules.workers, stopping)
     if fail_outs.failed_out:
@@ -33,13 +34,11 @@ def run(process: Process) -> int:
     return ExitStatus.OK
 
 
-def senders(process: Process, tokens: TokenProvider | None, fail_outs: FailOutGroup) -> list[Sender]:
-    """One sender per dataset, each with its collector, and one line that says where it sends."""
+def senders(process: Process, posts_to: list[Collector], fail_outs: FailOutGroup) -> list[Sender]:
+    """One sender per dataset, with its collector, and one line that says where it sends."""
     cfg, app_id = process.cfg, process.app_id
-    session = session_for(cfg)
     found = []
-    for ds in cfg.datasets:
-        collector = collector_for(cfg, ds, tokens, session, process.tracer)
+    for ds, collector in zip(cfg.datasets, posts_to, strict=True):
         found.append(Sender(cfg, ds, process.store, collector, app_id, fail_outs, process.stop, process.tracer))
         process.log.info(
             "sending to %s every %gs as app_id=%s dataset=%s (%s/%s)",

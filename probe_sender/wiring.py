@@ -7,6 +7,7 @@ sender does (the same redirect rule, deadline guard and token handling).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import requests
 
@@ -18,6 +19,16 @@ from shared.http_deadline import guard
 from shared.tracing import NoTracer
 
 log = logging.getLogger("sender")
+
+
+def collectors(
+    cfg: Config, datasets: Sequence[Dataset], tracer: NoTracer
+) -> tuple[TokenProvider | None, list[Collector]]:
+    """The datasets' collectors, in their order, sharing one HTTP session and one token; and the
+    token's provider (None where posts go without one)."""
+    tokens = token_provider(cfg, tracer)
+    session = session_for(cfg)
+    return tokens, [collector_for(cfg, ds, tokens, session, tracer) for ds in datasets]
 
 
 def session_for(cfg: Config) -> requests.Session:

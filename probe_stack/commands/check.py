@@ -76,7 +76,7 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
     from probe_listener.receiver import Receiver
     from probe_listener.subscription import Subscription
     from probe_sender.send_step import SendStep
-    from probe_sender.wiring import collector_for, session_for, token_provider
+    from probe_sender.wiring import collectors
     from shared.store import EventState, Store
     from shared.tracing import NoTracer
 
@@ -99,12 +99,11 @@ def _check(cfg: Config, datasets: list[Dataset], db_path: Path, count: int, time
         while unsubscribed and time.monotonic() < deadline:
             unsubscribed = {n for n in unsubscribed if store.subscribed_since(n, fresh, time.time()) is None}
             time.sleep(0.05)
-        session = session_for(cfg)
-        tokens = token_provider(cfg, tracer)
+        _, posts_to = collectors(cfg, datasets, tracer)
         failures: dict[tuple[str, int], str] = {}
         posters = []
-        for ds in datasets:
-            step = SendStep(store, app_id, ds, collector_for(cfg, ds, tokens, session, tracer), key)
+        for ds, collector in zip(datasets, posts_to, strict=True):
+            step = SendStep(store, app_id, ds, collector, key)
             posters.append(
                 threading.Thread(
                     target=_post_all, args=(step, count, failures), name=f"check-post-{ds.name}", daemon=True

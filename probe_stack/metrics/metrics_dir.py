@@ -15,11 +15,12 @@ anything else there is refused, never deleted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 import stat
 from pathlib import Path
+
+from shared.dir_lock import DirBusy, DirUnsafe, DirUnusable, hold_dir
 
 MARKER = ".dataplatform-probe-metrics"
 MARKER_TEXT = "This directory holds dataplatform-probe's metric files; they are deleted at every stack start.\n"
@@ -73,32 +74,20 @@ def hold(path: Path) -> int:
     Returns the descriptor to keep open (not inherited). Nothing in the directory is changed.
     Raises MetricsDirBusy when another stack holds it, MetricsDirError when it is not usable.
     """
-    with contextlib.suppress(FileExistsError):
-        if not path.is_symlink():
-            path.mkdir(mode=0o700, parents=True)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        return hold_dir(path, lambda info: mode_problem(info.st_mode, info.st_uid, os.geteuid()))
+    except DirUnusable as exc:
+        raise MetricsDirError(f"PROMETHEUS_MULTIPROC_DIR={path} {exc}; point it at a new directory") from None
+    except DirUnsafe as exc:
         raise MetricsDirError(
-            f"PROMETHEUS_MULTIPROC_DIR={path} is not a directory; point it at a new directory"
-        ) from None
-    info = os.fstat(fd)
-    problem = mode_problem(info.st_mode, info.st_uid, os.geteuid())
-    if problem:
-        os.close(fd)
-        raise MetricsDirError(
-            f"PROMETHEUS_MULTIPROC_DIR={path} {problem}: others could add metric files that count as the probe's; "
+            f"PROMETHEUS_MULTIPROC_DIR={path} {exc}: others could add metric files that count as the probe's; "
             "point it at a directory only you can write"
-        )
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        ) from None
+    except DirBusy:
         raise MetricsDirBusy(
             f"another stack already uses the metrics directory {path} ({_holder(path)}); "
             "give this one its own PROMETHEUS_MULTIPROC_DIR"
         ) from None
-    return fd
 
 
 def refusal(entries: dict[str, os.DirEntry]) -> str | None:

@@ -15,6 +15,7 @@ import stat
 import time
 from pathlib import Path
 
+from shared.dir_lock import DirBusy, DirUnsafe, DirUnusable, hold_dir
 from shared.store import check_store_path, make_store_dir, open_companion
 
 
@@ -75,25 +76,10 @@ def hold_private_dir(path: Path) -> int:
     holding it raises StackRunning.
     """
     try:
-        if not path.is_symlink():
-            path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise RunDirError(f"cannot be created ({exc.strerror})") from None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        raise RunDirError("is not a directory") from None
-    problem = private_problem(os.fstat(fd), os.geteuid())
-    if problem:
-        os.close(fd)
-        raise RunDirError(problem)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        return hold_dir(path, lambda info: private_problem(info, os.geteuid()))
+    except (DirUnusable, DirUnsafe) as exc:
+        raise RunDirError(str(exc)) from None
+    except DirBusy:
         raise StackRunning(
             f"another stack already uses the run directory {path}; give this one its own PROBE_RUN_DIR"
         ) from None
-    return fd

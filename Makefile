@@ -12,7 +12,7 @@ RUN := $(VENV)/bin
 PIPENV := $(shell command -v pipenv 2>/dev/null || echo "python3 -m pipenv")
 ENV_FILE ?= probe.env
 
-.PHONY: help init format format-diff lint test test-deps run run-app run-dp run-script upgrade-deps bench soak deploy clean
+.PHONY: help init format format-diff lint test test-deps run run-app run-dp run-script upgrade-deps bench soak deploy docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -95,6 +95,10 @@ deploy: init ## regenerate deploy/prometheus/probe-rules.yml, its PrometheusRule
 	$(RUN)/probe rules --params deploy/prometheus/alert-params.yaml > deploy/prometheus/probe-rules.yml
 	$(RUN)/probe rules --params deploy/prometheus/alert-params.yaml --prometheus-rule > deploy/kubernetes/probe-rules.yaml
 	$(RUN)/probe dashboard > deploy/grafana/dashboards/dataplatform-probe.json
+
+# The generated parts of docs/: the performance page, the layout table, the settings table.
+docs: init ## regenerate docs/performance.md and the generated tables of docs/ (tests check them)
+	$(RUN)/python -m bench.docs
 
 clean: ## remove the virtualenv and var/
 	rm -rf $(VENV) var

@@ -1,7 +1,8 @@
-"""Every command the README and docs/ show is real: a Make target, or a `probe` subcommand whose flags parse.
+"""Every command the README and docs/ show is real: a Make target, a `probe` subcommand whose flags
+parse, a `python -m` module of the tree; and every file of the repository they name exists.
 
 Nothing is started: `probe` lines are parsed by the CLI's own parser (a dry parse), `make`
-lines are looked up among the Makefile's targets.
+lines are looked up among the Makefile's targets, modules and paths in the tree.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ SHELL_TAGS = ("sh", "bash", "console")
 FENCE = re.compile(r"^\s*```(\w*)")
 INLINE = re.compile(r"`((?:\.venv/bin/)?(?:probe|make) [^`]+)`")
 COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z_]+=\S* )*((?:\.venv/bin/)?probe|make)(?: |$)")
+MODULE = re.compile(r"python -m ([a-z_][\w.]*)")
+# a path of the repository in a code span: a top-level directory of ours, then the rest
+REPO_PATH = re.compile(r"`((?:deploy|docs|bench|tests|shared|probe_[a-z]+|emulator)/[\w./-]*)")
 ENDS_A_COMMAND = {">", ">>", "|", "&&", "||", ";", "&", "2>&1"}
 
 
@@ -100,3 +104,31 @@ def test_the_installed_probe_emulator_lists_its_flags() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert all(flag in result.stdout for flag in ("--port", "--dataset", "--faults", "--seed")), result.stdout
+
+
+def named(pattern: re.Pattern[str]) -> list[tuple[str, str]]:
+    """(page, match) of a pattern over every page, each match once."""
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        for match in pattern.findall(doc.read_text()):
+            found.setdefault(match, doc.name)
+    return [(where, match) for match, where in found.items()]
+
+
+MODULES = named(MODULE)
+PATHS = named(REPO_PATH)
+
+
+def test_the_docs_name_modules_and_files() -> None:
+    assert any(m == "bench.status_page" for _, m in MODULES) and len(PATHS) > 20
+
+
+@pytest.mark.parametrize(("where", "module"), MODULES, ids=[f"{w}: {m}" for w, m in MODULES])
+def test_a_shown_python_module_is_in_the_tree(where: str, module: str) -> None:
+    base = ROOT.joinpath(*module.split("."))
+    assert (base / "__main__.py").exists() or base.with_suffix(".py").exists(), f"{where}: no module {module}"
+
+
+@pytest.mark.parametrize(("where", "path"), PATHS, ids=[f"{w}: {p}" for w, p in PATHS])
+def test_a_named_file_of_the_repository_exists(where: str, path: str) -> None:
+    assert (ROOT / path).exists(), f"{where}: `{path}` is not in the repository"

@@ -31,8 +31,7 @@ DELAY = 0.2
 
 
 def readme_metrics() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "metrics.md").read_text().split("\n## ", 1)[0]
     return sorted(set(re.findall(r"^\| `(probe_[a-z_]+)`", section, flags=re.M)))
 
 

@@ -1,0 +1,120 @@
+"""`make docs` / `python -m bench.docs`: the parts of docs/ that are written from a source, not by hand.
+
+A page that restates figures, modules or settings drifts from them unless it is generated:
+docs/performance.md from bench/results/, the layout table of docs/development.md from each
+module's docstring, the settings table of docs/settings.md from `probe config docs`. With
+`--check` nothing is written and the exit status says whether every page is up to date (a
+test runs it), naming each stale page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import difflib
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import performance_page
+
+ROOT = Path(__file__).resolve().parent.parent
+END = "<!-- end generated -->"
+# top-level directories that are code but not a package of the layout
+NOT_LAID_OUT = {"tests"}
+# the library first, then what stands on it; any other package after these, by name
+LAYERS = ("shared", "probe_sender", "probe_listener", "probe_stack", "emulator")
+
+
+def first_sentence(docstring: str | None) -> str:
+    """The first sentence of a docstring's first paragraph, on one line (empty when there is none)."""
+    paragraph = " ".join((docstring or "").strip().split("\n\n", 1)[0].split())
+    for end in (". ", "? "):
+        if end in paragraph:
+            paragraph = paragraph.split(end, 1)[0] + end.strip()
+    return paragraph.replace("|", "\\|")
+
+
+def packages(root: Path) -> list[Path]:
+    """Every package of the tree but the tests, subpackages after their parent, layers in order."""
+    tops = [d for d in root.iterdir() if (d / "__init__.py").exists() and d.name not in NOT_LAID_OUT]
+    found = [init.parent for top in tops for init in top.rglob("__init__.py")]
+
+    def key(package: Path) -> tuple[int, tuple[str, ...]]:
+        parts = package.relative_to(root).parts
+        return (LAYERS.index(parts[0]) if parts[0] in LAYERS else len(LAYERS), parts)
+
+    return sorted(found, key=key)
+
+
+def layout_table(root: Path = ROOT) -> str:
+    """A row per package (its own docstring) and per module (its first docstring sentence)."""
+    rows = ["| module | what it is |", "|---|---|"]
+    for package in packages(root):
+        name = package.relative_to(root).as_posix()
+        rows.append(f"| **`{name}/`** | {first_sentence(docstring(package / '__init__.py'))} |")
+        for module in sorted(package.glob("*.py")):
+            if module.name != "__init__.py":
+                rows.append(f"| `{name}/{module.name}` | {first_sentence(docstring(module))} |")
+    return "\n".join(rows)
+
+
+def docstring(path: Path) -> str | None:
+    return ast.get_docstring(ast.parse(path.read_text(), str(path)))
+
+
+def settings_table(root: Path = ROOT) -> str:
+    """`probe config docs`, through the installed entry point beside this interpreter."""
+    probe = Path(sys.executable).parent / "probe"
+    result = subprocess.run([str(probe), "config", "docs"], cwd=root, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise SystemExit(f"bench.docs: `probe config docs` failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def splice(text: str, name: str, content: str) -> str:
+    """`text` with the region `<!-- generated: name -->` ... END replaced by `content`."""
+    start = f"<!-- generated: {name} -->"
+    if start not in text or END not in text.split(start, 1)[1]:
+        raise SystemExit(f"bench.docs: no region {start} ... {END}")
+    head, rest = text.split(start, 1)
+    return f"{head}{start}\n{content}\n{END}{rest.split(END, 1)[1]}"
+
+
+def pages(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
+    """page -> how its new text is made from its present text."""
+    docs = root / "docs"
+    return {
+        docs / "performance.md": lambda _: performance_page.render(root / "bench" / "results"),
+        docs / "development.md": lambda text: splice(text, "the layout", layout_table(root)),
+        docs / "settings.md": lambda text: splice(text, "probe config docs", settings_table(root)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.docs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale page")
+    args = parser.parse_args(argv)
+    stale = []
+    for page, make in pages().items():
+        old = page.read_text() if page.exists() else ""
+        new = make(old)
+        if new == old:
+            continue
+        stale.append(page)
+        if args.check:
+            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), str(page), "generated", lineterm="", n=1)
+            print("\n".join(list(diff)[:40]))
+        else:
+            page.write_text(new)
+            print(f"wrote {page.relative_to(ROOT)}")
+    if args.check and stale:
+        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
+        print(f"stale: {names}; run `make docs`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

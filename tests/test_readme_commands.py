@@ -28,24 +28,32 @@ ENDS_A_COMMAND = {">", ">>", "|", "&&", "||", ";", "&", "2>&1"}
 
 
 def shown_commands() -> list[tuple[str, str]]:
-    """(where, command line) of every `probe`/`make` line in a shell block or inline code span.
+    """(where, command line) of every `probe`/`make` line in a shell block or inline code span."""
+    found: dict[str, str] = {}
+    for doc in DOCS:
+        text = doc.read_text()
+        for line in block_commands(text):
+            found.setdefault(line, doc.name)
+        for span in INLINE.findall(text):
+            found.setdefault(span, doc.name)
+    return [(where, line) for line, where in found.items()]
+
+
+def block_commands(text: str) -> list[str]:
+    """The `probe`/`make` lines of a page's code blocks.
 
     Shell blocks are those tagged sh/bash/console, plus any line written after a `$ ` prompt;
     an untagged block without a prompt is a diagram, not commands.
     """
-    found: dict[str, str] = {}
-    for doc in DOCS:
-        text = doc.read_text()
-        block: str | None = None  # the open block's tag ("" when untagged), None outside blocks
-        for raw in text.splitlines():
-            fence, line = FENCE.match(raw), raw.strip()
-            if fence:
-                block = fence.group(1) if block is None else None
-            elif block is not None and (block in SHELL_TAGS or line.startswith("$ ")) and COMMAND.match(line):
-                found.setdefault(line, doc.name)
-        for span in INLINE.findall(text):
-            found.setdefault(span, doc.name)
-    return [(where, line) for line, where in found.items()]
+    lines = []
+    block: str | None = None  # the open block's tag ("" when untagged), None outside blocks
+    for raw in text.splitlines():
+        fence, line = FENCE.match(raw), raw.strip()
+        if fence:
+            block = fence.group(1) if block is None else None
+        elif block is not None and (block in SHELL_TAGS or line.startswith("$ ")) and COMMAND.match(line):
+            lines.append(line)
+    return lines
 
 
 def words(line: str) -> list[str]:

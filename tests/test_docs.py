@@ -40,7 +40,13 @@ def anchors(page: Path) -> set[str]:
 def test_the_readme_is_read_in_ten_minutes() -> None:
     lines = README.read_text().count("\n")
     assert lines <= 300, f"README.md has {lines} lines; move reference text to docs/"
-    assert "## Go live in five steps" in README.read_text()
+
+
+def test_the_way_to_a_real_platform_is_one_section_of_five_steps() -> None:
+    steps = section(README.read_text(), "## Go live in five steps")
+    assert re.findall(r"^(\d)\. ", steps, re.M) == list("12345")
+    for needed in ("probe config check", "probe check", "make run-script", "docker run", "probe-rules.yml"):
+        assert needed in steps, needed
 
 
 def test_the_generated_pages_are_what_their_sources_give() -> None:

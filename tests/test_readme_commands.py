@@ -76,7 +76,7 @@ COMMANDS = shown_commands()
 
 def test_the_docs_show_the_commands_this_test_is_about() -> None:
     lines = {line for _, line in COMMANDS}
-    assert any("probe emulator --port" in line for line in lines), "the README's emulator line was not found"
+    assert any("probe emulator --port" in line for line in lines), "docs/emulator.md's `probe emulator` line was not found"
     assert any(line.startswith("make test") for line in lines)
     assert len(lines) > 20
 
@@ -106,7 +106,7 @@ def test_every_subcommand_answers_help(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_the_installed_probe_emulator_lists_its_flags() -> None:
-    """The README's own line, through the installed entry point."""
+    """docs/emulator.md's own line, through the installed entry point."""
     result = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "probe"), "emulator", "--help"], capture_output=True, text=True, timeout=60
     )

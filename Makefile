@@ -98,7 +98,7 @@ deploy: init ## regenerate deploy/prometheus/probe-rules.yml, its PrometheusRule
 
 # The generated parts of docs/: the performance page, the layout table, the settings table.
 docs: init ## regenerate docs/performance.md and the generated tables of docs/ (tests check them)
-	$(RUN)/python -m bench.docs
+	$(RUN)/python -m probe_docs
 
 clean: ## remove the virtualenv and var/
 	rm -rf $(VENV) var

@@ -27,11 +27,21 @@ ALLOWED = {
     "probe_listener": {"shared"},
     "probe_stack": {"shared", "probe_sender", "probe_listener", "probe_deploy", "emulator"},
     "probe_deploy": set(),
+    "probe_docs": {"bench"},  # names bench's commands on the performance page; reads its results as files
     "emulator": {"shared"},
     "testkit": {"emulator", "shared", "probe_stack"},  # tests' and bench's kit (runs `probe`); runtime never uses it
     # it times the sender's collector alone, and the status page's queries and render
     "bench": {"testkit", "emulator", "shared", "probe_sender", "probe_stack"},
-    "tests": {"shared", "probe_sender", "probe_listener", "probe_stack", "probe_deploy", "emulator", "testkit"},
+    "tests": {
+        "shared",
+        "probe_sender",
+        "probe_listener",
+        "probe_stack",
+        "probe_deploy",
+        "probe_docs",
+        "emulator",
+        "testkit",
+    },
 }
 # package -> room -> the other rooms of it that room may use
 ROOMS = {

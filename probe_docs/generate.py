@@ -1,23 +1,15 @@
-"""`make docs` / `python -m bench.docs`: the parts of docs/ that are written from a source, not by hand.
-
-A page that restates figures, modules or settings drifts from them unless it is generated:
-docs/performance.md from bench/results/, the layout table of docs/development.md from each
-module's docstring, the settings table of docs/settings.md from `probe config docs`. With
-`--check` nothing is written and the exit status says whether every page is up to date (a
-test runs it), naming each stale page.
-"""
+"""Each generated part of docs/ made from its source: the layout table, the settings table, the
+performance page; and which pages differ from what their sources give now."""
 
 from __future__ import annotations
 
-import argparse
 import ast
-import difflib
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import performance_page
+from probe_docs import performance
 
 ROOT = Path(__file__).resolve().parent.parent
 END = "<!-- end generated -->"
@@ -69,7 +61,7 @@ def settings_table(root: Path = ROOT) -> str:
     probe = Path(sys.executable).parent / "probe"
     result = subprocess.run([str(probe), "config", "docs"], cwd=root, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
-        raise SystemExit(f"bench.docs: `probe config docs` failed: {result.stderr.strip()}")
+        raise SystemExit(f"probe_docs: `probe config docs` failed: {result.stderr.strip()}")
     return result.stdout.strip()
 
 
@@ -77,7 +69,7 @@ def splice(text: str, name: str, content: str) -> str:
     """`text` with the region `<!-- generated: name -->` ... END replaced by `content`."""
     start = f"<!-- generated: {name} -->"
     if start not in text or END not in text.split(start, 1)[1]:
-        raise SystemExit(f"bench.docs: no region {start} ... {END}")
+        raise SystemExit(f"probe_docs: no region {start} ... {END}")
     head, rest = text.split(start, 1)
     return f"{head}{start}\n{content}\n{END}{rest.split(END, 1)[1]}"
 
@@ -86,35 +78,18 @@ def pages(root: Path = ROOT) -> dict[Path, Callable[[str], str]]:
     """page -> how its new text is made from its present text."""
     docs = root / "docs"
     return {
-        docs / "performance.md": lambda _: performance_page.render(root / "bench" / "results"),
+        docs / "performance.md": lambda _: performance.render(root / "bench" / "results"),
         docs / "development.md": lambda text: splice(text, "the layout", layout_table(root)),
         docs / "settings.md": lambda text: splice(text, "probe config docs", settings_table(root)),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.docs", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 naming each stale page")
-    args = parser.parse_args(argv)
+def stale_pages(root: Path = ROOT) -> list[tuple[Path, str, str]]:
+    """(page, its text, what it should be) of every generated page that differs from its sources."""
     stale = []
-    for page, make in pages().items():
+    for page, make in pages(root).items():
         old = page.read_text() if page.exists() else ""
         new = make(old)
-        if new == old:
-            continue
-        stale.append(page)
-        if args.check:
-            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), str(page), "generated", lineterm="", n=1)
-            print("\n".join(list(diff)[:40]))
-        else:
-            page.write_text(new)
-            print(f"wrote {page.relative_to(ROOT)}")
-    if args.check and stale:
-        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
-        print(f"stale: {names}; run `make docs`", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        if new != old:
+            stale.append((page, old, new))
+    return stale

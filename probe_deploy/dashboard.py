@@ -1,7 +1,7 @@
 """The Grafana dashboard of the probe, as plain data.
 
 Built here rather than with a dashboard SDK (grafana-foundation-sdk was weighed: the
-README says why not): it is a list of about twenty panels of four kinds, and a few small
+docs/alerting.md says why not): it is a list of about twenty panels of four kinds, and a few small
 functions over dicts keep it readable without a runtime dependency of `probe dashboard`.
 deploy/grafana/dashboards/dataplatform-probe.json is its output (a test keeps the two in
 step), importable as it is and provisioned by the example compose stack. An overview with

@@ -1,4 +1,4 @@
-"""More than one probe (README "More than one probe"): coverage of a sharded list, and groups of witnesses.
+"""More than one probe (docs/fleet.md): coverage of a sharded list, and groups of witnesses.
 
 A grouped instance's pipeline alerts are judged with its group's: every witness of a group
 seeing a condition is the pipeline's fault (ProbeGroup*), one alone is its location's

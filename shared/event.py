@@ -22,7 +22,7 @@ from enum import StrEnum
 
 DATASET_FIELD = "dataset"
 # Who sent it, in a fleet (PROBE_GROUP, only when set; PROBE_LOCATION): an instance of one's own
-# group is a peer, not a foreign instance (README "More than one probe").
+# group is a peer, not a foreign instance (docs/fleet.md).
 GROUP_FIELD = "group"
 LOCATION_FIELD = "location"
 PADDING_FIELD = "padding"

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = cfg_sub.add_parser("check", help=text, description=text)
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=_config_check)
-    text = "print the settings table (Markdown), as in README.md"
+    text = "print the settings table (Markdown), as in docs/settings.md"
     cfg_sub.add_parser("docs", help=text, description=text).set_defaults(func=_config_docs)
 
     status = add("status", "show recent events and totals from the store")

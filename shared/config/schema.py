@@ -316,7 +316,7 @@ Dataset = dataclasses.make_dataclass(
 
 
 def settings_table() -> list[tuple[str, str, str, str]]:
-    """(yaml key, env var, default, help) rows, for the README and `probe config docs`."""
+    """(yaml key, env var, default, help) rows, for docs/settings.md and `probe config docs`."""
     rows = []
     for f in FIELDS:
         default = "from environment" if f.default is None else f.default

@@ -182,7 +182,7 @@ def read_yaml(path: Path) -> tuple[dict[str, Any], list[Any] | None]:
     values = _flatten(doc)
     for key in values:
         if key not in BY_YAML:
-            raise ConfigError(f"{key} (in {path}): unknown setting; see the configuration table in README.md")
+            raise ConfigError(f"{key} (in {path}): unknown setting; see the settings table in docs/settings.md")
     return values, datasets
 
 

@@ -1,4 +1,4 @@
-"""A sharded fleet (README "More than one probe"): three supervised stacks, shards 0/3, 1/3 and 2/3 of
+"""A sharded fleet (docs/fleet.md): three supervised stacks, shards 0/3, 1/3 and 2/3 of
 one list of nine datasets on one emulator, scraped by one real Prometheus evaluating the generated
 rules. Each watches its third and together they watch all nine; stopping one fires
 ProbeDatasetUnwatched for each of its datasets, naming it, within the alert's `for`, and for no other.

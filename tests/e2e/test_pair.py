@@ -1,4 +1,4 @@
-"""A redundant pair (README "More than one probe"): two supervised stacks of one group on one machine,
+"""A redundant pair (docs/fleet.md): two supervised stacks of one group on one machine,
 watching one dataset of one emulator, scraped by one real Prometheus evaluating the generated rules
 (test-scaled as in test_alerting.py) and alerting through the shipped Alertmanager routing.
 

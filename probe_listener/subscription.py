@@ -152,9 +152,13 @@ class Subscription:
         if ws is None:
             return None
         opened, opened_mono = time.time(), time.monotonic()
-        # An interval a failed write left open ends at its last heartbeat, not now.
-        self.store.close_dangling_subscriptions(self.dataset.name)
-        sub_id = self.store.subscription_opened(self.dataset.name, opened, opened_mono)
+        try:
+            # An interval a failed write left open ends at its last heartbeat, not now.
+            self.store.close_dangling_subscriptions(self.dataset.name)
+            sub_id = self.store.subscription_opened(self.dataset.name, opened, opened_mono)
+        except BaseException:  # not on record (the store full): closed, or the platform delivers to nobody
+            ws.shutdown()
+            raise
         self._note.clear()
         self._set_connected(True)
         self._connects.inc()

@@ -135,11 +135,19 @@ def observe(stack: BenchStack, seen: dict[tuple[str, int], tuple[str, int, float
 
 
 def store_full(stack: BenchStack, limit: int | None) -> None:
-    """A file-size limit on the sender and the listener (None lifts it): their store writes fail."""
-    value = (limit, limit) if limit is not None else (psutil.RLIM_INFINITY, psutil.RLIM_INFINITY)
+    """A file-size limit on the sender and the listener (None lifts it): their store writes fail.
+
+    The soft limit only: raising a hard limit again takes CAP_SYS_RESOURCE, which a container
+    rarely has, and a lift that failed unnoticed would leave the store full until each
+    program's next restart while the judge took the episode for over.
+    """
     for name in ("sender", "listener"):
-        with contextlib.suppress(psutil.Error):
-            psutil.Process(stack.pid(name)).rlimit(psutil.RLIMIT_FSIZE, value)
+        pid = stack.pid(name)
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone: restarted without the limit
+            proc = psutil.Process(pid) if pid else None
+            if proc is not None:
+                hard = proc.rlimit(psutil.RLIMIT_FSIZE)[1]
+                proc.rlimit(psutil.RLIMIT_FSIZE, (hard if limit is None else min(limit, hard), hard))
 
 
 def judge_all(

@@ -19,6 +19,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -203,6 +204,7 @@ def run(hours: float, rate: float, tmp: Path, out: Path) -> dict:
     rows: list[dict[str, float]] = []
     seen: dict[tuple[str, int], tuple[str, int, float]] = {}
     kills = {"sender": 0, "listener": 0}
+    loads: list[float] = []  # the machine's 1-minute load average at each sample: it may be shared
     duration = hours * 3600
     try:
         stack.start()
@@ -234,6 +236,7 @@ def run(hours: float, rate: float, tmp: Path, out: Path) -> dict:
                 next_kill = now + KILL_EVERY * rng.uniform(0.8, 1.2)
             if now >= next_sample:
                 rows.append(sampler.sample())
+                loads.append(os.getloadavg()[0])
                 observe(stack, seen)
                 print(json.dumps({k: round(v, 3) for k, v in rows[-1].items()}), flush=True)
                 next_sample += SAMPLE_EVERY
@@ -248,7 +251,9 @@ def run(hours: float, rate: float, tmp: Path, out: Path) -> dict:
         stack.stop()
         emulator.proc.stop()
     write_csv(rows, out.with_suffix(".csv"))
-    return report(rows, checked, bad, kills, hours, rate)
+    result = report(rows, checked, bad, kills, hours, rate)
+    result["load"] = {"mean": statistics.fmean(loads), "max": max(loads), "cpus": os.cpu_count()}
+    return result
 
 
 def write_csv(rows: list[dict[str, float]], path: Path) -> None:
@@ -335,6 +340,7 @@ def markdown(result: dict, png: bool) -> str:
         f"{result['events']:.0f} events, {kills['sender']} sender and {kills['listener']} listener kills, "
         "one store-full episode.",
         f"Every event against the truth: {result['checked']} checked, {result['mismatches']} mismatches.",
+        *_load_line(result.get("load")),
         "",
         "| figure | per 100,000 events | half-way | end |",
         "|---|---|---|---|",
@@ -346,6 +352,16 @@ def markdown(result: dict, png: bool) -> str:
     if png:
         lines += ["", "![soak curves](soak.png)"]
     return "\n".join(lines) + "\n"
+
+
+def _load_line(load: dict | None) -> list[str]:
+    """The machine's load while it ran: on a shared machine the CPU and timing figures carry it."""
+    if not load:
+        return []
+    return [
+        f"Machine load (1-minute average) during the run: mean {load['mean']:.1f}, max {load['max']:.1f} "
+        f"on {load['cpus']} CPUs."
+    ]
 
 
 def _interrupted(signum: int, _frame: object) -> None:

@@ -16,23 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
 
-from bench import measure
-from bench.harness import BenchStack
+from bench import measure, output
+from bench.skeleton import on_emulator, truth_of
 from shared.store import Store
 from testkit import hostile
-from testkit.emulator import EmulatorClient, start_emulator
+from testkit.emulator import EmulatorClient
 from testkit.process import wait_until
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NEIGHBOURS = ("hang", "flood", "fragments", "creds", "auth401")
 
 
@@ -56,37 +53,27 @@ def config(interval: float, entries: list[str]) -> str:
 
 def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path) -> dict:
     """One probe; the good dataset's latency over `seconds` of steady traffic after a warm-up."""
-    datasets = ["good", *neighbours]
-    emulator = start_emulator(tmp, *(a for d in datasets for a in ("--dataset", f"{d}/1")))
-    stack = BenchStack.create(emulator, tmp, PROBE_CONFIG=str(tmp / "probe.yaml"))
+    datasets = (a for d in ("good", *neighbours) for a in ("--dataset", f"{d}/1"))
     entries = ["  - id: good"]
-    with ExitStack() as peers:
-        try:
-            if neighbours:
-                with Store(stack.env["PROBE_DB_PATH"]) as store:
-                    app_id = store.app_id()  # the flood reads it off the dataset
-                entries += [_entry(name, app_id, peers, emulator) for name in neighbours]
-            (tmp / "probe.yaml").write_text(config(interval, entries))
-            stack.start()
-            wait_until(lambda: [e for e in stack.events() if e.dataset == "good" and e.latency], 60, "an arrival")
-            time.sleep(3)  # warm-up: the neighbours get going
-            listener = psutil.Process(stack.pid("listener"))
-            cpu_before, since = sum(listener.cpu_times()[:2]), time.time()
-            log_before = _warnings(tmp)
-            time.sleep(seconds)
-            until = time.time()
-            cpu = (sum(listener.cpu_times()[:2]) - cpu_before) / (until - since)
-            warnings = _warnings(tmp) - log_before
-            good = [e for e in stack.events() if e.dataset == "good" and since <= e.sent_at < until - 1]
-            app_id = stack.app_id()
-            truth = {
-                e["seqno"]: e
-                for e in emulator.truth()["events"]
-                if e["dataset"] == "good" and e["app_id"] == app_id and e["writes"]
-            }
-        finally:
-            stack.stop()
-            emulator.proc.stop()
+    with ExitStack() as peers, on_emulator(tmp, *datasets, PROBE_CONFIG=str(tmp / "probe.yaml")) as (emulator, stack):
+        if neighbours:
+            with Store(stack.env["PROBE_DB_PATH"]) as store:
+                app_id = store.app_id()  # the flood reads it off the dataset
+            entries += [_entry(name, app_id, peers, emulator) for name in neighbours]
+        (tmp / "probe.yaml").write_text(config(interval, entries))
+        stack.start()
+        wait_until(lambda: [e for e in stack.events() if e.dataset == "good" and e.latency], 60, "an arrival")
+        time.sleep(3)  # warm-up: the neighbours get going
+        listener = psutil.Process(stack.pid("listener"))
+        cpu_before, since = sum(listener.cpu_times()[:2]), time.time()
+        log_before = _warnings(tmp)
+        time.sleep(seconds)
+        until = time.time()
+        cpu = (sum(listener.cpu_times()[:2]) - cpu_before) / (until - since)
+        warnings = _warnings(tmp) - log_before
+        good = [e for e in stack.events() if e.dataset == "good" and since <= e.sent_at < until - 1]
+        every = truth_of(emulator, stack.app_id(), lambda e: (e["dataset"], e["seqno"]))
+        truth = {seqno: e for (dataset, seqno), e in every.items() if dataset == "good" and e["writes"]}
     latencies = [e.latency * 1000 for e in good if e.latency is not None]
     # Where the time goes: send to the emulator's acceptance (the sender), its websocket write to
     # the listener's receipt (the listener); the emulator's own delivery in between.
@@ -177,23 +164,15 @@ def main() -> int:
         default=",".join(NEIGHBOURS),
         help=f"which hostile neighbours (default all: {','.join(NEIGHBOURS)})",
     )
-    parser.add_argument("--out", default=str(RESULTS / "hostile"), help="output path without extension")
+    parser.add_argument("--out", default=str(output.RESULTS / "hostile"), help="output path without extension")
     args = parser.parse_args()
-    results: dict = {
-        "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores",
-        "interval": args.interval,
-        "seconds": args.seconds,
-    }
+    results: dict = output.stamp() | {"interval": args.interval, "seconds": args.seconds}
     chosen = tuple(n for n in args.neighbours.split(",") if n)
     for name, neighbours in (("alone", ()), ("neighbours", chosen)):
         with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
             results[name] = run(neighbours, args.interval, args.seconds, Path(tmp))
         print(name, json.dumps(results[name]), flush=True)
-    out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(results))
-    print(markdown(results))
+    output.write(Path(args.out), results, markdown(results))
     return 0
 
 

@@ -24,8 +24,9 @@ from pathlib import Path
 import psutil
 
 from bench import measure, output
+from bench.harness import BenchStack
 from bench.skeleton import on_emulator, truth_of
-from shared.store import Store
+from shared.store import EventRow
 from testkit import hostile
 from testkit.emulator import EmulatorClient
 from testkit.process import wait_until
@@ -57,8 +58,7 @@ def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path)
     entries = ["  - id: good"]
     with ExitStack() as peers, on_emulator(tmp, *datasets, PROBE_CONFIG=str(tmp / "probe.yaml")) as (emulator, stack):
         if neighbours:
-            with Store(stack.env["PROBE_DB_PATH"]) as store:
-                app_id = store.app_id()  # the flood reads it off the dataset
+            app_id = stack.app_id()  # the flood reads it off the dataset
             entries += [_entry(name, app_id, peers, emulator) for name in neighbours]
         (tmp / "probe.yaml").write_text(config(interval, entries))
         stack.start()
@@ -71,9 +71,26 @@ def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path)
         until = time.time()
         cpu = (sum(listener.cpu_times()[:2]) - cpu_before) / (until - since)
         warnings = _warnings(tmp) - log_before
-        good = [e for e in stack.events() if e.dataset == "good" and since <= e.sent_at < until - 1]
-        every = truth_of(emulator, stack.app_id(), lambda e: (e["dataset"], e["seqno"]))
-        truth = {seqno: e for (dataset, seqno), e in every.items() if dataset == "good" and e["writes"]}
+        good, truth = _good(stack, emulator, since, until)
+    return (
+        {"neighbours": list(neighbours)}
+        | figures(good, truth)
+        | {
+            "listener_cpu_share": cpu,
+            "warning_lines_per_minute": warnings * 60 / seconds,
+        }
+    )
+
+
+def _good(stack: BenchStack, emulator: EmulatorClient, since: float, until: float) -> tuple[list, dict]:
+    """The good dataset's events sent from `since` to a second before `until`, and its truth by seqno."""
+    good = [e for e in stack.events() if e.dataset == "good" and since <= e.sent_at < until - 1]
+    every = truth_of(emulator, stack.app_id(), lambda e: (e["dataset"], e["seqno"]))
+    return good, {seqno: e for (dataset, seqno), e in every.items() if dataset == "good" and e["writes"]}
+
+
+def figures(good: list[EventRow], truth: dict[int, dict]) -> dict:
+    """The good dataset's latency, and its two sides, from its events and their truth."""
     latencies = [e.latency * 1000 for e in good if e.latency is not None]
     # Where the time goes: send to the emulator's acceptance (the sender), its websocket write to
     # the listener's receipt (the listener); the emulator's own delivery in between.
@@ -84,7 +101,6 @@ def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path)
         if e.seqno in truth and e.latency is not None
     ]
     return {
-        "neighbours": list(neighbours),
         "events": len(good),
         "arrived": len(latencies),
         "p50_ms": measure.percentile(latencies, 50),
@@ -94,8 +110,6 @@ def run(neighbours: tuple[str, ...], interval: float, seconds: float, tmp: Path)
         "send_side_p99_ms": measure.percentile(send, 99),
         "receive_side_p50_ms": measure.percentile(receive, 50),
         "receive_side_p99_ms": measure.percentile(receive, 99),
-        "listener_cpu_share": cpu,
-        "warning_lines_per_minute": warnings * 60 / seconds,
     }
 
 

@@ -98,25 +98,34 @@ def verdict(
     """
     if state not in FINAL:
         return f"not final: {state}"
-    window = (sent_at - margin, sent_at + loss_timeout + margin)
-    seen_all = _covered(subscriptions, *window) and not _touched(probe_blind, *window)
-    blind = not _touched(subscriptions, sent_at, sent_at + loss_timeout)
-    written = len(truth["writes"]) if truth else 0
     if truth is None:
         return None if state in ("post_failed", "unobserved") else "the collector never accepted it"
     if state == "post_failed":
         return "the collector accepted it"
+    window = (sent_at - margin, sent_at + loss_timeout + margin)
+    seen_all = _covered(subscriptions, *window) and not _touched(probe_blind, *window)
+    blind = not _touched(subscriptions, sent_at, sent_at + loss_timeout)
     if truth["fate"] == "dropped":
-        if state in ("received", "late") or count:
-            return "the pipeline dropped it, yet it arrived"
-        if blind and state == "lost":
-            return "judged lost while the listener was not subscribed"
-        if seen_all and state != "lost":
-            return "dropped while subscribed throughout, yet not lost"
-        return None
+        return _dropped(state, count, seen_all, blind)
+    return _accepted(state, count, len(truth["writes"]), seen_all and truth["fate"] == "delivered", blind)
+
+
+def _dropped(state: str, count: int, seen_all: bool, blind: bool) -> str | None:
+    """An event the pipeline dropped: never arrived; lost only where the probe could see it."""
+    if state in ("received", "late") or count:
+        return "the pipeline dropped it, yet it arrived"
+    if blind and state == "lost":
+        return "judged lost while the listener was not subscribed"
+    if seen_all and state != "lost":
+        return "dropped while subscribed throughout, yet not lost"
+    return None
+
+
+def _accepted(state: str, count: int, written: int, seen_delivery: bool, blind: bool) -> str | None:
+    """An event the pipeline kept: each copy written counted at most once; arrived where seen whole."""
     if count > written:
         return f"{count} arrivals counted, {written} written"
-    if seen_all and truth["fate"] == "delivered":
+    if seen_delivery:
         return None if (state, count) in (("received", written), ("late", written)) and written else "differs"
     if state == "lost" and (blind or written):
         return "delivered, yet judged lost"

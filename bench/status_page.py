@@ -16,12 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import output
 from probe_stack.metrics.status_page import render
 from probe_stack.verdict.figures import snapshot
 from shared import config
 from shared.store import Store, StoreReader
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build_store(path: Path, datasets: int, now: float) -> None:
@@ -84,8 +83,8 @@ def main() -> int:
         "snapshot_ms_max": round(max(snaps) * 1000, 1),
         "page_kib": round(size / 1024),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "status_page.json").write_text(json.dumps(result, indent=2) + "\n")
+    output.RESULTS.mkdir(exist_ok=True)
+    (output.RESULTS / "status_page.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

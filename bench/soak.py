@@ -58,7 +58,15 @@ def store_full(stack: BenchStack, limit: int | None) -> None:
             proc = psutil.Process(pid) if pid else None
             if proc is not None:
                 hard = proc.rlimit(psutil.RLIMIT_FSIZE)[1]
-                proc.rlimit(psutil.RLIMIT_FSIZE, (hard if limit is None else min(limit, hard), hard))
+                proc.rlimit(psutil.RLIMIT_FSIZE, (soft_limit(limit, hard), hard))
+
+
+def soft_limit(limit: int | None, hard: int) -> int:
+    """The soft file-size limit for `limit` (None: lifted) under `hard`, which may be unlimited
+    (RLIM_INFINITY, -1 here: min() would take it for the lower)."""
+    if limit is None or (hard != psutil.RLIM_INFINITY and hard < limit):
+        return hard
+    return limit
 
 
 def read_truth(emulator: EmulatorClient, app_id: str) -> tuple[dict, dict[str, list[soak_judge.Interval]]]:

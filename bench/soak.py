@@ -221,8 +221,9 @@ def main() -> int:
         signal.signal(sig, _interrupted)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.redraw:  # the figures and the curves again from a run's CSV and JSON, nothing run
+    if args.redraw:  # the figures, the verdict and the curves again from a run's CSV and JSON, nothing run
         result = json.loads(out.with_suffix(".json").read_text())
+        result["failures"] = soak_report.failures(soak_report.read_csv(out.with_suffix(".csv")), result["mismatches"])
     else:
         with tempfile.TemporaryDirectory(prefix="probe-soak-") as tmp_dir:
             result = run(args.hours, args.rate, Path(tmp_dir), out)

@@ -1,4 +1,4 @@
-"""Command-line flags of `probe emulator`, and the emulator they describe; defaults match the local demo in probe.yaml.
+"""Command-line flags of `probe emulator`, and the emulator they describe; defaults match the demo (deploy/demo.yaml).
 
 Only the standard library and `emulator.faults` at import: `probe` builds its parser from
 these flags on every call, and aiohttp is imported only when an emulator is built.

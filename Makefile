@@ -80,7 +80,7 @@ upgrade-deps: ## update the locked dependencies (Pipfile.lock) to their newest a
 	@command -v pipenv >/dev/null 2>&1 || python3 -m pip install --quiet pipenv
 	$(PIPENV) update --dev
 
-run-script: init ## the same, with settings from probe.env (copy probe.env.example)
+run-script: init ## the supervised stack against the real platform, with settings from probe.env (copy probe.env.example)
 	@test -f "$(ENV_FILE)" || { echo "$(ENV_FILE) is missing: cp probe.env.example $(ENV_FILE) and fill it in" >&2; exit 2; }
 	@set -a && source "$(ENV_FILE)" && set +a && $(RUN)/probe run
 

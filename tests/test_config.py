@@ -184,7 +184,7 @@ def test_config_check_never_prints_secrets() -> None:
     assert result.returncode == ExitStatus.CONFIG and client_secret not in result.stderr
 
 
-def test_readme_settings_table_is_the_generated_one() -> None:
+def test_the_settings_page_table_is_the_generated_one() -> None:
     result = subprocess.run(probe_cmd("config", "docs"), cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert result.stdout.strip() in (ROOT / "docs" / "settings.md").read_text(), "docs/settings.md: run `make docs`"

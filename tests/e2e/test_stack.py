@@ -30,7 +30,7 @@ LOSS_TIMEOUT = 3.0
 DELAY = 0.2
 
 
-def readme_metrics() -> list[str]:
+def documented_metrics() -> list[str]:
     section = (ROOT / "docs" / "metrics.md").read_text().split("\n## ", 1)[0]
     return sorted(set(re.findall(r"^\| `(probe_[a-z_]+)`", section, flags=re.M)))
 
@@ -98,7 +98,7 @@ def test_stack_under_prometheus_survives_restarts_and_tells_the_truth(stack: Sta
     assert DELAY <= median <= DELAY * 1.5, median  # the delay is a floor; a busy machine adds, not half as much
 
     exposed = requests.get(f"{stack.metrics_url}/metrics", timeout=5).text
-    for name in readme_metrics():
+    for name in documented_metrics():
         assert re.search(rf"^{name}(_total|_bucket)?[{{ ]", exposed, flags=re.M), f"{name} is not exposed"
         assert stack.value(f'count({{__name__=~"{name}(_total|_bucket)?"}})'), f"{name} not in Prometheus"
 

@@ -292,3 +292,12 @@ def test_config_check_into_a_closed_pipe_exits_quietly() -> None:
     shell = f"{' '.join(probe_cmd('config', 'check'))} | head -1"
     result = subprocess.run(["bash", "-c", f"set -o pipefail; {shell}"], env=env, capture_output=True, text=True)
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_collector_url_without_the_dataset_placeholder_is_said_not_silently_used() -> None:
+    """Without {dataset_id} every dataset posts to the URL as given: said once, by name, the URL not shown."""
+    fixed = load(COLLECTOR_URL="http://user:pw@127.0.0.1:9/event-collector/event/my-ds/1")
+    said = [w for w in fixed.warnings if "no {dataset_id} placeholder" in w]
+    assert len(said) == 1 and fixed.datasets[0].name in said[0] and "pw" not in said[0]
+    templated = load(COLLECTOR_URL="http://127.0.0.1:9/event-collector/event/{dataset_id}/{version}")
+    assert not [w for w in templated.warnings if "placeholder" in w]

@@ -77,6 +77,15 @@ def _ready_to_run(cfg: Config, seen: Environment) -> Config:
                 f"COLLECTOR_TOKEN_HOSTS ({','.join(cfg.token_hosts())})"
             )
             cfg = replace(cfg, warnings=(*cfg.warnings, note))
+    # Never silent: a template without {dataset_id} posts every such dataset to one URL as given,
+    # so a wrong URL would show up later as "dataset not known to the collector".
+    fixed = [d.name for d in cfg.datasets if "{dataset_id}" not in d.collector_url]
+    if fixed:
+        note = (
+            f"the collector URL of {', '.join(fixed)} has no {{dataset_id}} placeholder: "
+            "its events are posted to that URL as given, whatever the dataset's id and version"
+        )
+        cfg = replace(cfg, warnings=(*cfg.warnings, note))
     if cfg.xray_enabled:
         from shared.tracing import check_settings
 

@@ -15,9 +15,18 @@ from pathlib import Path
 from probe_stack.metrics.address import metrics_address, url_host
 from shared.config import Config
 
-# What the read-only commands need to find this stack, when it came from the environment: another
-# terminal has the configuration file, but not this one's variables.
-_READER_SETTINGS = {"db_path": "PROBE_DB_PATH", "metrics_host": "METRICS_HOST", "metrics_port": "METRICS_PORT"}
+# What the read-only commands need to find this stack and judge its datasets, when it came from
+# the environment (`make run-script` reads probe.env): another terminal has the configuration
+# file, but not this one's variables. None of them is a secret.
+_READER_SETTINGS = {
+    "db_path": "PROBE_DB_PATH",
+    "metrics_host": "METRICS_HOST",
+    "metrics_port": "METRICS_PORT",
+    "environment": "ORIGO_ENVIRONMENT",
+    "dataset_id": "DATASET_ID",
+    "dataset_version": "DATASET_VERSION",
+    "shard": "PROBE_SHARD",
+}
 
 
 def reader_command(cfg: Config, environ: Mapping[str, str] | None = None, executable: str | None = None) -> str:

@@ -4,6 +4,7 @@ must name the emulator's one port, or the run is refused in one line naming what
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -79,3 +80,23 @@ def test_without_the_console_script_the_banner_names_a_command_that_runs(tmp_pat
         [PYTHON, "-P", "-m", "probe_stack", "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0 and result.stdout.startswith("probe "), result
+
+
+def test_the_banner_command_judges_the_datasets_the_stack_runs_when_they_came_from_the_environment() -> None:
+    """`make run-script` takes the dataset from probe.env: the reader the banner names must judge that
+    dataset, not the file's, and still carry no secret."""
+    from probe_stack.runtime.banner import reader_command
+
+    env = {
+        "PROBE_CONFIG": str(ROOT / "probe.yaml"),
+        "ORIGO_ENVIRONMENT": "local",
+        "DATASET_ID": "my-ds",
+        "DATASET_VERSION": "7",
+        "ORIGO_CLIENT_SECRET": "s3cret",
+    }
+    cfg = config.load(env)
+    command = reader_command(cfg, {}, str(PYTHON))
+    assert "s3cret" not in command
+    words = dict(w.split("=", 1) for w in shlex.split(command) if "=" in w)
+    reader = config.load(words, for_reading=True)
+    assert [(d.id, d.version) for d in reader.datasets] == [("my-ds", "7")]

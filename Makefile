@@ -50,8 +50,8 @@ test: init test-deps ## the whole test suite (installs what it needs first)
 # netavark programs for podman's default network, and slirp4netns, the network of rootless
 # podman; Chromium, for the status page test. Installed when missing and we may (root with apt-get).
 # tests/test_test_tools.py checks that every program the suite runs is listed here.
-TEST_TOOLS := prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap iptables chromium
-TEST_PACKAGES := prometheus prometheus-alertmanager podman runc netavark iptables slirp4netns uidmap mmdebstrap chromium
+TEST_TOOLS := git prometheus promtool prometheus-alertmanager amtool podman runc mmdebstrap iptables chromium
+TEST_PACKAGES := git prometheus prometheus-alertmanager podman runc netavark iptables slirp4netns uidmap mmdebstrap chromium
 test-deps: ## install Prometheus, Alertmanager, podman (and iptables), mmdebstrap and Chromium (Debian packages) when missing
 	@missing=$$(for t in $(TEST_TOOLS); do PATH="$$PATH:/usr/sbin:/sbin" command -v $$t >/dev/null 2>&1 || echo $$t; done); \
 	if [ -n "$$missing" ]; then \

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -22,9 +23,36 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the kernel's pick)."""
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (and to bind to port 0)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))  # every address: a container on the host network binds them all
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port nobody listens on right now, below the kernel's ephemeral range.
+
+    A port the kernel picks is one it also hands to outgoing connections, and the suite makes
+    many: in the seconds a slow starter (a container) takes to bind it, another test's client
+    can take it ("Address already in use", seen once in CI). Below the range only another
+    picker can collide, and a random pick over thousands of ports makes that rare."""
+    low = _ephemeral_low()
+    first = max(1024, low - 16384)
+    for _ in range(100):
+        port = random.randrange(first, low)
+        if _bindable(port):
+            return port
+    with socket.socket() as s:  # a machine with that whole span in use: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
